@@ -1,0 +1,71 @@
+//! The backend contract: a `Backend` starts `Session`s; a session runs one turn at a time.
+//! A turn ends with a result or a `TurnError`; live events go through `TurnContext::events`.
+//! Cancellation (interrupt, watchdog, reset) is signalled through `TurnContext::cancel`; a
+//! backend must end the turn promptly with `TurnError::Interrupted` when it fires.
+
+pub mod claude;
+pub mod script;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use workshop_types::{AgentSpec, TurnError, TurnResult};
+
+use crate::hooks::TurnEvents;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+pub struct TurnContext {
+    pub cancel: CancellationToken,
+    pub events: TurnEvents,
+}
+
+pub trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Start a session for this agent (resuming `spec.resume_session` where the backend can).
+    fn start_session(&self, spec: &AgentSpec) -> Result<Box<dyn Session>, BackendError>;
+}
+
+pub trait Session: Send + 'static {
+    /// Run one turn.
+    fn turn<'a>(
+        &'a mut self,
+        prompt: &'a str,
+        ctx: TurnContext,
+    ) -> BoxFut<'a, Result<TurnResult, TurnError>>;
+    /// Start a fresh conversation (same configuration).
+    fn reset(&mut self) -> BoxFut<'_, Result<(), BackendError>>;
+    /// Release everything the session holds (processes, connections).
+    fn shutdown(&mut self) -> BoxFut<'_, ()>;
+    /// The current backend session id, if one exists yet.
+    fn session_id(&self) -> Option<String>;
+}
+
+/// Backends by name; the node fills this at start-up.
+#[derive(Clone, Default)]
+pub struct Backends {
+    by_name: Vec<(&'static str, Arc<dyn Backend>)>,
+}
+
+impl Backends {
+    pub fn with(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.by_name.retain(|(n, _)| *n != backend.name());
+        self.by_name.push((backend.name(), backend));
+        self
+    }
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Backend>> {
+        self.by_name
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b.clone())
+    }
+    pub fn names(&self) -> Vec<&'static str> {
+        self.by_name.iter().map(|(n, _)| *n).collect()
+    }
+}

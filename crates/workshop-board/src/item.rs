@@ -1,0 +1,438 @@
+//! Passive board types: ids, work types, statuses, work items, leases and the `NewItem` builder.
+//!
+//! Everything here is serde-derivable as plain structs and externally tagged enums, so it goes
+//! through bincode 2 (see `codec`) without `flatten`/`tag`/`untagged`/`skip`.
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest allowed item id, in bytes (ids are ASCII, so also in characters).
+pub const MAX_ID_LEN: usize = 128;
+/// Highest priority (most urgent).
+pub const PRIORITY_HIGHEST: u8 = 1;
+/// Lowest priority.
+pub const PRIORITY_LOWEST: u8 = 5;
+/// Priority of an item that does not say.
+pub const DEFAULT_PRIORITY: u8 = 3;
+/// Attempts (claims that ended in a failure or an expired lease) before an item is dead-lettered.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Why a string is not a valid [`ItemId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidIdReason {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is {len} characters long; the limit is {MAX_ID_LEN}")]
+    TooLong { len: usize },
+    #[error("it contains {ch:?}; only A-Z a-z 0-9 _ . : - are allowed")]
+    BadChar { ch: char },
+}
+
+/// A validated work item id: 1–128 characters of `[A-Za-z0-9_.:-]`.
+///
+/// Because `\0` can never occur in an id, the store can keep its own metadata under keys that
+/// start with `\0` in the same sled tree.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ItemId(String);
+
+impl ItemId {
+    /// Validates `s` as an item id.
+    pub fn new(s: impl Into<String>) -> Result<Self, InvalidIdReason> {
+        let s = s.into();
+        Self::check(&s)?;
+        Ok(ItemId(s))
+    }
+
+    /// Checks `s` without allocating.
+    pub fn check(s: &str) -> Result<(), InvalidIdReason> {
+        if s.is_empty() {
+            return Err(InvalidIdReason::Empty);
+        }
+        if let Some(ch) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+        {
+            return Err(InvalidIdReason::BadChar { ch });
+        }
+        if s.len() > MAX_ID_LEN {
+            return Err(InvalidIdReason::TooLong { len: s.len() });
+        }
+        Ok(())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ItemId {
+    type Error = InvalidIdReason;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        ItemId::new(s)
+    }
+}
+
+impl From<ItemId> for String {
+    fn from(id: ItemId) -> String {
+        id.0
+    }
+}
+
+impl FromStr for ItemId {
+    type Err = InvalidIdReason;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ItemId::new(s)
+    }
+}
+
+impl Borrow<str> for ItemId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ItemId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The kind of work; board workers subscribe by type.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum WorkType {
+    Code,
+    Review,
+    Test,
+    Docs,
+    Deploy,
+    Triage,
+    /// A user-named type; `Custom("")` is AgentWorkshop's default `:custom`.
+    Custom(String),
+}
+
+impl WorkType {
+    /// AgentWorkshop's default type (`:custom`).
+    pub fn custom() -> Self {
+        WorkType::Custom(String::new())
+    }
+}
+
+impl Default for WorkType {
+    fn default() -> Self {
+        WorkType::custom()
+    }
+}
+
+impl fmt::Display for WorkType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkType::Code => f.write_str("code"),
+            WorkType::Review => f.write_str("review"),
+            WorkType::Test => f.write_str("test"),
+            WorkType::Docs => f.write_str("docs"),
+            WorkType::Deploy => f.write_str("deploy"),
+            WorkType::Triage => f.write_str("triage"),
+            WorkType::Custom(name) if name.is_empty() => f.write_str("custom"),
+            WorkType::Custom(name) => write!(f, "custom:{name}"),
+        }
+    }
+}
+
+impl FromStr for WorkType {
+    type Err = String;
+    /// Parses `code`, `review`, `test`, `docs`, `deploy`, `triage`, `custom` or `custom:<name>`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "code" => WorkType::Code,
+            "review" => WorkType::Review,
+            "test" => WorkType::Test,
+            "docs" => WorkType::Docs,
+            "deploy" => WorkType::Deploy,
+            "triage" => WorkType::Triage,
+            "custom" => WorkType::custom(),
+            other => match other.strip_prefix("custom:") {
+                Some(name) if !name.is_empty() => WorkType::Custom(name.to_string()),
+                _ => {
+                    return Err(format!(
+                        "unknown work type {other:?}; use code, review, test, docs, deploy, \
+                         triage, custom or custom:<name>"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+/// Lifecycle state of a work item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// Has unmet dependencies, waiting.
+    New,
+    /// All dependencies done (or none); can be claimed.
+    Ready,
+    /// Claimed under a lease, not started yet.
+    Claimed,
+    /// Started by the lease holder.
+    InProgress,
+    Done,
+    Failed,
+    /// A dependency (or one of its dependencies) failed or was cancelled.
+    Blocked,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::New,
+        Status::Ready,
+        Status::Claimed,
+        Status::InProgress,
+        Status::Done,
+        Status::Failed,
+        Status::Blocked,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Ready => "ready",
+            Status::Claimed => "claimed",
+            Status::InProgress => "in_progress",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Blocked => "blocked",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// True for the states that hold a lease.
+    pub fn is_leased(self) -> bool {
+        matches!(self, Status::Claimed | Status::InProgress)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}; use new, ready, claimed, in_progress, done, failed, \
+                     blocked or cancelled"
+                )
+            })
+    }
+}
+
+/// A time-limited claim. `token` is the fencing token: globally monotonic over the board, so a
+/// holder whose lease expired and whose item was re-claimed can never complete it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_at_ms: u64,
+    pub token: u64,
+}
+
+/// One item on the board.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub id: ItemId,
+    pub title: String,
+    pub spec: String,
+    pub work_type: WorkType,
+    /// 1 (highest) ..= 5 (lowest).
+    pub priority: u8,
+    pub depends_on: Vec<ItemId>,
+    pub status: Status,
+    pub claimed_by: Option<String>,
+    /// Present exactly when `status` is claimed or in_progress.
+    pub lease: Option<Lease>,
+    pub result: Option<String>,
+    /// The last error (kept while a retry is pending; the reason when failed).
+    pub error: Option<String>,
+    /// Claims that ended in a failure or an expired lease.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// How many of those attempts ended because the lease expired.
+    pub lease_expiries: u32,
+    /// Retry backoff: `claim_next` skips the item until this time.
+    pub not_before_ms: u64,
+    pub created_at_ms: u64,
+    pub claimed_at_ms: Option<u64>,
+    pub started_at_ms: Option<u64>,
+    pub completed_at_ms: Option<u64>,
+    /// Insertion order on this board; breaks `created_at_ms` ties ("oldest first").
+    pub seq: u64,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl WorkItem {
+    /// The fencing token of the current lease, if any.
+    pub fn token(&self) -> Option<u64> {
+        self.lease.as_ref().map(|l| l.token)
+    }
+}
+
+/// What `Board::add` takes: AgentWorkshop's `work(id, title, type:, spec:, priority:,
+/// depends_on:)`. Fields are unvalidated; `add` checks them and names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewItem {
+    pub id: String,
+    pub title: String,
+    pub spec: String,
+    pub work_type: WorkType,
+    pub priority: u8,
+    pub depends_on: Vec<String>,
+    pub max_attempts: u32,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl NewItem {
+    /// An item with defaults: type custom, empty spec, priority 3, no dependencies, 3 attempts.
+    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
+        NewItem {
+            id: id.into(),
+            title: title.into(),
+            spec: String::new(),
+            work_type: WorkType::default(),
+            priority: DEFAULT_PRIORITY,
+            depends_on: Vec::new(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// AgentWorkshop's `work(id, title, type:, spec:, priority:, depends_on:)` in one call.
+    pub fn work<D, S>(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        work_type: WorkType,
+        spec: impl Into<String>,
+        priority: u8,
+        depends_on: D,
+    ) -> Self
+    where
+        D: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        NewItem::new(id, title)
+            .work_type(work_type)
+            .spec(spec)
+            .priority(priority)
+            .depends_on(depends_on)
+    }
+
+    pub fn work_type(mut self, work_type: WorkType) -> Self {
+        self.work_type = work_type;
+        self
+    }
+
+    pub fn spec(mut self, spec: impl Into<String>) -> Self {
+        self.spec = spec.into();
+        self
+    }
+
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn depends_on<D, S>(mut self, deps: D) -> Self
+    where
+        D: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.depends_on = deps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_id_validation() {
+        assert!(ItemId::new("a").is_ok());
+        assert!(ItemId::new("wf_stage-1.v2:x").is_ok());
+        assert!(ItemId::new("x".repeat(128)).is_ok());
+        assert_eq!(ItemId::new(""), Err(InvalidIdReason::Empty));
+        assert_eq!(
+            ItemId::new("x".repeat(129)),
+            Err(InvalidIdReason::TooLong { len: 129 })
+        );
+        assert_eq!(
+            ItemId::new("a b"),
+            Err(InvalidIdReason::BadChar { ch: ' ' })
+        );
+        assert_eq!(
+            ItemId::new("é"),
+            Err(InvalidIdReason::BadChar { ch: 'é' })
+        );
+        assert_eq!(
+            ItemId::new("a\0"),
+            Err(InvalidIdReason::BadChar { ch: '\0' })
+        );
+    }
+
+    #[test]
+    fn work_type_and_status_round_trip_text() {
+        for t in [
+            WorkType::Code,
+            WorkType::Review,
+            WorkType::Test,
+            WorkType::Docs,
+            WorkType::Deploy,
+            WorkType::Triage,
+            WorkType::custom(),
+            WorkType::Custom("lint".into()),
+        ] {
+            assert_eq!(t.to_string().parse::<WorkType>(), Ok(t));
+        }
+        assert!("nope".parse::<WorkType>().is_err());
+        for s in Status::ALL {
+            assert_eq!(s.to_string().parse::<Status>(), Ok(s));
+        }
+    }
+
+    #[test]
+    fn new_item_builder() {
+        let n = NewItem::work("a", "A", WorkType::Code, "do it", 1, ["b", "c"]);
+        assert_eq!(n.priority, 1);
+        assert_eq!(n.depends_on, vec!["b".to_string(), "c".to_string()]);
+        assert_eq!(n.max_attempts, DEFAULT_MAX_ATTEMPTS);
+        let d = NewItem::new("x", "X");
+        assert_eq!(d.priority, DEFAULT_PRIORITY);
+        assert_eq!(d.work_type, WorkType::custom());
+    }
+}

@@ -1,0 +1,310 @@
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error("invalid permission_mode {0:?}: use one of default, accept_edits, bypass_permissions, dont_ask, plan, auto")]
+    PermissionMode(String),
+    #[error("invalid effort {0:?}: use one of low, medium, high, xhigh, max")]
+    Effort(String),
+    #[error("invalid option: {0}")]
+    Invalid(String),
+}
+
+/// Claude Code's permission modes. The workshop default is `accept_edits`: with `-p` no mode
+/// waits for a human, and this one lets agents edit files without a blanket bypass (which the
+/// CLI refuses as root anyway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(try_from = "String", into = "String")]
+pub enum PermissionMode {
+    Default,
+    #[default]
+    AcceptEdits,
+    BypassPermissions,
+    DontAsk,
+    Plan,
+    Auto,
+}
+
+impl PermissionMode {
+    /// The spelling the `claude` CLI takes for `--permission-mode`.
+    pub fn cli_value(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+            PermissionMode::DontAsk => "dontAsk",
+            PermissionMode::Plan => "plan",
+            PermissionMode::Auto => "auto",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "accept_edits",
+            PermissionMode::BypassPermissions => "bypass_permissions",
+            PermissionMode::DontAsk => "dont_ask",
+            PermissionMode::Plan => "plan",
+            PermissionMode::Auto => "auto",
+        }
+    }
+}
+
+impl FromStr for PermissionMode {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().trim_start_matches(':');
+        Ok(match t {
+            "default" => PermissionMode::Default,
+            "accept_edits" | "acceptEdits" => PermissionMode::AcceptEdits,
+            "bypass_permissions" | "bypassPermissions" => PermissionMode::BypassPermissions,
+            "dont_ask" | "dontAsk" => PermissionMode::DontAsk,
+            "plan" => PermissionMode::Plan,
+            "auto" => PermissionMode::Auto,
+            _ => return Err(OptionError::PermissionMode(s.to_string())),
+        })
+    }
+}
+
+impl TryFrom<String> for PermissionMode {
+    type Error = OptionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PermissionMode> for String {
+    fn from(p: PermissionMode) -> String {
+        p.as_str().to_string()
+    }
+}
+
+impl fmt::Display for PermissionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Effort {
+    Low,
+    Medium,
+    High,
+    XHigh,
+    Max,
+}
+
+impl Effort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::XHigh => "xhigh",
+            Effort::Max => "max",
+        }
+    }
+}
+
+impl TryFrom<String> for Effort {
+    type Error = OptionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Ok(match s.trim().trim_start_matches(':') {
+            "low" => Effort::Low,
+            "medium" => Effort::Medium,
+            "high" => Effort::High,
+            "xhigh" => Effort::XHigh,
+            "max" => Effort::Max,
+            _ => return Err(OptionError::Effort(s)),
+        })
+    }
+}
+
+impl From<Effort> for String {
+    fn from(e: Effort) -> String {
+        e.as_str().to_string()
+    }
+}
+
+/// One scripted turn of the `script` backend. Every field is optional; an empty step answers
+/// with the backend's default reply. Steps run in order, one per turn.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptStep {
+    /// Final text of the turn (`{prompt}` is replaced by the prompt).
+    pub text: Option<String>,
+    /// Streamed chunks, published as text deltas; their concatenation is the text when `text` is unset.
+    pub chunks: Vec<String>,
+    /// Delay before answering (and between chunks), in milliseconds.
+    pub delay_ms: u64,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Fail the turn with this backend error.
+    pub error: Option<String>,
+    /// Never answer (until interrupted or the watchdog fires).
+    pub hang: bool,
+    /// Block until the test kit releases the named gate (deterministic tests).
+    pub gate: Option<String>,
+    /// Crash the turn (the backend task panics), as a broken backend would.
+    pub crash: bool,
+}
+
+macro_rules! options {
+    ($( $(#[$m:meta])* $field:ident : $ty:ty ),* $(,)?) => {
+        /// Options of an agent, a profile or the global defaults. Every field is optional so that
+        /// layers compose: globals, then profile, then per-agent overrides (`overlay`).
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct AgentOptions {
+            $( $(#[$m])* pub $field: Option<$ty>, )*
+        }
+
+        impl AgentOptions {
+            /// `other`'s set fields win over `self`'s.
+            pub fn overlay(&self, other: &AgentOptions) -> AgentOptions {
+                AgentOptions {
+                    $( $field: other.$field.clone().or_else(|| self.$field.clone()), )*
+                }
+            }
+
+            /// The names of every option, for completion and error messages.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
+}
+
+options! {
+    /// `script` (default) or `claude`.
+    backend: String,
+    model: String,
+    fallback_model: String,
+    max_turns: u32,
+    permission_mode: PermissionMode,
+    effort: Effort,
+    allowed_tools: Vec<String>,
+    disallowed_tools: Vec<String>,
+    /// The base tool set (`--tools`).
+    tools: Vec<String>,
+    /// Replaces the composed system prompt entirely.
+    system_prompt: String,
+    append_system_prompt: String,
+    mcp_config: Vec<String>,
+    strict_mcp_config: bool,
+    add_dir: Vec<String>,
+    settings: String,
+    setting_sources: Vec<String>,
+    /// The CLI's own per-invocation cap (`--max-budget-usd`).
+    max_budget_usd: f64,
+    /// Workshop's budget for this agent: checked before every send.
+    max_cost_usd: f64,
+    json_schema: String,
+    worktree: String,
+    no_session_persistence: bool,
+    dangerously_skip_permissions: bool,
+    working_dir: String,
+    env: BTreeMap<String, String>,
+    /// Per-turn watchdog in milliseconds (default 10 minutes).
+    timeout_ms: u64,
+    /// Backend inactivity watchdog in milliseconds (no output while a turn is open).
+    inactivity_timeout_ms: u64,
+    /// Bounded mailbox depth (default 5).
+    queue_depth: u32,
+    /// Inline script for the `script` backend.
+    script: Vec<ScriptStep>,
+    /// A TOML file of `[[turn]]` script steps for the `script` backend.
+    script_file: String,
+    /// The `claude` executable (default `claude` on PATH, or `$CLAUDE_CLI`).
+    claude_bin: String,
+}
+
+impl AgentOptions {
+    pub const DEFAULT_QUEUE_DEPTH: u32 = 5;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+    pub fn backend_name(&self) -> &str {
+        self.backend.as_deref().unwrap_or("script")
+    }
+    pub fn queue_depth(&self) -> u32 {
+        self.queue_depth.unwrap_or(Self::DEFAULT_QUEUE_DEPTH)
+    }
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or(Self::DEFAULT_TIMEOUT_MS)
+    }
+    pub fn permission_mode(&self) -> PermissionMode {
+        self.permission_mode.unwrap_or_default()
+    }
+
+    /// Checks what serde cannot: known backends, positive limits.
+    pub fn validate(&self) -> Result<(), OptionError> {
+        if let Some(b) = &self.backend {
+            if !matches!(b.as_str(), "script" | "claude") {
+                return Err(OptionError::Invalid(format!(
+                    "unknown backend {b:?}: use \"script\" or \"claude\""
+                )));
+            }
+        }
+        if self.queue_depth == Some(0) {
+            return Err(OptionError::Invalid(
+                "queue_depth must be at least 1".to_string(),
+            ));
+        }
+        if self.max_turns == Some(0) {
+            return Err(OptionError::Invalid("max_turns must be at least 1".to_string()));
+        }
+        for (name, v) in [("max_cost_usd", self.max_cost_usd), ("max_budget_usd", self.max_budget_usd)] {
+            if v.is_some_and(|v| !(v >= 0.0)) {
+                return Err(OptionError::Invalid(format!("{name} must be a non-negative number")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_prefers_the_later_layer() {
+        let global = AgentOptions {
+            model: Some("sonnet".into()),
+            max_turns: Some(10),
+            ..Default::default()
+        };
+        let agent = AgentOptions {
+            model: Some("opus".into()),
+            ..Default::default()
+        };
+        let eff = global.overlay(&agent);
+        assert_eq!(eff.model.as_deref(), Some("opus"));
+        assert_eq!(eff.max_turns, Some(10));
+    }
+
+    #[test]
+    fn permission_modes_parse_both_spellings() {
+        assert_eq!("acceptEdits".parse::<PermissionMode>(), Ok(PermissionMode::AcceptEdits));
+        assert_eq!(":dont_ask".parse::<PermissionMode>(), Ok(PermissionMode::DontAsk));
+        assert!(matches!(
+            "yolo".parse::<PermissionMode>(),
+            Err(OptionError::PermissionMode(_))
+        ));
+    }
+
+    #[test]
+    fn validation_rejects_nonsense() {
+        let bad = AgentOptions {
+            backend: Some("gpt".into()),
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+        let zero = AgentOptions {
+            queue_depth: Some(0),
+            ..Default::default()
+        };
+        assert!(zero.validate().is_err());
+    }
+}
