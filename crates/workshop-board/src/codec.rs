@@ -59,15 +59,30 @@ mod tests {
 
     fn sample() -> WorkItem {
         let mut b = Board::new();
-        b.add(NewItem::work("a", "A", WorkType::Custom("x".into()), "s", 2, Vec::<String>::new()).meta("k", "v"), 5)
-            .map(|o| o.value)
-            .unwrap_or_else(|e| panic!("{e}"))
+        b.add(
+            NewItem::work(
+                "a",
+                "A",
+                WorkType::Custom("x".into()),
+                "s",
+                2,
+                Vec::<String>::new(),
+            )
+            .meta("k", "v"),
+            5,
+        )
+        .map(|o| o.value)
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
     fn round_trip() {
         let mut item = sample();
-        item.lease = Some(Lease { holder: "w".into(), expires_at_ms: 9, token: 7 });
+        item.lease = Some(Lease {
+            holder: "w".into(),
+            expires_at_ms: 9,
+            token: 7,
+        });
         item.status = Status::Claimed;
         let bytes = encode(&item).expect("encode");
         assert_eq!(bytes[0], FORMAT_VERSION);
@@ -81,13 +96,19 @@ mod tests {
         assert!(matches!(decode::<WorkItem>(&[]), Err(CodecError::Empty)));
         let mut v = bytes.clone();
         v[0] = 9;
-        assert!(matches!(decode::<WorkItem>(&v), Err(CodecError::Version { found: 9 })));
+        assert!(matches!(
+            decode::<WorkItem>(&v),
+            Err(CodecError::Version { found: 9 })
+        ));
         for cut in 1..bytes.len() {
             assert!(decode::<WorkItem>(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut v = bytes.clone();
         v.push(0);
-        assert!(matches!(decode::<WorkItem>(&v), Err(CodecError::Trailing { extra: 1 })));
+        assert!(matches!(
+            decode::<WorkItem>(&v),
+            Err(CodecError::Trailing { extra: 1 })
+        ));
         // an invalid id inside the value is refused by ItemId's validation
         let id: ItemId = decode(&encode(&"ok".to_string()).expect("e")).expect("d");
         assert_eq!(id.as_str(), "ok");

@@ -395,10 +395,7 @@ mod tests {
             ItemId::new("a b"),
             Err(InvalidIdReason::BadChar { ch: ' ' })
         );
-        assert_eq!(
-            ItemId::new("é"),
-            Err(InvalidIdReason::BadChar { ch: 'é' })
-        );
+        assert_eq!(ItemId::new("é"), Err(InvalidIdReason::BadChar { ch: 'é' }));
         assert_eq!(
             ItemId::new("a\0"),
             Err(InvalidIdReason::BadChar { ch: '\0' })

@@ -38,7 +38,11 @@ pub enum BoardError {
     #[error("invalid lease request for work item `{id}`: {reason}")]
     InvalidLease { id: String, reason: String },
     #[error("invalid transition for work item `{id}`: {from} -> {to}; {}", transition_hint(*from, *to))]
-    InvalidTransition { id: String, from: Status, to: Status },
+    InvalidTransition {
+        id: String,
+        from: Status,
+        to: Status,
+    },
     #[error("work item `{id}` is already done and cannot be cancelled")]
     AlreadyDone { id: String },
     #[error(
@@ -615,7 +619,11 @@ impl Board {
         let found = queue.and_then(|q| {
             q.iter()
                 .map(|k| &k.3)
-                .find(|id| self.items.get(*id).is_some_and(|i| i.not_before_ms <= now_ms))
+                .find(|id| {
+                    self.items
+                        .get(*id)
+                        .is_some_and(|i| i.not_before_ms <= now_ms)
+                })
                 .cloned()
         });
         let Some(id) = found else {
@@ -716,7 +724,12 @@ impl Board {
         Ok(self.do_complete(item, result.into(), now_ms))
     }
 
-    fn do_complete(&mut self, mut item: WorkItem, result: String, now_ms: u64) -> Outcome<WorkItem> {
+    fn do_complete(
+        &mut self,
+        mut item: WorkItem,
+        result: String,
+        now_ms: u64,
+    ) -> Outcome<WorkItem> {
         item.status = Status::Done;
         item.lease = None;
         item.result = Some(result);
@@ -733,11 +746,9 @@ impl Board {
                 continue;
             };
             if matches!(d.status, Status::New | Status::Blocked)
-                && d.depends_on.iter().all(|x| {
-                    self.items
-                        .get(x)
-                        .is_some_and(|i| i.status == Status::Done)
-                })
+                && d.depends_on
+                    .iter()
+                    .all(|x| self.items.get(x).is_some_and(|i| i.status == Status::Done))
             {
                 let mut d = d.clone();
                 d.status = Status::Ready;
@@ -1002,7 +1013,9 @@ impl Board {
                     ))
                 }
                 Status::Blocked if all_done => {
-                    return Err(format!("`{id}` is blocked but all its dependencies are done"))
+                    return Err(format!(
+                        "`{id}` is blocked but all its dependencies are done"
+                    ))
                 }
                 _ => {}
             }
@@ -1029,7 +1042,9 @@ impl Board {
         }
         let by_type: usize = self.ready_by_type.values().map(BTreeSet::len).sum();
         if by_type != ready {
-            return Err(format!("ready-by-type index has {by_type} entries, {ready} ready"));
+            return Err(format!(
+                "ready-by-type index has {by_type} entries, {ready} ready"
+            ));
         }
         if leased != self.leases.len() {
             return Err(format!(
@@ -1040,3 +1055,7 @@ impl Board {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;
