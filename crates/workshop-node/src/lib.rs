@@ -1,1 +1,20 @@
-pub fn x() {}
+//! The composition root of one node: the supervision tree, the event log, the agent directory
+//! and [`Workshop`], the one Rust API every way in (console, CLI, later MCP and dashboard) calls.
+//!
+//! ```text
+//! workshop.node (root supervisor; restart budget for permanent children)
+//! ├── event_log   ring buffer of 500 + live broadcast
+//! └── agents      dynamic; agents are temporary: a crash marks the agent `crashed`
+//! ```
+
+pub mod agents;
+pub mod directory;
+pub mod error;
+pub mod event_log;
+pub mod node;
+pub mod supervisor;
+pub mod workshop;
+
+pub use error::ApiError;
+pub use node::Node;
+pub use workshop::{AwaitOutcome, GlobalConfig, Profile, Workshop};

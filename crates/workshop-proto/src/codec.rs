@@ -94,7 +94,10 @@ mod tests {
             decode::<AgentOptions>(&wrong),
             Err(CodecError::Version { found: 99, .. })
         ));
-        assert!(matches!(decode::<AgentOptions>(&[]), Err(CodecError::Empty)));
+        assert!(matches!(
+            decode::<AgentOptions>(&[]),
+            Err(CodecError::Empty)
+        ));
         assert!(decode::<TurnResult>(&[FORMAT_VERSION, 0xff, 0xff]).is_err());
     }
 

@@ -54,12 +54,24 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_names() {
-        assert_eq!(AgentName::new("impl").map(|n| n.to_string()), Ok("impl".into()));
-        assert_eq!(AgentName::new(":impl").map(|n| n.to_string()), Ok("impl".into()));
-        assert_eq!(AgentName::new("rev_1-b").map(|n| n.to_string()), Ok("rev_1-b".into()));
+        assert_eq!(
+            AgentName::new("impl").map(|n| n.to_string()),
+            Ok("impl".into())
+        );
+        assert_eq!(
+            AgentName::new(":impl").map(|n| n.to_string()),
+            Ok("impl".into())
+        );
+        assert_eq!(
+            AgentName::new("rev_1-b").map(|n| n.to_string()),
+            Ok("rev_1-b".into())
+        );
         assert_eq!(AgentName::new(""), Err(NameError::Empty));
         assert!(matches!(AgentName::new("1abc"), Err(NameError::BadChar(_))));
         assert!(matches!(AgentName::new("a b"), Err(NameError::BadChar(_))));
-        assert!(matches!(AgentName::new("a".repeat(65)), Err(NameError::TooLong(_))));
+        assert!(matches!(
+            AgentName::new("a".repeat(65)),
+            Err(NameError::TooLong(_))
+        ));
     }
 }

@@ -253,11 +253,18 @@ impl AgentOptions {
             ));
         }
         if self.max_turns == Some(0) {
-            return Err(OptionError::Invalid("max_turns must be at least 1".to_string()));
+            return Err(OptionError::Invalid(
+                "max_turns must be at least 1".to_string(),
+            ));
         }
-        for (name, v) in [("max_cost_usd", self.max_cost_usd), ("max_budget_usd", self.max_budget_usd)] {
+        for (name, v) in [
+            ("max_cost_usd", self.max_cost_usd),
+            ("max_budget_usd", self.max_budget_usd),
+        ] {
             if v.is_some_and(|v| !(v >= 0.0)) {
-                return Err(OptionError::Invalid(format!("{name} must be a non-negative number")));
+                return Err(OptionError::Invalid(format!(
+                    "{name} must be a non-negative number"
+                )));
             }
         }
         Ok(())
@@ -286,8 +293,14 @@ mod tests {
 
     #[test]
     fn permission_modes_parse_both_spellings() {
-        assert_eq!("acceptEdits".parse::<PermissionMode>(), Ok(PermissionMode::AcceptEdits));
-        assert_eq!(":dont_ask".parse::<PermissionMode>(), Ok(PermissionMode::DontAsk));
+        assert_eq!(
+            "acceptEdits".parse::<PermissionMode>(),
+            Ok(PermissionMode::AcceptEdits)
+        );
+        assert_eq!(
+            ":dont_ask".parse::<PermissionMode>(),
+            Ok(PermissionMode::DontAsk)
+        );
         assert!(matches!(
             "yolo".parse::<PermissionMode>(),
             Err(OptionError::PermissionMode(_))

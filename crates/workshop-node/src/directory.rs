@@ -1,0 +1,131 @@
+//! The agent directory: name -> actor, and each agent's status row, kept current by the agents
+//! themselves (through `NodeHooks`) so `status()` reads a table instead of calling every agent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use ractor::ActorRef;
+use workshop_agent::AgentHooks;
+use workshop_proto::agent::AgentMsg;
+use workshop_types::{AgentName, AgentRow, AgentSpec, AgentStatus, Topic};
+
+use crate::event_log::EventLogHandle;
+
+pub struct Entry {
+    pub actor: ActorRef<AgentMsg>,
+    /// Distinguishes this incarnation from an older one with the same name.
+    pub incarnation: u64,
+    pub spec: Arc<AgentSpec>,
+    pub row: AgentRow,
+}
+
+#[derive(Default)]
+pub struct Directory {
+    entries: RwLock<HashMap<AgentName, Entry>>,
+    by_actor: RwLock<HashMap<ractor::ActorId, (AgentName, u64)>>,
+}
+
+impl Directory {
+    pub fn insert(&self, entry: Entry) -> Option<Entry> {
+        let name = entry.row.name.clone();
+        self.by_actor
+            .write()
+            .insert(entry.actor.get_id(), (name.clone(), entry.incarnation));
+        let old = self.entries.write().insert(name, entry);
+        if let Some(o) = &old {
+            self.by_actor.write().remove(&o.actor.get_id());
+        }
+        old
+    }
+
+    pub fn remove(&self, name: &AgentName) -> Option<Entry> {
+        let old = self.entries.write().remove(name);
+        if let Some(o) = &old {
+            self.by_actor.write().remove(&o.actor.get_id());
+        }
+        old
+    }
+
+    pub fn actor(&self, name: &AgentName) -> Option<(ActorRef<AgentMsg>, AgentStatus)> {
+        self.entries
+            .read()
+            .get(name)
+            .map(|e| (e.actor.clone(), e.row.status))
+    }
+
+    pub fn spec(&self, name: &AgentName) -> Option<Arc<AgentSpec>> {
+        self.entries.read().get(name).map(|e| e.spec.clone())
+    }
+
+    pub fn row(&self, name: &AgentName) -> Option<AgentRow> {
+        self.entries.read().get(name).map(|e| e.row.clone())
+    }
+
+    pub fn rows(&self) -> Vec<AgentRow> {
+        let mut rows: Vec<AgentRow> = self
+            .entries
+            .read()
+            .values()
+            .map(|e| e.row.clone())
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    pub fn names(&self) -> Vec<AgentName> {
+        let mut names: Vec<AgentName> = self.entries.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn update(&self, incarnation: u64, row: AgentRow) {
+        if let Some(e) = self.entries.write().get_mut(&row.name) {
+            if e.incarnation == incarnation && e.row.status != AgentStatus::Crashed {
+                e.row = row;
+            }
+        }
+    }
+
+    /// The agent actor died unexpectedly: mark it crashed. Returns its name if it was current.
+    pub fn mark_crashed(&self, id: ractor::ActorId) -> Option<AgentName> {
+        let (name, inc) = self.by_actor.read().get(&id).cloned()?;
+        let mut entries = self.entries.write();
+        let e = entries.get_mut(&name)?;
+        if e.incarnation != inc {
+            return None;
+        }
+        e.row.status = AgentStatus::Crashed;
+        e.row.task = None;
+        Some(name)
+    }
+
+    /// Total spend of the agents present.
+    pub fn total_cost(&self) -> f64 {
+        self.entries.read().values().map(|e| e.row.cost_usd).sum()
+    }
+}
+
+/// The hooks one agent incarnation reports through.
+pub struct NodeHooks {
+    pub directory: Arc<Directory>,
+    pub events: Arc<EventLogHandle>,
+    pub incarnation: u64,
+}
+
+impl AgentHooks for NodeHooks {
+    fn publish(&self, topic: Topic, kind: &str, subject: &str, line: String) {
+        self.events.publish(topic, kind, Some(subject), line);
+    }
+    fn row_changed(&self, row: AgentRow) {
+        self.directory.update(self.incarnation, row);
+    }
+}

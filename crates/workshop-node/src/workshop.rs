@@ -1,0 +1,653 @@
+//! `Workshop`: the node's public API, with AgentWorkshop's names. The console, the CLI and the
+//! tests call only this. It holds the global configuration and profiles, and talks to agents
+//! through the directory; it owns no infrastructure (the supervision tree does).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use ractor::{Actor, ActorRef, MessagingErr, RpcReplyPort};
+use tokio::sync::broadcast;
+use workshop_agent::backend::Backends;
+use workshop_agent::{AgentActor, AgentArgs, Behaviour, SessionBehaviour};
+use workshop_proto::agent::{
+    AgentMsg, AskReply, AwaitReply, CastReply, HistoryReply, InfoReply, PollReply, Prompt, Refusal,
+};
+use workshop_types::{
+    AgentInfo, AgentName, AgentOptions, AgentRow, AgentSpec, AgentStatus, Event, PollState,
+    RequestRef, Topic, TurnError, TurnResult,
+};
+
+use crate::directory::{Directory, Entry, NodeHooks};
+use crate::event_log::{EventLogHandle, EventLogMsg};
+use crate::supervisor::RootMsg;
+use crate::ApiError;
+
+/// How long `dismiss` waits for a graceful stop before killing the agent.
+pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
+
+/// Global defaults from `configure`: they apply to agents created afterwards only.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GlobalConfig {
+    pub context: Option<String>,
+    pub defaults: AgentOptions,
+    /// Global budget in USD, checked before every send.
+    pub max_cost_usd: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub role: Option<String>,
+    pub options: AgentOptions,
+}
+
+/// What `await` found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AwaitOutcome {
+    pub agent: AgentName,
+    pub was_idle: bool,
+    pub status: AgentStatus,
+    pub last: Option<Result<TurnResult, TurnError>>,
+}
+
+#[derive(Clone)]
+pub struct Workshop {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: ActorRef<RootMsg>,
+    directory: Arc<Directory>,
+    events: Arc<EventLogHandle>,
+    backends: Backends,
+    config: RwLock<GlobalConfig>,
+    profiles: RwLock<BTreeMap<String, Profile>>,
+    incarnations: AtomicU64,
+}
+
+fn parse_name(name: &str) -> Result<AgentName, ApiError> {
+    Ok(AgentName::new(name)?)
+}
+
+fn unreachable_err<T>(agent: &AgentName, e: MessagingErr<T>) -> ApiError {
+    ApiError::Unreachable {
+        agent: agent.clone(),
+        why: e.to_string(),
+    }
+}
+
+impl Workshop {
+    pub(crate) fn new(
+        root: ActorRef<RootMsg>,
+        directory: Arc<Directory>,
+        events: Arc<EventLogHandle>,
+        backends: Backends,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                root,
+                directory,
+                events,
+                backends,
+                config: RwLock::new(GlobalConfig::default()),
+                profiles: RwLock::new(BTreeMap::new()),
+                incarnations: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn publish(&self, topic: Topic, kind: &str, subject: Option<&str>, line: String) {
+        self.inner.events.publish(topic, kind, subject, line);
+    }
+
+    // ---------------------------------------------------------------- configuration
+
+    /// Merge new global defaults (incrementally, as AgentWorkshop's `configure`).
+    pub fn configure(
+        &self,
+        context: Option<String>,
+        options: AgentOptions,
+        max_cost_usd: Option<f64>,
+    ) -> Result<(), ApiError> {
+        options.validate()?;
+        let mut c = self.inner.config.write();
+        if context.is_some() {
+            c.context = context;
+        }
+        c.defaults = c.defaults.overlay(&options);
+        if max_cost_usd.is_some() {
+            c.max_cost_usd = max_cost_usd;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> GlobalConfig {
+        self.inner.config.read().clone()
+    }
+
+    pub fn profile(
+        &self,
+        name: &str,
+        role: Option<String>,
+        options: AgentOptions,
+    ) -> Result<(), ApiError> {
+        let name = parse_name(name)?.to_string();
+        options.validate()?;
+        self.inner.profiles.write().insert(
+            name.clone(),
+            Profile {
+                name,
+                role,
+                options,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn profiles(&self) -> Vec<Profile> {
+        self.inner.profiles.read().values().cloned().collect()
+    }
+
+    // ---------------------------------------------------------------- agents
+
+    /// Start (or replace) a named agent with the default session behaviour.
+    pub async fn agent(
+        &self,
+        name: &str,
+        role: Option<String>,
+        options: AgentOptions,
+    ) -> Result<AgentName, ApiError> {
+        self.agent_with(name, role, options, Box::new(SessionBehaviour))
+            .await
+    }
+
+    /// Start (or replace) a named agent with a custom behaviour.
+    pub async fn agent_with(
+        &self,
+        name: &str,
+        role: Option<String>,
+        options: AgentOptions,
+        behaviour: Box<dyn Behaviour>,
+    ) -> Result<AgentName, ApiError> {
+        let name = parse_name(name)?;
+        options.validate()?;
+        let config = self.config();
+        let effective = config.defaults.overlay(&options);
+        let system_prompt = effective.system_prompt.clone().or_else(|| {
+            AgentSpec::compose_system_prompt(config.context.as_deref(), role.as_deref())
+        });
+        let spec = AgentSpec {
+            name: name.clone(),
+            role,
+            system_prompt,
+            options: effective,
+            resume_session: None,
+        };
+        self.spawn(spec, behaviour).await
+    }
+
+    async fn spawn(
+        &self,
+        spec: AgentSpec,
+        behaviour: Box<dyn Behaviour>,
+    ) -> Result<AgentName, ApiError> {
+        let name = spec.name.clone();
+        let backend_name = spec.options.backend_name().to_string();
+        let backend = self.inner.backends.get(&backend_name).ok_or_else(|| {
+            ApiError::Node(format!(
+                "backend {backend_name:?} is not available on this node (have: {})",
+                self.inner.backends.names().join(", ")
+            ))
+        })?;
+        let replaced = self.inner.directory.actor(&name).is_some();
+        if replaced {
+            self.dismiss_quiet(&name).await;
+        }
+        let sup = ractor::call!(self.inner.root, RootMsg::AgentsCell)
+            .map_err(|e| ApiError::Node(format!("the node is shutting down: {e}")))?
+            .ok_or_else(|| ApiError::Node("the agent supervisor is not running".into()))?;
+        let incarnation = self.inner.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
+        let hooks = Arc::new(NodeHooks {
+            directory: self.inner.directory.clone(),
+            events: self.inner.events.clone(),
+            incarnation,
+        });
+        let spec = Arc::new(spec);
+        // Register before the actor starts so its first status report lands.
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            AgentActor,
+            AgentArgs {
+                spec: (*spec).clone(),
+                backend,
+                behaviour,
+                hooks,
+            },
+            sup,
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("agent {name} did not start: {e}")))?;
+        self.inner.directory.insert(Entry {
+            actor,
+            incarnation,
+            spec,
+            row: AgentRow {
+                name: name.clone(),
+                status: AgentStatus::Idle,
+                task: None,
+                queued: 0,
+                cost_usd: 0.0,
+                turns: 0,
+            },
+        });
+        let verb = if replaced { "replaced" } else { "created" };
+        self.publish(
+            Topic::Agent,
+            verb,
+            Some(name.as_str()),
+            format!("[agent] {name} {verb}"),
+        );
+        Ok(name)
+    }
+
+    /// Create an agent from a profile; `overrides` win over the profile's options.
+    pub async fn from_profile(
+        &self,
+        profile: &str,
+        name: &str,
+        overrides: AgentOptions,
+    ) -> Result<AgentName, ApiError> {
+        let p = self
+            .inner
+            .profiles
+            .read()
+            .get(profile.trim_start_matches(':'))
+            .cloned()
+            .ok_or_else(|| ApiError::UnknownProfile(profile.to_string()))?;
+        self.agent(name, p.role, p.options.overlay(&overrides))
+            .await
+    }
+
+    pub fn agents(&self) -> Vec<AgentName> {
+        self.inner.directory.names()
+    }
+
+    fn live(&self, name: &str) -> Result<(AgentName, ActorRef<AgentMsg>), ApiError> {
+        let name = parse_name(name)?;
+        match self.inner.directory.actor(&name) {
+            None => Err(ApiError::UnknownAgent(name.to_string())),
+            Some((_, AgentStatus::Crashed)) => Err(ApiError::Crashed(name)),
+            Some((a, _)) => Ok((name, a)),
+        }
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        name: &AgentName,
+        actor: &ActorRef<AgentMsg>,
+        msg: impl FnOnce(RpcReplyPort<R>) -> AgentMsg,
+        timeout: Option<Duration>,
+    ) -> Result<R, ApiError> {
+        match actor.call(msg, timeout).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(ApiError::AwaitTimeout {
+                agent: name.clone(),
+                ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            }),
+            Ok(ractor::rpc::CallResult::SenderError) => Err(self.gone(name)),
+            Err(e) => Err(unreachable_err(name, e)),
+        }
+    }
+
+    /// The agent stopped answering: tell whether it crashed or was dismissed meanwhile.
+    fn gone(&self, name: &AgentName) -> ApiError {
+        match self.inner.directory.actor(name) {
+            Some((_, AgentStatus::Crashed)) => ApiError::Crashed(name.clone()),
+            Some(_) => ApiError::Unreachable {
+                agent: name.clone(),
+                why: "the agent stopped before replying".into(),
+            },
+            None => ApiError::UnknownAgent(name.to_string()),
+        }
+    }
+
+    /// Checked before every send: the turn that crosses a limit completes, the next is refused.
+    fn check_budget(&self, name: &AgentName) -> Result<(), ApiError> {
+        let spent = self
+            .inner
+            .directory
+            .row(name)
+            .map(|r| r.cost_usd)
+            .unwrap_or(0.0);
+        if let Some(limit) = self
+            .inner
+            .directory
+            .spec(name)
+            .and_then(|s| s.options.max_cost_usd)
+        {
+            if spent > limit || (limit == 0.0 && spent >= limit) {
+                return Err(self.budget_refused(format!(
+                    "{name} budget exceeded (${spent:.4} of ${limit:.4}); raise max_cost_usd or reset(\"{name}\")"
+                ), name));
+            }
+        }
+        if let Some(limit) = self.inner.config.read().max_cost_usd {
+            let total = self.inner.directory.total_cost();
+            if total > limit {
+                return Err(self.budget_refused(
+                    format!("global budget exceeded (${total:.4} of ${limit:.4}); raise configure(max_cost_usd) or reset_budget()"),
+                    name,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn budget_refused(&self, why: String, name: &AgentName) -> ApiError {
+        self.publish(
+            Topic::Budget,
+            "exceeded",
+            Some(name.as_str()),
+            format!("[budget] {why}"),
+        );
+        ApiError::BudgetExceeded(why)
+    }
+
+    /// Send a prompt and wait for the turn's result.
+    pub async fn ask(&self, name: &str, prompt: &str) -> Result<TurnResult, ApiError> {
+        self.ask_from(name, prompt, "ask").await
+    }
+
+    pub async fn ask_from(
+        &self,
+        name: &str,
+        prompt: &str,
+        origin: &str,
+    ) -> Result<TurnResult, ApiError> {
+        let (name, actor) = self.live(name)?;
+        self.check_budget(&name)?;
+        let p = Prompt {
+            text: prompt.to_string(),
+            origin: origin.to_string(),
+        };
+        match self
+            .call(&name, &actor, |r| AgentMsg::Ask(p, r), None)
+            .await?
+        {
+            AskReply::Done(r) => Ok(r),
+            AskReply::Failed(error) => Err(ApiError::Turn { agent: name, error }),
+            AskReply::Refused(r) => Err(refusal(name, r)),
+        }
+    }
+
+    /// Queue a prompt; returns a request ref at once.
+    pub async fn cast(&self, name: &str, prompt: &str) -> Result<RequestRef, ApiError> {
+        let (name, actor) = self.live(name)?;
+        self.check_budget(&name)?;
+        let p = Prompt {
+            text: prompt.to_string(),
+            origin: "cast".into(),
+        };
+        match self
+            .call(&name, &actor, |r| AgentMsg::Cast(p, r), None)
+            .await?
+        {
+            CastReply::Queued(seq) => Ok(RequestRef { agent: name, seq }),
+            CastReply::Refused(r) => Err(refusal(name, r)),
+        }
+    }
+
+    pub async fn poll(&self, reference: &str) -> Result<PollState, ApiError> {
+        let r = RequestRef::parse(reference).ok_or_else(|| ApiError::BadRef(reference.into()))?;
+        let (name, actor) = self.live(r.agent.as_str())?;
+        let PollReply(state) = self
+            .call(&name, &actor, |p| AgentMsg::Poll(r.seq, p), None)
+            .await?;
+        Ok(state)
+    }
+
+    /// Wait until the agent has nothing in flight or queued (or is halted).
+    pub async fn await_agent(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<AwaitOutcome, ApiError> {
+        let (name, actor) = self.live(name)?;
+        let AwaitReply {
+            was_idle,
+            status,
+            last,
+        } = self.call(&name, &actor, AgentMsg::Await, timeout).await?;
+        Ok(AwaitOutcome {
+            agent: name,
+            was_idle,
+            status,
+            last,
+        })
+    }
+
+    /// Wait for every busy agent; results in name order.
+    pub async fn await_all(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Vec<Result<AwaitOutcome, ApiError>> {
+        let busy: Vec<AgentName> = self
+            .inner
+            .directory
+            .rows()
+            .into_iter()
+            .filter(|r| r.status == AgentStatus::Working || r.queued > 0)
+            .map(|r| r.name)
+            .collect();
+        let waits = busy.iter().map(|n| self.await_agent(n.as_str(), timeout));
+        futures_join_all(waits).await
+    }
+
+    /// Wait for `from`, then send its last result to `to` (framed by `message`).
+    pub async fn pipe(
+        &self,
+        from: &str,
+        to: &str,
+        message: Option<&str>,
+    ) -> Result<AgentName, ApiError> {
+        let done = self.await_agent(from, None).await?;
+        let text = match done.last {
+            Some(Ok(r)) => r.text,
+            Some(Err(error)) => {
+                return Err(ApiError::Turn {
+                    agent: done.agent,
+                    error,
+                })
+            }
+            None => return Err(ApiError::NoResult(done.agent)),
+        };
+        let prompt = match message {
+            Some(m) => format!("{m}\n\n{text}"),
+            None => format!("Here is the output from the previous step:\n\n{text}"),
+        };
+        self.ask_from(to, &prompt, "pipe").await?;
+        parse_name(to)
+    }
+
+    /// Cast the same message to each agent.
+    pub async fn fan(&self, message: &str, agents: &[String]) -> Vec<Result<RequestRef, ApiError>> {
+        let mut out = Vec::with_capacity(agents.len());
+        for a in agents {
+            out.push(self.cast(a, message).await);
+        }
+        out
+    }
+
+    pub fn interrupt(&self, name: &str) -> Result<(), ApiError> {
+        self.tell(name, AgentMsg::Interrupt)
+    }
+    pub fn halt(&self, name: &str) -> Result<(), ApiError> {
+        self.tell(name, AgentMsg::Halt)
+    }
+    pub fn resume(&self, name: &str) -> Result<(), ApiError> {
+        self.tell(name, AgentMsg::Resume)
+    }
+    pub fn notify(&self, name: &str, event: &str) -> Result<(), ApiError> {
+        self.tell(name, AgentMsg::Notify(event.to_string()))
+    }
+
+    fn tell(&self, name: &str, msg: AgentMsg) -> Result<(), ApiError> {
+        let (name, actor) = self.live(name)?;
+        actor.cast(msg).map_err(|e| unreachable_err(&name, e))
+    }
+
+    /// Fresh session, same config, zero cost. A crashed agent is started again.
+    pub async fn reset(&self, name: &str) -> Result<(), ApiError> {
+        let parsed = parse_name(name)?;
+        if let Some((_, AgentStatus::Crashed)) = self.inner.directory.actor(&parsed) {
+            let spec = self
+                .inner
+                .directory
+                .spec(&parsed)
+                .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
+            let mut spec = (*spec).clone();
+            spec.resume_session = None;
+            self.spawn(spec, Box::new(SessionBehaviour)).await?;
+            return Ok(());
+        }
+        let (name, actor) = self.live(name)?;
+        self.call(&name, &actor, AgentMsg::Reset, None).await?;
+        Ok(())
+    }
+
+    /// Remove an agent: graceful stop, then kill after 3 s. No-op if absent.
+    pub async fn dismiss(&self, name: &str) -> Result<(), ApiError> {
+        let name = parse_name(name)?;
+        if self.dismiss_quiet(&name).await {
+            self.publish(
+                Topic::Agent,
+                "dismissed",
+                Some(name.as_str()),
+                format!("[agent] {name} dismissed"),
+            );
+        }
+        Ok(())
+    }
+
+    async fn dismiss_quiet(&self, name: &AgentName) -> bool {
+        let Some(entry) = self.inner.directory.remove(name) else {
+            return false;
+        };
+        let actor = entry.actor;
+        let graceful = actor.call(AgentMsg::Shutdown, Some(DISMISS_GRACE)).await;
+        if !matches!(graceful, Ok(ractor::rpc::CallResult::Success(_))) {
+            actor.kill();
+        }
+        true
+    }
+
+    /// Dismiss every agent and clear the global configuration and profiles.
+    pub async fn reset_all(&self) {
+        for name in self.inner.directory.names() {
+            self.dismiss_quiet(&name).await;
+        }
+        *self.inner.config.write() = GlobalConfig::default();
+        self.inner.profiles.write().clear();
+        self.publish(Topic::Agent, "reset_all", None, "[agent] reset_all".into());
+    }
+
+    // ---------------------------------------------------------------- inspection
+
+    pub fn status(&self) -> Vec<AgentRow> {
+        self.inner.directory.rows()
+    }
+
+    pub async fn info(&self, name: &str) -> Result<AgentInfo, ApiError> {
+        let (name, actor) = self.live(name)?;
+        let InfoReply(info) = self.call(&name, &actor, AgentMsg::Info, None).await?;
+        Ok(info)
+    }
+
+    /// The last successful result, if any.
+    pub async fn result(&self, name: &str) -> Result<Option<TurnResult>, ApiError> {
+        Ok(self.info(name).await?.last_result)
+    }
+
+    pub async fn history(
+        &self,
+        name: &str,
+        last: Option<usize>,
+    ) -> Result<Vec<TurnResult>, ApiError> {
+        let (name, actor) = self.live(name)?;
+        let HistoryReply(mut turns) = self.call(&name, &actor, AgentMsg::History, None).await?;
+        if let Some(n) = last {
+            let skip = turns.len().saturating_sub(n);
+            turns.drain(..skip);
+        }
+        Ok(turns)
+    }
+
+    pub fn cost(&self, name: &str) -> Result<f64, ApiError> {
+        let name = parse_name(name)?;
+        self.inner
+            .directory
+            .row(&name)
+            .map(|r| r.cost_usd)
+            .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))
+    }
+
+    pub fn costs(&self) -> Vec<(AgentName, f64)> {
+        self.status()
+            .into_iter()
+            .map(|r| (r.name, r.cost_usd))
+            .collect()
+    }
+
+    pub fn total_cost(&self) -> f64 {
+        self.inner.directory.total_cost()
+    }
+
+    // ---------------------------------------------------------------- events
+
+    pub async fn events(&self, last: usize, topic: Option<Topic>) -> Vec<Event> {
+        let Some(log) = self.inner.events.actor() else {
+            return Vec::new();
+        };
+        ractor::call!(log, |reply| EventLogMsg::Recent { last, topic, reply }).unwrap_or_default()
+    }
+
+    pub fn watch(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn clear_events(&self) {
+        if let Some(log) = self.inner.events.actor() {
+            let _ = log.cast(EventLogMsg::Clear);
+        }
+    }
+
+    /// Publish a custom event (console `emit`).
+    pub fn emit(&self, topic: Topic, line: String) {
+        self.publish(topic, "custom", None, line);
+    }
+}
+
+fn refusal(agent: AgentName, r: Refusal) -> ApiError {
+    match r {
+        Refusal::QueueFull(depth) => ApiError::QueueFull { agent, depth },
+        Refusal::Halted => ApiError::Halted(agent),
+    }
+}
+
+/// Join futures concurrently, keeping order (no extra dependency for this one helper).
+async fn futures_join_all<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let futs: Vec<_> = futs.map(Box::pin).collect();
+    let mut out = Vec::with_capacity(futs.len());
+    // Await in order: each await runs while the others' agents keep working, so the total wait
+    // is the longest single wait, not the sum.
+    for f in futs {
+        out.push(f.await);
+    }
+    out
+}
