@@ -1,0 +1,695 @@
+//! [`DurableBoard`]: the async, durable, group-committing board handle.
+//!
+//! Every mutating call becomes a request on a bounded tokio mpsc channel. ONE committer, on a
+//! dedicated std thread, takes the first queued request, drains whatever else is queued (up to
+//! `max_batch`), applies all of them to its in-memory [`Board`] with one clock reading, writes
+//! the changed items (last state per item) to the store in one atomic batch, makes the batch
+//! durable with ONE `sync` (sled flush + fdatasync), publishes the changes to the read replica
+//! and to `subscribe_ready()` subscribers, and only then answers every request of the batch.
+//! Refusals (e.g. `InvalidTransition`) are answered after the sync too, because they may depend
+//! on state written by an earlier request of the same batch.
+//!
+//! Reads (`get`, `list`, `counts`) are served from a read replica that only ever holds durable
+//! state, without going through the committer.
+//!
+//! If a write or sync fails, the requests of that batch get the error and the board refuses
+//! every later write (`Poisoned`): its memory may be ahead of the disk, so restart it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::item::{ItemId, NewItem, Status, WorkItem, WorkType};
+use crate::state::{Board, BoardConfig, BoardError, Change, ListFilter};
+use crate::store::{BoardStore, SledStore, StoreError, WriteEntry};
+
+/// Errors of [`DurableBoard`] calls.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DurableError {
+    #[error(transparent)]
+    Board(#[from] BoardError),
+    #[error(
+        "the board could not make this operation durable: {0}; the board now refuses writes \
+         until it is restarted"
+    )]
+    Store(Arc<StoreError>),
+    #[error("the board refuses writes after an earlier storage failure ({0}); restart the node")]
+    Poisoned(String),
+    #[error("the board is shut down; reopen its data directory")]
+    Closed,
+}
+
+/// What the committer reports to an observer (tests use it to check ordering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitEvent {
+    /// A batch of `ops` requests was applied in memory, changing `changes` items.
+    Applied { ops: usize, changes: usize },
+    /// The store's sync (sled flush + fdatasync) returned; the batch is durable.
+    Synced { ops: usize },
+    /// Replies to the `ops` requests of the batch are about to be sent.
+    Replying { ops: usize },
+}
+
+/// A callback run on the committer thread for every [`CommitEvent`].
+pub type Observer = Arc<dyn Fn(CommitEvent) + Send + Sync>;
+/// Milliseconds since the Unix epoch (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Counters kept by the committer.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Batches that were applied.
+    pub batches: AtomicU64,
+    /// Requests processed (mutations, including refused ones).
+    pub ops: AtomicU64,
+    /// Store syncs (= fdatasync calls on the sled store).
+    pub syncs: AtomicU64,
+    /// Item states written to the store.
+    pub items_written: AtomicU64,
+}
+
+/// A copy of [`CommitStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub batches: u64,
+    pub ops: u64,
+    pub syncs: u64,
+    pub items_written: u64,
+}
+
+impl CommitStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            batches: self.batches.load(Ordering::Relaxed),
+            ops: self.ops.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            items_written: self.items_written.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Options of [`DurableBoard`].
+#[derive(Clone)]
+pub struct DurableOptions {
+    pub board: BoardConfig,
+    /// Most requests applied per sync.
+    pub max_batch: usize,
+    /// Capacity of the request channel (callers wait when it is full).
+    pub queue_depth: usize,
+    /// Capacity of the `subscribe_ready` broadcast channel.
+    pub ready_capacity: usize,
+    pub clock: Clock,
+    pub observer: Option<Observer>,
+}
+
+impl Default for DurableOptions {
+    fn default() -> Self {
+        DurableOptions {
+            board: BoardConfig::default(),
+            max_batch: 512,
+            queue_depth: 16 * 1024,
+            ready_capacity: 4096,
+            clock: Arc::new(system_clock_ms),
+            observer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DurableOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableOptions")
+            .field("board", &self.board)
+            .field("max_batch", &self.max_batch)
+            .field("queue_depth", &self.queue_depth)
+            .field("ready_capacity", &self.ready_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn system_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+enum Op {
+    Add(NewItem),
+    Claim {
+        id: String,
+        holder: String,
+        lease_ms: u64,
+    },
+    ClaimNext {
+        work_type: Option<WorkType>,
+        holder: String,
+        lease_ms: u64,
+    },
+    Start {
+        id: String,
+        token: u64,
+    },
+    Heartbeat {
+        id: String,
+        token: u64,
+        lease_ms: u64,
+    },
+    Complete {
+        id: String,
+        token: u64,
+        result: String,
+    },
+    Fail {
+        id: String,
+        token: u64,
+        error: String,
+        retry: bool,
+    },
+    CompleteWork {
+        id: String,
+        result: String,
+    },
+    FailWork {
+        id: String,
+        error: String,
+    },
+    Cancel {
+        id: String,
+    },
+    Remove {
+        id: String,
+    },
+    ExpireLeases,
+    Shutdown,
+}
+
+enum Reply {
+    Item(WorkItem),
+    MaybeItem(Option<WorkItem>),
+    Ids(Vec<ItemId>),
+    Done,
+}
+
+type ReplyTx = oneshot::Sender<Result<Reply, DurableError>>;
+
+struct Request {
+    op: Op,
+    reply: ReplyTx,
+}
+
+struct Shared {
+    tx: mpsc::Sender<Request>,
+    view: Arc<RwLock<Board>>,
+    stats: Arc<CommitStats>,
+    ready_tx: broadcast::Sender<WorkItem>,
+    clock: Clock,
+}
+
+/// The durable board handle: cheap to clone, `Send + Sync`. See the module docs.
+#[derive(Clone)]
+pub struct DurableBoard {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for DurableBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableBoard")
+            .field("stats", &self.shared.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableBoard {
+    /// Opens (or creates) the sled board database in `dir` and starts the committer.
+    pub fn open(dir: impl AsRef<Path>, options: DurableOptions) -> Result<Self, StoreError> {
+        let store = SledStore::open(dir)?;
+        Self::with_store(store, options)
+    }
+
+    /// Loads the board from `store` and starts the committer thread.
+    pub fn with_store<S: BoardStore>(
+        store: S,
+        options: DurableOptions,
+    ) -> Result<Self, StoreError> {
+        let board = store.load(options.board)?;
+        let view = Arc::new(RwLock::new(board.clone()));
+        let stats = Arc::new(CommitStats::default());
+        let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
+        let (ready_tx, _) = broadcast::channel(options.ready_capacity.max(1));
+        let committer = Committer {
+            store,
+            board,
+            rx,
+            view: view.clone(),
+            stats: stats.clone(),
+            ready_tx: ready_tx.clone(),
+            max_batch: options.max_batch.max(1),
+            clock: options.clock.clone(),
+            observer: options.observer,
+            poisoned: None,
+        };
+        let location = committer.store.location();
+        std::thread::Builder::new()
+            .name("board-committer".into())
+            .spawn(move || committer.run())
+            .map_err(|e| StoreError::Backend {
+                dir: location.into(),
+                action: "starting the committer thread",
+                detail: e.to_string(),
+            })?;
+        Ok(DurableBoard {
+            shared: Arc::new(Shared {
+                tx,
+                view,
+                stats,
+                ready_tx,
+                clock: options.clock,
+            }),
+        })
+    }
+
+    async fn call(&self, op: Op) -> Result<Reply, DurableError> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .tx
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| DurableError::Closed)?;
+        rx.await.map_err(|_| DurableError::Closed)?
+    }
+
+    async fn call_item(&self, op: Op) -> Result<WorkItem, DurableError> {
+        match self.call(op).await? {
+            Reply::Item(item) => Ok(item),
+            _ => Err(DurableError::Closed),
+        }
+    }
+
+    /// `work(...)`: adds an item (durable when this returns).
+    pub async fn add(&self, item: NewItem) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Add(item)).await
+    }
+
+    /// `claim_work`: claims a ready item under a lease; the returned item carries the token.
+    pub async fn claim(
+        &self,
+        id: &str,
+        holder: &str,
+        lease_ms: u64,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Claim {
+            id: id.into(),
+            holder: holder.into(),
+            lease_ms,
+        })
+        .await
+    }
+
+    /// Claims the highest-priority, oldest ready item (of `work_type`, if given).
+    pub async fn claim_next(
+        &self,
+        work_type: Option<WorkType>,
+        holder: &str,
+        lease_ms: u64,
+    ) -> Result<Option<WorkItem>, DurableError> {
+        match self
+            .call(Op::ClaimNext {
+                work_type,
+                holder: holder.into(),
+                lease_ms,
+            })
+            .await?
+        {
+            Reply::MaybeItem(item) => Ok(item),
+            _ => Err(DurableError::Closed),
+        }
+    }
+
+    /// `start_work`: claimed -> in_progress.
+    pub async fn start(&self, id: &str, token: u64) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Start {
+            id: id.into(),
+            token,
+        })
+        .await
+    }
+
+    /// Renews the lease to now + `lease_ms`.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        token: u64,
+        lease_ms: u64,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Heartbeat {
+            id: id.into(),
+            token,
+            lease_ms,
+        })
+        .await
+    }
+
+    /// Completes a leased item with its result.
+    pub async fn complete(
+        &self,
+        id: &str,
+        token: u64,
+        result: impl Into<String>,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Complete {
+            id: id.into(),
+            token,
+            result: result.into(),
+        })
+        .await
+    }
+
+    /// Fails a leased item; with `retry` and attempts left it is retried after a backoff.
+    pub async fn fail(
+        &self,
+        id: &str,
+        token: u64,
+        error: impl Into<String>,
+        retry: bool,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Fail {
+            id: id.into(),
+            token,
+            error: error.into(),
+            retry,
+        })
+        .await
+    }
+
+    /// Console `complete_work(id, result)` (no token).
+    pub async fn complete_work(
+        &self,
+        id: &str,
+        result: impl Into<String>,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::CompleteWork {
+            id: id.into(),
+            result: result.into(),
+        })
+        .await
+    }
+
+    /// Console `fail_work(id, error)` (no token, no retry).
+    pub async fn fail_work(
+        &self,
+        id: &str,
+        error: impl Into<String>,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::FailWork {
+            id: id.into(),
+            error: error.into(),
+        })
+        .await
+    }
+
+    /// `cancel_work`.
+    pub async fn cancel(&self, id: &str) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Cancel { id: id.into() }).await
+    }
+
+    /// Removes an item nothing depends on.
+    pub async fn remove(&self, id: &str) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Remove { id: id.into() }).await
+    }
+
+    /// Ends every lease that has run out (by the committer's clock); returns their ids.
+    pub async fn expire_leases(&self) -> Result<Vec<ItemId>, DurableError> {
+        match self.call(Op::ExpireLeases).await? {
+            Reply::Ids(ids) => Ok(ids),
+            _ => Err(DurableError::Closed),
+        }
+    }
+
+    /// `work_item(id)`, from the durable read replica.
+    pub async fn get(&self, id: &str) -> Option<WorkItem> {
+        self.get_now(id)
+    }
+
+    /// `board(status:, type:, claimed_by:)`, sorted by (priority, created_at).
+    pub async fn list(&self, filter: ListFilter) -> Vec<WorkItem> {
+        self.list_now(&filter)
+    }
+
+    /// Items per status (every status present).
+    pub async fn counts(&self) -> BTreeMap<Status, usize> {
+        self.counts_now()
+    }
+
+    /// Non-async `get`.
+    pub fn get_now(&self, id: &str) -> Option<WorkItem> {
+        self.shared.view.read().get(id).cloned()
+    }
+
+    /// Non-async `list`.
+    pub fn list_now(&self, filter: &ListFilter) -> Vec<WorkItem> {
+        self.shared
+            .view
+            .read()
+            .list(filter)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Non-async `counts`.
+    pub fn counts_now(&self) -> BTreeMap<Status, usize> {
+        self.shared.view.read().counts()
+    }
+
+    /// A receiver of every item that became ready (added ready, unblocked, retried, lease
+    /// expired), sent once the change is durable. Items retried with a backoff carry
+    /// `not_before_ms`. A slow receiver may see `Lagged`; then re-read `list(status: ready)`.
+    pub fn subscribe_ready(&self) -> broadcast::Receiver<WorkItem> {
+        self.shared.ready_tx.subscribe()
+    }
+
+    /// Committer counters (batches, ops, syncs, items written).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Runs `expire_leases` every `every` until the board shuts down. Needs a tokio runtime.
+    pub fn spawn_lease_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let board = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let due = board
+                    .shared
+                    .view
+                    .read()
+                    .next_lease_expiry()
+                    .is_some_and(|t| t <= (board.shared.clock)());
+                if due {
+                    if let Err(DurableError::Closed) = board.expire_leases().await {
+                        return;
+                    }
+                } else if board.shared.tx.is_closed() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Commits everything queued before this call, closes the store (releasing the database
+    /// lock) and stops the committer. Later calls fail with `Closed`.
+    pub async fn shutdown(&self) -> Result<(), DurableError> {
+        match self.call(Op::Shutdown).await {
+            Ok(_) | Err(DurableError::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+struct Committer<S: BoardStore> {
+    store: S,
+    board: Board,
+    rx: mpsc::Receiver<Request>,
+    view: Arc<RwLock<Board>>,
+    stats: Arc<CommitStats>,
+    ready_tx: broadcast::Sender<WorkItem>,
+    max_batch: usize,
+    clock: Clock,
+    observer: Option<Observer>,
+    poisoned: Option<String>,
+}
+
+impl<S: BoardStore> Committer<S> {
+    fn emit(&self, ev: CommitEvent) {
+        if let Some(obs) = &self.observer {
+            obs(ev);
+        }
+    }
+
+    fn run(mut self) {
+        let mut batch: Vec<Request> = Vec::with_capacity(self.max_batch);
+        while let Some(first) = self.rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let stop = self.commit(&mut batch);
+            if let Some(reply) = stop {
+                // Close the store (and sled's lock) before confirming the shutdown.
+                self.rx.close();
+                drop(self);
+                let _ = reply.send(Ok(Reply::Done));
+                return;
+            }
+        }
+    }
+
+    /// Applies, persists, syncs and answers one batch. Returns the shutdown reply if the batch
+    /// asked to stop.
+    fn commit(&mut self, batch: &mut Vec<Request>) -> Option<ReplyTx> {
+        let ops = batch.len();
+        let mut shutdown = None;
+        let mut replies: Vec<(ReplyTx, Result<Reply, DurableError>)> = Vec::with_capacity(ops);
+        let mut changes: Vec<Change> = Vec::new();
+        let now = (self.clock)();
+        for req in batch.drain(..) {
+            if let Op::Shutdown = req.op {
+                shutdown = Some(req.reply);
+                continue;
+            }
+            if let Some(reason) = &self.poisoned {
+                replies.push((req.reply, Err(DurableError::Poisoned(reason.clone()))));
+                continue;
+            }
+            let result = apply(&mut self.board, req.op, now, &mut changes);
+            replies.push((req.reply, result));
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.ops.fetch_add(ops as u64, Ordering::Relaxed);
+        self.emit(CommitEvent::Applied {
+            ops,
+            changes: changes.len(),
+        });
+        if !changes.is_empty() {
+            if let Err(e) = self.persist(&changes) {
+                let e = Arc::new(e);
+                self.poisoned = Some(e.to_string());
+                for (_, r) in replies.iter_mut() {
+                    *r = Err(DurableError::Store(e.clone()));
+                }
+            } else {
+                self.emit(CommitEvent::Synced { ops });
+                self.publish(changes);
+            }
+        }
+        self.emit(CommitEvent::Replying { ops });
+        for (tx, r) in replies {
+            let _ = tx.send(r);
+        }
+        shutdown
+    }
+
+    fn persist(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        // Last state per item wins; order of first appearance is kept.
+        let mut index: HashMap<&ItemId, usize> = HashMap::with_capacity(changes.len());
+        let mut entries: Vec<WriteEntry<'_>> = Vec::with_capacity(changes.len());
+        for c in changes {
+            match index.get(&c.id) {
+                Some(&i) => entries[i] = (&c.id, c.item.as_ref()),
+                None => {
+                    index.insert(&c.id, entries.len());
+                    entries.push((&c.id, c.item.as_ref()));
+                }
+            }
+        }
+        self.store.write(&entries, self.board.meta())?;
+        self.store.sync()?;
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .items_written
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn publish(&mut self, changes: Vec<Change>) {
+        self.view.write().apply_changes(&changes);
+        if self.ready_tx.receiver_count() > 0 {
+            for c in changes {
+                if let Some(item) = c.item {
+                    if item.status == Status::Ready {
+                        let _ = self.ready_tx.send(item);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply(
+    board: &mut Board,
+    op: Op,
+    now: u64,
+    changes: &mut Vec<Change>,
+) -> Result<Reply, DurableError> {
+    fn item(
+        r: Result<crate::state::Outcome<WorkItem>, BoardError>,
+        changes: &mut Vec<Change>,
+    ) -> Result<Reply, DurableError> {
+        let out = r?;
+        changes.extend(out.changes);
+        Ok(Reply::Item(out.value))
+    }
+    match op {
+        Op::Add(new) => item(board.add(new, now), changes),
+        Op::Claim {
+            id,
+            holder,
+            lease_ms,
+        } => item(board.claim(&id, &holder, lease_ms, now), changes),
+        Op::ClaimNext {
+            work_type,
+            holder,
+            lease_ms,
+        } => {
+            let out = board.claim_next(work_type.as_ref(), &holder, lease_ms, now)?;
+            changes.extend(out.changes);
+            Ok(Reply::MaybeItem(out.value))
+        }
+        Op::Start { id, token } => item(board.start(&id, token, now), changes),
+        Op::Heartbeat {
+            id,
+            token,
+            lease_ms,
+        } => item(board.heartbeat(&id, token, lease_ms, now), changes),
+        Op::Complete { id, token, result } => {
+            item(board.complete(&id, token, result, now), changes)
+        }
+        Op::Fail {
+            id,
+            token,
+            error,
+            retry,
+        } => item(board.fail(&id, token, error, retry, now), changes),
+        Op::CompleteWork { id, result } => item(board.complete_work(&id, result, now), changes),
+        Op::FailWork { id, error } => item(board.fail_work(&id, error, now), changes),
+        Op::Cancel { id } => item(board.cancel(&id, now), changes),
+        Op::Remove { id } => item(board.remove(&id), changes),
+        Op::ExpireLeases => {
+            let out = board.expire_leases(now);
+            changes.extend(out.changes);
+            Ok(Reply::Ids(out.value))
+        }
+        Op::Shutdown => Ok(Reply::Done),
+    }
+}
