@@ -111,10 +111,13 @@ where
     Ok(board)
 }
 
+/// An encoded key and its value (`None`: delete).
+pub(crate) type EncodedEntry = (Vec<u8>, Option<Vec<u8>>);
+
 pub(crate) fn encode_entries(
     entries: &[WriteEntry<'_>],
     meta: Meta,
-) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+) -> Result<Vec<EncodedEntry>, StoreError> {
     let mut out = Vec::with_capacity(entries.len() + 1);
     for (id, item) in entries {
         let value = match item {
