@@ -173,7 +173,7 @@ async fn every_operation_and_error_passes_through() {
     // everything is in the store
     board.shutdown().await.unwrap();
     assert!(
-        matches!(board.get_now("a"), Some(_)),
+        board.get_now("a").is_some(),
         "reads still work after shutdown"
     );
     assert!(matches!(board.cancel("d").await, Err(DurableError::Closed)));
