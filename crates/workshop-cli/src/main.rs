@@ -1,1 +1,120 @@
-fn main() {}
+//! The `workshop` binary.
+
+mod console;
+mod demo;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use workshop_node::Node;
+
+#[derive(Parser)]
+#[command(
+    name = "workshop",
+    version,
+    about = "Run fleets of LLM coding agents as named, supervised actors.",
+    long_about = "Run fleets of LLM coding agents (Claude Code and others) as named, supervised, \
+long-lived actors: ask, cast, pipe and fan between them from a console or a script.\n\n\
+Start with `workshop demo`, then `workshop console`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a planner -> coder -> reviewer exchange on the script backend and print the status
+    /// table and costs (no model, no network).
+    Demo,
+    /// Start a local node and open the console (AgentWorkshop's functions in rhai).
+    Console {
+        /// Run this script non-interactively and exit (non-zero on the first error).
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// Do not load .workshop.rhai from the working directory.
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Run a node in the foreground until Ctrl-C (loads .workshop.rhai if present).
+    Node {
+        /// Do not load .workshop.rhai from the working directory.
+        #[arg(long)]
+        no_setup: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WORKSHOP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("workshop: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let node = rt.block_on(Node::start())?;
+    let result = match cli.command {
+        Command::Demo => {
+            let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
+            demo::run(&ctx)
+        }
+        Command::Console { script, no_setup } => {
+            let stdin_script = script.is_none() && !std::io::stdin().is_terminal();
+            let ctx = console::Ctx::new(
+                node.workshop.clone(),
+                rt.handle().clone(),
+                script.is_none() && !stdin_script,
+            );
+            (|| {
+                if !no_setup && std::path::Path::new(console::SETUP_FILE).exists() {
+                    console::load(&ctx, std::path::Path::new(console::SETUP_FILE))
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", console::SETUP_FILE))?;
+                }
+                if let Some(path) = script {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    console::run_script(&ctx, &text)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                } else if stdin_script {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    console::run_script(&ctx, &text).map_err(|e| anyhow::anyhow!("<stdin>: {e}"))
+                } else {
+                    console::repl(&ctx)
+                }
+            })()
+        }
+        Command::Node { no_setup } => {
+            let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
+            (|| {
+                if !no_setup && std::path::Path::new(console::SETUP_FILE).exists() {
+                    console::load(&ctx, std::path::Path::new(console::SETUP_FILE))
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", console::SETUP_FILE))?;
+                }
+                eprintln!(
+                    "workshop node running ({} agents); Ctrl-C stops it.",
+                    node.workshop.agents().len()
+                );
+                rt.block_on(tokio::signal::ctrl_c())?;
+                Ok(())
+            })()
+        }
+    };
+    rt.block_on(node.shutdown());
+    result
+}

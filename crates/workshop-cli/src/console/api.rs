@@ -1,0 +1,460 @@
+//! The console's functions: AgentWorkshop's names bound to the `Workshop` API for rhai.
+//! Functions that block (ask, await, pipe) run on the node's runtime; in an interactive console
+//! Ctrl-C cancels the wait without killing the console (the agent keeps working).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+use tokio::runtime::Handle;
+use workshop_node::{ApiError, Workshop};
+use workshop_types::{AgentName, AgentOptions, Topic, TurnResult};
+
+use super::print;
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+/// Every function the console offers, for completion and `help()`.
+pub const FUNCTIONS: &[(&str, &str)] = &[
+    ("configure", "configure(#{context: \"...\", model: \"sonnet\", max_cost_usd: 5.0, ...}) — global defaults for new agents"),
+    ("agent", "agent(name[, role][, #{opts}]) — start or replace an agent"),
+    ("agents", "agents() — agent names, sorted"),
+    ("profile", "profile(name, role[, #{opts}]) — define a reusable template"),
+    ("profiles", "profiles() — list profiles"),
+    ("from_profile", "from_profile(profile, name[, #{overrides}]) — create an agent from a profile"),
+    ("ask", "ask(name, prompt) — send and wait; prints the result, returns the name"),
+    ("cast", "cast(name, prompt) — send in the background; returns a request ref"),
+    ("poll", "poll(ref) — pending / completed / failed / not found"),
+    ("await", "await(name[, timeout_ms]) — wait for an agent to finish"),
+    ("await_all", "await_all([timeout_ms]) — wait for every busy agent"),
+    ("pipe", "pipe(from, to[, message]) — wait for from, send its result to to"),
+    ("fan", "fan(message, [names]) — cast to each agent"),
+    ("interrupt", "interrupt(name) — kill the turn in flight; the queue keeps draining"),
+    ("halt", "halt(name) — freeze the agent's queue"),
+    ("resume", "resume(name) — thaw the queue"),
+    ("notify", "notify(name, event) — deliver an event to the agent's behaviour"),
+    ("reset", "reset(name) — fresh session, same config, zero cost"),
+    ("dismiss", "dismiss(name) — remove an agent (graceful, then killed after 3 s)"),
+    ("reset_all", "reset_all() — dismiss every agent and clear the config"),
+    ("status", "status() — the agents table"),
+    ("info", "info(name) — details of one agent"),
+    ("result", "result(name[, \"full\"]) — last response text, or the full result map"),
+    ("history", "history(name[, last]) — the conversation"),
+    ("cost", "cost([name]) — itemised costs, or one agent's"),
+    ("total_cost", "total_cost() — sum over all agents"),
+    ("events", "events([last][, topic]) — recent events"),
+    ("watch", "watch() — print live events"),
+    ("unwatch", "unwatch() — stop printing live events"),
+    ("clear_events", "clear_events() — empty the event log"),
+    ("load", "load([path]) — run a setup file (default .workshop.rhai)"),
+    ("help", "help() — this list"),
+];
+
+#[derive(Clone)]
+pub struct Ctx {
+    pub ws: Workshop,
+    pub rt: Handle,
+    /// Ctrl-C cancels blocking calls instead of ending the process.
+    pub interactive: bool,
+    watcher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Ctx {
+    pub fn new(ws: Workshop, rt: Handle, interactive: bool) -> Self {
+        Self {
+            ws,
+            rt,
+            interactive,
+            watcher: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn block<T>(&self, fut: impl Future<Output = Result<T, ApiError>>) -> R<T> {
+        let out = if self.interactive {
+            self.rt.block_on(async {
+                tokio::select! {
+                    r = fut => Some(r),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            })
+        } else {
+            Some(self.rt.block_on(fut))
+        };
+        match out {
+            None => Err(
+                "cancelled with Ctrl-C (the agent keeps working; interrupt(name) stops its turn)"
+                    .into(),
+            ),
+            Some(r) => r.map_err(err),
+        }
+    }
+
+    pub fn stop_watch(&self) {
+        if let Some(h) = self.watcher.lock().take() {
+            h.abort();
+        }
+    }
+}
+
+fn err(e: ApiError) -> Box<EvalAltResult> {
+    e.to_string().into()
+}
+
+/// Rhai map -> agent options, with serde's precise messages for unknown keys and bad values.
+pub fn options(map: Map) -> R<AgentOptions> {
+    let opts: AgentOptions = rhai::serde::from_dynamic(&Dynamic::from_map(map)).map_err(|e| {
+        Box::<EvalAltResult>::from(format!(
+            "invalid options: {e} (known options: {})",
+            AgentOptions::NAMES.join(", ")
+        ))
+    })?;
+    opts.validate().map_err(|e| err(e.into()))?;
+    Ok(opts)
+}
+
+fn result_map(r: &TurnResult) -> R<Dynamic> {
+    rhai::serde::to_dynamic(r)
+}
+
+fn print_turn(agent: &AgentName, r: &TurnResult) {
+    print!("{}", print::turn(agent, r));
+}
+
+pub fn register(engine: &mut Engine, ctx: &Ctx) {
+    let c = ctx.clone();
+    engine.register_fn("configure", move |mut map: Map| -> R<()> {
+        let context = map.remove("context").map(|d| d.to_string());
+        let budget = match map.remove("max_cost_usd") {
+            None => None,
+            Some(d) => Some(
+                d.as_float()
+                    .map_err(|t| format!("max_cost_usd must be a number, got {t}"))?,
+            ),
+        };
+        let opts = options(map)?;
+        c.ws.configure(context, opts, budget).map_err(err)
+    });
+
+    for arity in 0..4 {
+        let c = ctx.clone();
+        match arity {
+            0 => engine.register_fn("agent", move |name: &str| -> R<String> {
+                Ok(c.block(c.ws.agent(name, None, AgentOptions::default()))?
+                    .to_string())
+            }),
+            1 => engine.register_fn("agent", move |name: &str, role: &str| -> R<String> {
+                Ok(
+                    c.block(c.ws.agent(name, Some(role.to_string()), AgentOptions::default()))?
+                        .to_string(),
+                )
+            }),
+            2 => engine.register_fn("agent", move |name: &str, map: Map| -> R<String> {
+                let o = options(map)?;
+                Ok(c.block(c.ws.agent(name, None, o))?.to_string())
+            }),
+            _ => engine.register_fn(
+                "agent",
+                move |name: &str, role: &str, map: Map| -> R<String> {
+                    let o = options(map)?;
+                    Ok(c.block(c.ws.agent(name, Some(role.to_string()), o))?
+                        .to_string())
+                },
+            ),
+        };
+    }
+    let c = ctx.clone();
+    engine.register_fn("agents", move || -> Array {
+        c.ws.agents()
+            .into_iter()
+            .map(|n| Dynamic::from(n.to_string()))
+            .collect()
+    });
+
+    let c = ctx.clone();
+    engine.register_fn("profile", move |name: &str, role: &str| -> R<()> {
+        c.ws.profile(name, Some(role.to_string()), AgentOptions::default())
+            .map_err(err)
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "profile",
+        move |name: &str, role: &str, map: Map| -> R<()> {
+            let o = options(map)?;
+            c.ws.profile(name, Some(role.to_string()), o).map_err(err)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn("profiles", move || -> Array {
+        let ps = c.ws.profiles();
+        if ps.is_empty() {
+            println!("No profiles.");
+        }
+        for p in &ps {
+            println!("{}: {}", p.name, p.role.as_deref().unwrap_or(""));
+        }
+        ps.into_iter().map(|p| Dynamic::from(p.name)).collect()
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "from_profile",
+        move |profile: &str, name: &str| -> R<String> {
+            Ok(
+                c.block(c.ws.from_profile(profile, name, AgentOptions::default()))?
+                    .to_string(),
+            )
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "from_profile",
+        move |profile: &str, name: &str, map: Map| -> R<String> {
+            let o = options(map)?;
+            Ok(c.block(c.ws.from_profile(profile, name, o))?.to_string())
+        },
+    );
+
+    let c = ctx.clone();
+    engine.register_fn("ask", move |name: &str, prompt: &str| -> R<String> {
+        let r = c.block(c.ws.ask(name, prompt))?;
+        let n = AgentName::new(name).map_err(|e| err(e.into()))?;
+        print_turn(&n, &r);
+        Ok(n.to_string())
+    });
+    let c = ctx.clone();
+    engine.register_fn("cast", move |name: &str, prompt: &str| -> R<String> {
+        let r = c.block(c.ws.cast(name, prompt))?;
+        Ok(r.to_string())
+    });
+    let c = ctx.clone();
+    engine.register_fn("poll", move |reference: &str| -> R<String> {
+        Ok(print::poll(&c.block(c.ws.poll(reference))?))
+    });
+
+    let c = ctx.clone();
+    let await_fn = move |name: &str, timeout: Option<Duration>| -> R<String> {
+        let out = c.block(c.ws.await_agent(name, timeout))?;
+        if out.was_idle {
+            println!("{} is {}.", out.agent, out.status);
+        } else {
+            match &out.last {
+                Some(Ok(r)) => print_turn(&out.agent, r),
+                Some(Err(e)) => println!("{}: {e}", out.agent),
+                None => println!("{} is {}.", out.agent, out.status),
+            }
+        }
+        Ok(out.agent.to_string())
+    };
+    let a = await_fn.clone();
+    engine.register_fn("await", move |name: &str| a(name, None));
+    engine.register_fn("await", move |name: &str, ms: i64| {
+        await_fn(name, Some(Duration::from_millis(ms.max(0) as u64)))
+    });
+    for with_timeout in [false, true] {
+        let c = ctx.clone();
+        let f = move |timeout: Option<Duration>| -> R<()> {
+            let all = c.block(async { Ok(c.ws.await_all(timeout).await) })?;
+            if all.is_empty() {
+                println!("No busy agents.");
+            }
+            for r in all {
+                match r {
+                    Ok(o) => match &o.last {
+                        Some(Ok(t)) => print_turn(&o.agent, t),
+                        Some(Err(e)) => println!("{}: {e}", o.agent),
+                        None => println!("{} is {}.", o.agent, o.status),
+                    },
+                    Err(e) => println!("{}", print::error(&e)),
+                }
+            }
+            Ok(())
+        };
+        if with_timeout {
+            engine.register_fn("await_all", move |ms: i64| {
+                f(Some(Duration::from_millis(ms.max(0) as u64)))
+            });
+        } else {
+            engine.register_fn("await_all", move || f(None));
+        }
+    }
+
+    let c = ctx.clone();
+    let pipe_fn = move |from: &str, to: &str, msg: Option<&str>| -> R<String> {
+        let to_name = c.block(c.ws.pipe(from, to, msg))?;
+        if let Some(r) = c.block(c.ws.result(to_name.as_str()))? {
+            print_turn(&to_name, &r);
+        }
+        Ok(to_name.to_string())
+    };
+    let p = pipe_fn.clone();
+    engine.register_fn("pipe", move |from: &str, to: &str| p(from, to, None));
+    engine.register_fn("pipe", move |from: &str, to: &str, m: &str| {
+        pipe_fn(from, to, Some(m))
+    });
+
+    let c = ctx.clone();
+    engine.register_fn("fan", move |message: &str, names: Array| -> R<Array> {
+        let names: Vec<String> = names.into_iter().map(|d| d.to_string()).collect();
+        let refs = c.block(async { Ok(c.ws.fan(message, &names).await) })?;
+        let mut out = Array::new();
+        let mut sent = Vec::new();
+        for r in refs {
+            let r = r.map_err(err)?;
+            sent.push(r.agent.to_string());
+            out.push(Dynamic::from(r.to_string()));
+        }
+        println!("Sent to {}. Use await_all() to collect.", sent.join(", "));
+        Ok(out)
+    });
+
+    macro_rules! tell {
+        ($fname:literal, $method:ident) => {{
+            let c = ctx.clone();
+            engine.register_fn($fname, move |name: &str| -> R<()> {
+                c.ws.$method(name).map_err(err)
+            });
+        }};
+    }
+    tell!("interrupt", interrupt);
+    tell!("halt", halt);
+    tell!("resume", resume);
+    let c = ctx.clone();
+    engine.register_fn("notify", move |name: &str, event: &str| -> R<()> {
+        c.ws.notify(name, event).map_err(err)
+    });
+    let c = ctx.clone();
+    engine.register_fn("reset", move |name: &str| -> R<()> {
+        c.block(c.ws.reset(name))
+    });
+    let c = ctx.clone();
+    engine.register_fn("dismiss", move |name: &str| -> R<()> {
+        c.block(c.ws.dismiss(name))
+    });
+    let c = ctx.clone();
+    engine.register_fn("reset_all", move || -> R<()> {
+        c.block(async { Ok(c.ws.reset_all().await) })
+    });
+
+    let c = ctx.clone();
+    engine.register_fn("status", move || {
+        print!("{}", print::status_table(&c.ws.status()));
+    });
+    let c = ctx.clone();
+    engine.register_fn("info", move |name: &str| -> R<Dynamic> {
+        let i = c.block(c.ws.info(name))?;
+        print!("{}", print::info(&i));
+        rhai::serde::to_dynamic(&i)
+    });
+    let c = ctx.clone();
+    engine.register_fn("result", move |name: &str| -> R<Dynamic> {
+        match c.block(c.ws.result(name))? {
+            Some(r) => Ok(Dynamic::from(r.text)),
+            None => Ok(Dynamic::UNIT),
+        }
+    });
+    let c = ctx.clone();
+    engine.register_fn("result", move |name: &str, full: &str| -> R<Dynamic> {
+        if full.trim_start_matches(':') != "full" {
+            return Err(format!(
+                "result(name, \"full\") is the only two-argument form, got {full:?}"
+            )
+            .into());
+        }
+        match c.block(c.ws.result(name))? {
+            Some(r) => result_map(&r),
+            None => Ok(Dynamic::UNIT),
+        }
+    });
+    for with_last in [false, true] {
+        let c = ctx.clone();
+        let f = move |name: &str, last: Option<usize>| -> R<()> {
+            let turns = c.block(c.ws.history(name, last))?;
+            if turns.is_empty() {
+                println!("{name} has no history.");
+            }
+            for (i, t) in turns.iter().enumerate() {
+                println!(
+                    "[{}] > {} (${:.4})\n{}\n",
+                    i + 1,
+                    t.prompt,
+                    t.cost_usd,
+                    t.text
+                );
+            }
+            Ok(())
+        };
+        if with_last {
+            engine.register_fn("history", move |name: &str, n: i64| {
+                f(name, Some(n.max(0) as usize))
+            });
+        } else {
+            engine.register_fn("history", move |name: &str| f(name, None));
+        }
+    }
+    let c = ctx.clone();
+    engine.register_fn("cost", move || -> f64 {
+        let total = c.ws.total_cost();
+        print!("{}", print::costs(&c.ws.costs(), total));
+        total
+    });
+    let c = ctx.clone();
+    engine.register_fn("cost", move |name: &str| -> R<f64> {
+        c.ws.cost(name).map_err(err)
+    });
+    let c = ctx.clone();
+    engine.register_fn("total_cost", move || -> f64 { c.ws.total_cost() });
+
+    for arity in 0..3 {
+        let c = ctx.clone();
+        let f = move |last: usize, topic: Option<&str>| -> R<()> {
+            let topic = match topic {
+                None => None,
+                Some(t) => Some(Topic::parse(t).ok_or_else(|| {
+                    format!("unknown topic {t:?}: use agent, turn, work, workflow, schedule, store, budget, node or custom")
+                })?),
+            };
+            let evs = c.block(async { Ok(c.ws.events(last, topic).await) })?;
+            if evs.is_empty() {
+                println!("No events.");
+            }
+            for e in evs {
+                println!("{}", e.line);
+            }
+            Ok(())
+        };
+        match arity {
+            0 => engine.register_fn("events", move || f(20, None)),
+            1 => engine.register_fn("events", move |n: i64| f(n.max(0) as usize, None)),
+            _ => engine.register_fn("events", move |n: i64, t: &str| {
+                f(n.max(0) as usize, Some(t))
+            }),
+        };
+    }
+    let c = ctx.clone();
+    engine.register_fn("watch", move || {
+        c.stop_watch();
+        let mut rx = c.ws.watch();
+        let h = c.rt.spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => println!("{}", e.line),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        println!("[watch] {n} events skipped (too fast to print)")
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        *c.watcher.lock() = Some(h);
+    });
+    let c = ctx.clone();
+    engine.register_fn("unwatch", move || c.stop_watch());
+    let c = ctx.clone();
+    engine.register_fn("clear_events", move || c.ws.clear_events());
+    engine.register_fn("help", || {
+        for (_, doc) in FUNCTIONS {
+            println!("  {doc}");
+        }
+    });
+}
