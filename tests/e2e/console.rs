@@ -1,0 +1,126 @@
+use crate::support::{console_stdin, text, workshop};
+
+#[test]
+fn demo_runs_planner_coder_reviewer_and_prints_status_and_costs() {
+    let out = workshop().arg("demo").output().expect("run demo");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "demo failed: {}", text(&out.stderr));
+    let planner = stdout.find("── planner").expect("planner result printed");
+    let coder = stdout.find("── coder").expect("coder result printed");
+    let reviewer = stdout.find("── reviewer").expect("reviewer result printed");
+    assert!(planner < coder && coder < reviewer, "pipe order: {stdout}");
+    assert!(
+        stdout.contains("agent    | status  | task"),
+        "status table: {stdout}"
+    );
+    assert!(stdout.contains("Total: $0.0819"), "costs: {stdout}");
+}
+
+#[test]
+fn script_on_stdin_runs_and_chains_pipe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        agent("a", #{script: [#{text: "first answer"}]});
+        agent("b", #{script: [#{text: "b got: {prompt}"}]});
+        let name = ask("a", "go").pipe("b", "Review");
+        print("returned " + name);
+        print(result("b"));
+        "#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(stdout.contains("returned b"), "{stdout}");
+    assert!(stdout.contains("b got: Review\n\nfirst answer"), "{stdout}");
+}
+
+#[test]
+fn first_error_stops_the_script_with_a_precise_message_and_nonzero_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        ask("nobody", "hello");
+        print("not reached");
+        "#,
+    );
+    assert!(!out.status.success());
+    assert!(!text(&out.stdout).contains("not reached"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no agent named nobody; agents() lists them"),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_options_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = console_stdin(dir.path(), r#"agent("x", #{permission_mode: "yolo"});"#);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("invalid permission_mode \"yolo\""));
+    let out = console_stdin(dir.path(), r#"agent("x", #{max_turnz: 3});"#);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown field `max_turnz`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = console_stdin(dir.path(), r#"agent("9lives");"#);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("agent name \"9lives\" is invalid"));
+}
+
+#[test]
+fn setup_file_is_loaded_at_start_and_script_file_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".workshop.rhai"),
+        r#"profile("coder", "You write code.", #{max_turns: 3}); from_profile("coder", "c1");"#,
+    )
+    .expect("write setup");
+    std::fs::write(
+        dir.path().join("run.rhai"),
+        r#"ask("c1", "hi"); status(); let i = info("c1"); print("turns=" + i.turns);"#,
+    )
+    .expect("write script");
+    let out = workshop()
+        .args(["console", "--script", "run.rhai"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run console --script");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(stdout.contains("Mock response to: hi"), "{stdout}");
+    assert!(stdout.contains("max_turns: 3"), "{stdout}");
+    assert!(stdout.contains("turns=1"), "{stdout}");
+}
+
+#[test]
+fn cast_poll_await_and_fan_from_a_script() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        agent("a"); agent("b");
+        let r = cast("a", "one");
+        await("a");
+        print("poll: " + poll(r));
+        fan("same question", ["a", "b"]);
+        await_all();
+        print("total=" + total_cost());
+        "#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        stdout.contains("poll: completed: Mock response to: one"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Sent to a, b. Use await_all() to collect."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("total=0.03"), "{stdout}");
+}

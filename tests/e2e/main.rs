@@ -1,0 +1,4 @@
+//! End-to-end scenarios: the real `workshop` binary, run as a user runs it.
+
+mod console;
+mod support;
