@@ -71,6 +71,10 @@ pub struct CommitStats {
     pub syncs: AtomicU64,
     /// Item states written to the store.
     pub items_written: AtomicU64,
+    /// Time spent applying batches and writing them to the store.
+    pub apply_write_nanos: AtomicU64,
+    /// Time spent in store syncs (sled flush + fdatasync).
+    pub sync_nanos: AtomicU64,
 }
 
 /// A copy of [`CommitStats`].
@@ -80,6 +84,8 @@ pub struct StatsSnapshot {
     pub ops: u64,
     pub syncs: u64,
     pub items_written: u64,
+    pub apply_write_nanos: u64,
+    pub sync_nanos: u64,
 }
 
 impl CommitStats {
@@ -89,6 +95,8 @@ impl CommitStats {
             ops: self.ops.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             items_written: self.items_written.load(Ordering::Relaxed),
+            apply_write_nanos: self.apply_write_nanos.load(Ordering::Relaxed),
+            sync_nanos: self.sync_nanos.load(Ordering::Relaxed),
         }
     }
 }
@@ -242,27 +250,44 @@ impl DurableBoard {
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let (ready_tx, _) = broadcast::channel(options.ready_capacity.max(1));
+        let store = Arc::new(store);
+        let poisoned: Poison = Arc::default();
+        let (to_syncer, from_committer) = std::sync::mpsc::channel();
         let committer = Committer {
-            store,
+            store: store.clone(),
             board,
             rx,
+            to_syncer,
+            stats: stats.clone(),
+            max_batch: options.max_batch.max(1),
+            clock: options.clock.clone(),
+            observer: options.observer.clone(),
+            poisoned: poisoned.clone(),
+        };
+        let syncer = Syncer {
+            store: store.clone(),
+            rx: from_committer,
             view: view.clone(),
             stats: stats.clone(),
             ready_tx: ready_tx.clone(),
-            max_batch: options.max_batch.max(1),
-            clock: options.clock.clone(),
             observer: options.observer,
-            poisoned: None,
+            poisoned,
         };
-        let location = committer.store.location();
+        let location = store.location();
+        drop(store);
+        let spawn_err = |e: std::io::Error| StoreError::Backend {
+            dir: location.clone().into(),
+            action: "starting the committer threads",
+            detail: e.to_string(),
+        };
+        std::thread::Builder::new()
+            .name("board-syncer".into())
+            .spawn(move || syncer.run())
+            .map_err(spawn_err)?;
         std::thread::Builder::new()
             .name("board-committer".into())
             .spawn(move || committer.run())
-            .map_err(|e| StoreError::Backend {
-                dir: location.into(),
-                action: "starting the committer thread",
-                detail: e.to_string(),
-            })?;
+            .map_err(spawn_err)?;
         Ok(DurableBoard {
             shared: Arc::new(Shared {
                 tx,
@@ -514,26 +539,40 @@ impl DurableBoard {
     }
 }
 
+/// Sync work handed from the committer to the syncer: one applied and written batch.
+struct Pending {
+    ops: usize,
+    changes: Vec<Change>,
+    replies: Vec<(ReplyTx, Result<Reply, DurableError>)>,
+    /// Set on the last message: the committer has dropped its store handle.
+    shutdown: Option<ReplyTx>,
+}
+
+type Poison = Arc<parking_lot::Mutex<Option<String>>>;
+
 struct Committer<S: BoardStore> {
-    store: S,
+    store: Arc<S>,
     board: Board,
     rx: mpsc::Receiver<Request>,
-    view: Arc<RwLock<Board>>,
+    to_syncer: std::sync::mpsc::Sender<Pending>,
     stats: Arc<CommitStats>,
-    ready_tx: broadcast::Sender<WorkItem>,
     max_batch: usize,
     clock: Clock,
     observer: Option<Observer>,
-    poisoned: Option<String>,
+    poisoned: Poison,
+}
+
+fn emit(observer: &Option<Observer>, ev: CommitEvent) {
+    if let Some(obs) = observer {
+        obs(ev);
+    }
 }
 
 impl<S: BoardStore> Committer<S> {
-    fn emit(&self, ev: CommitEvent) {
-        if let Some(obs) = &self.observer {
-            obs(ev);
-        }
-    }
-
+    /// Stage 1: take every queued request, apply it in memory, write the changed items to the
+    /// store (not yet durable) and hand the batch to the syncer. While the syncer syncs, this
+    /// thread already applies and writes the next batch, so one sync covers everything that
+    /// arrived during the previous one.
     fn run(mut self) {
         let mut batch: Vec<Request> = Vec::with_capacity(self.max_batch);
         while let Some(first) = self.rx.blocking_recv() {
@@ -544,31 +583,41 @@ impl<S: BoardStore> Committer<S> {
                     Err(_) => break,
                 }
             }
-            let stop = self.commit(&mut batch);
-            if let Some(reply) = stop {
-                // Close the store (and sled's lock) before confirming the shutdown.
+            let (pending, shutdown) = self.apply_batch(&mut batch);
+            let _ = self.to_syncer.send(pending);
+            if let Some(reply) = shutdown {
                 self.rx.close();
-                drop(self);
-                let _ = reply.send(Ok(Reply::Done));
+                let Committer {
+                    store, to_syncer, ..
+                } = self;
+                // Drop our store handle first: the syncer holds the last one and closes the
+                // store (releasing sled's lock) before confirming the shutdown.
+                drop(store);
+                let _ = to_syncer.send(Pending {
+                    ops: 0,
+                    changes: Vec::new(),
+                    replies: Vec::new(),
+                    shutdown: Some(reply),
+                });
                 return;
             }
         }
     }
 
-    /// Applies, persists, syncs and answers one batch. Returns the shutdown reply if the batch
-    /// asked to stop.
-    fn commit(&mut self, batch: &mut Vec<Request>) -> Option<ReplyTx> {
+    fn apply_batch(&mut self, batch: &mut Vec<Request>) -> (Pending, Option<ReplyTx>) {
         let ops = batch.len();
         let mut shutdown = None;
         let mut replies: Vec<(ReplyTx, Result<Reply, DurableError>)> = Vec::with_capacity(ops);
         let mut changes: Vec<Change> = Vec::new();
+        let poisoned = self.poisoned.lock().clone();
+        let t0 = std::time::Instant::now();
         let now = (self.clock)();
         for req in batch.drain(..) {
             if let Op::Shutdown = req.op {
                 shutdown = Some(req.reply);
                 continue;
             }
-            if let Some(reason) = &self.poisoned {
+            if let Some(reason) = &poisoned {
                 replies.push((req.reply, Err(DurableError::Poisoned(reason.clone()))));
                 continue;
             }
@@ -577,30 +626,38 @@ impl<S: BoardStore> Committer<S> {
         }
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.ops.fetch_add(ops as u64, Ordering::Relaxed);
-        self.emit(CommitEvent::Applied {
-            ops,
-            changes: changes.len(),
-        });
+        emit(
+            &self.observer,
+            CommitEvent::Applied {
+                ops,
+                changes: changes.len(),
+            },
+        );
         if !changes.is_empty() {
-            if let Err(e) = self.persist(&changes) {
+            if let Err(e) = self.write(&changes) {
                 let e = Arc::new(e);
-                self.poisoned = Some(e.to_string());
+                *self.poisoned.lock() = Some(e.to_string());
                 for (_, r) in replies.iter_mut() {
                     *r = Err(DurableError::Store(e.clone()));
                 }
-            } else {
-                self.emit(CommitEvent::Synced { ops });
-                self.publish(changes);
+                changes.clear();
             }
         }
-        self.emit(CommitEvent::Replying { ops });
-        for (tx, r) in replies {
-            let _ = tx.send(r);
-        }
-        shutdown
+        self.stats
+            .apply_write_nanos
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        (
+            Pending {
+                ops,
+                changes,
+                replies,
+                shutdown: None,
+            },
+            shutdown,
+        )
     }
 
-    fn persist(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+    fn write(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         // Last state per item wins; order of first appearance is kept.
         let mut index: HashMap<&ItemId, usize> = HashMap::with_capacity(changes.len());
         let mut entries: Vec<WriteEntry<'_>> = Vec::with_capacity(changes.len());
@@ -614,25 +671,93 @@ impl<S: BoardStore> Committer<S> {
             }
         }
         self.store.write(&entries, self.board.meta())?;
-        self.store.sync()?;
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .items_written
             .fetch_add(entries.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
 
-    fn publish(&mut self, changes: Vec<Change>) {
-        self.view.write().apply_changes(&changes);
-        if self.ready_tx.receiver_count() > 0 {
-            for c in changes {
-                if let Some(item) = c.item {
-                    if item.status == Status::Ready {
-                        let _ = self.ready_tx.send(item);
-                    }
+struct Syncer<S: BoardStore> {
+    store: Arc<S>,
+    rx: std::sync::mpsc::Receiver<Pending>,
+    view: Arc<RwLock<Board>>,
+    stats: Arc<CommitStats>,
+    ready_tx: broadcast::Sender<WorkItem>,
+    observer: Option<Observer>,
+    poisoned: Poison,
+}
+
+impl<S: BoardStore> Syncer<S> {
+    /// Stage 2: take every written batch, make them durable with ONE sync (sled flush +
+    /// fdatasync), publish them to the read replica and subscribers, then reply.
+    fn run(self) {
+        let mut group: Vec<Pending> = Vec::new();
+        while let Ok(first) = self.rx.recv() {
+            group.push(first);
+            while let Ok(more) = self.rx.try_recv() {
+                group.push(more);
+            }
+            let shutdown = self.sync_group(&mut group);
+            if let Some(reply) = shutdown {
+                let Syncer { store, .. } = self;
+                drop(store);
+                let _ = reply.send(Ok(Reply::Done));
+                return;
+            }
+        }
+    }
+
+    fn sync_group(&self, group: &mut Vec<Pending>) -> Option<ReplyTx> {
+        let ops: usize = group.iter().map(|p| p.ops).sum();
+        let needs_sync = group.iter().any(|p| !p.changes.is_empty());
+        let mut failure: Option<DurableError> =
+            self.poisoned.lock().clone().map(DurableError::Poisoned);
+        if needs_sync && failure.is_none() {
+            let t0 = std::time::Instant::now();
+            match self.store.sync() {
+                Ok(()) => {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .sync_nanos
+                        .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    emit(&self.observer, CommitEvent::Synced { ops });
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    *self.poisoned.lock() = Some(e.to_string());
+                    failure = Some(DurableError::Store(e));
                 }
             }
         }
+        if failure.is_none() {
+            let mut view = self.view.write();
+            for p in group.iter() {
+                view.apply_changes(&p.changes);
+            }
+        }
+        emit(&self.observer, CommitEvent::Replying { ops });
+        let mut shutdown = None;
+        for p in group.drain(..) {
+            if failure.is_none() && self.ready_tx.receiver_count() > 0 {
+                for c in &p.changes {
+                    if let Some(item) = c.ready_item() {
+                        let _ = self.ready_tx.send(item.clone());
+                    }
+                }
+            }
+            for (tx, r) in p.replies {
+                let r = match (&failure, r) {
+                    (Some(f), Ok(_)) => Err(f.clone()),
+                    (_, r) => r,
+                };
+                let _ = tx.send(r);
+            }
+            if p.shutdown.is_some() {
+                shutdown = p.shutdown;
+            }
+        }
+        shutdown
     }
 }
 

@@ -58,15 +58,16 @@ pub enum StoreError {
     Injected(String),
 }
 
-/// Where a board lives. Implementations must be usable from one committer thread.
-pub trait BoardStore: Send + 'static {
+/// Where a board lives. The committer writes from one thread while the syncer syncs from
+/// another, so both take `&self`.
+pub trait BoardStore: Send + Sync + 'static {
     /// Reads every item and the counters and rebuilds the board.
     fn load(&self, config: BoardConfig) -> Result<Board, StoreError>;
     /// Writes one batch of item changes plus the counters, atomically (all or nothing after a
     /// crash). Not yet durable: call [`BoardStore::sync`].
-    fn write(&mut self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError>;
+    fn write(&self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError>;
     /// Makes every write so far durable against process and machine crashes.
-    fn sync(&mut self) -> Result<(), StoreError>;
+    fn sync(&self) -> Result<(), StoreError>;
     /// Human-readable location, for messages.
     fn location(&self) -> String;
 }

@@ -162,7 +162,7 @@ fn a_corrupt_directory_is_an_error_not_a_panic() {
 fn a_corrupt_log_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let mut b = workshop_board::Board::new();
         let out = b.add(NewItem::new("a", "A"), 1).unwrap();
         let item = out.value;

@@ -57,7 +57,7 @@ impl BoardStore for MemoryStore {
         board_from_pairs(Path::new("<memory>"), config, pairs)
     }
 
-    fn write(&mut self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError> {
+    fn write(&self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError> {
         if self.shared.fail_writes.load(Ordering::SeqCst) {
             return Err(StoreError::Injected("memory store write failure".into()));
         }
@@ -72,7 +72,7 @@ impl BoardStore for MemoryStore {
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StoreError> {
         self.shared.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

@@ -135,7 +135,7 @@ impl BoardStore for SledStore {
         board_from_pairs(&self.dir, config, pairs)
     }
 
-    fn write(&mut self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError> {
+    fn write(&self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (k, v) in encode_entries(entries, meta)? {
             match v {
@@ -148,7 +148,7 @@ impl BoardStore for SledStore {
             .map_err(|e| map_sled(&self.dir, "writing a batch", e))
     }
 
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn sync(&self) -> Result<(), StoreError> {
         self.db
             .flush()
             .map_err(|e| map_sled(&self.dir, "flushing", e))?;
