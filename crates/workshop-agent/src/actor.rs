@@ -171,8 +171,9 @@ impl AgentState {
     fn apply(&mut self, next: Next, from_event: bool) {
         match next {
             Next::NoReply => {}
-            Next::Prompt(p) if from_event && self.in_flight.is_some() => {
-                // gen_agent: a prompt from a deferred event joins the mailbox.
+            Next::Prompt(p) if from_event => {
+                // gen_agent: a prompt from a deferred event joins the mailbox (behind what is
+                // queued; the turn's own self-chain, if any, still runs first).
                 let seq = self.bump_seq();
                 self.queue.push_back(Pending {
                     seq,
@@ -318,6 +319,9 @@ impl AgentState {
         }
         self.record(f.seq, &outcome);
         self.last = Some(outcome.clone());
+        // The status row (cost, turns) must be current before the caller hears back: it reads
+        // cost() and checks budgets against the row as soon as its ask returns.
+        self.report();
         if let Some(r) = f.reply {
             let _ = r.send(match &outcome {
                 Ok(res) => AskReply::Done(res.clone()),
@@ -493,8 +497,10 @@ impl Actor for AgentActor {
                         origin,
                         reply: None,
                     });
-                    let _ = reply.send(CastReply::Queued(seq));
+                    // Start (and report the row) before replying, so a caller that reads
+                    // status() or await_all() right after cast sees the agent busy.
                     st.try_start(&myself);
+                    let _ = reply.send(CastReply::Queued(seq));
                 }
             },
             AgentMsg::Poll(seq, reply) => {

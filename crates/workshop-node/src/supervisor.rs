@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 
 use crate::agents::{AgentSupervisor, AgentSupervisorArgs};
@@ -70,6 +70,7 @@ pub struct RootState {
     events: Arc<EventLogHandle>,
     directory: Arc<Directory>,
     budget: RestartBudget,
+    event_log: ActorId,
     agents: Option<ActorCell>,
 }
 
@@ -79,16 +80,13 @@ impl NodeSupervisor {
     async fn start_event_log(
         me: &ActorRef<RootMsg>,
         events: &Arc<EventLogHandle>,
-    ) -> Result<(), ActorProcessingErr> {
-        let (log, _) = Actor::spawn_linked(
-            Some(EVENT_LOG.into()),
-            EventLog,
-            events.bus(),
-            me.get_cell(),
-        )
-        .await?;
+    ) -> Result<ActorId, ActorProcessingErr> {
+        // Children are unnamed: ractor's registry is process-wide, and a process may run more
+        // than one node (tests, benchmarks). The root knows them by id.
+        let (log, _) = Actor::spawn_linked(None, EventLog, events.bus(), me.get_cell()).await?;
+        let id = log.get_id();
         events.set_actor(Some(log));
-        Ok(())
+        Ok(id)
     }
 
     async fn start_agents(
@@ -97,7 +95,7 @@ impl NodeSupervisor {
         directory: &Arc<Directory>,
     ) -> Result<ActorCell, ActorProcessingErr> {
         let (sup, _) = Actor::spawn_linked(
-            Some(AGENTS.into()),
+            None,
             AgentSupervisor,
             AgentSupervisorArgs {
                 directory: directory.clone(),
@@ -120,12 +118,13 @@ impl Actor for NodeSupervisor {
         me: ActorRef<RootMsg>,
         args: RootArgs,
     ) -> Result<RootState, ActorProcessingErr> {
-        Self::start_event_log(&me, &args.events).await?;
+        let event_log = Self::start_event_log(&me, &args.events).await?;
         let agents = Self::start_agents(&me, &args.events, &args.directory).await?;
         Ok(RootState {
             events: args.events,
             directory: args.directory,
             budget: args.budget,
+            event_log,
             agents: Some(agents),
         })
     }
@@ -157,7 +156,14 @@ impl Actor for NodeSupervisor {
             }
             _ => return Ok(()),
         };
-        let name = cell.get_name().unwrap_or_default();
+        let id = cell.get_id();
+        let name = if id == st.event_log {
+            EVENT_LOG
+        } else if st.agents.as_ref().is_some_and(|a| a.get_id() == id) {
+            AGENTS
+        } else {
+            return Ok(());
+        };
         tracing::error!(child = %name, %why, "permanent child of the node exited");
         if !st.budget.allow(workshop_types::now_ms()) {
             me.stop(Some(format!(
@@ -166,10 +172,10 @@ impl Actor for NodeSupervisor {
             )));
             return Ok(());
         }
-        match name.as_str() {
+        match name {
             EVENT_LOG => {
                 st.events.set_actor(None);
-                Self::start_event_log(&me, &st.events).await?;
+                st.event_log = Self::start_event_log(&me, &st.events).await?;
                 st.events.publish(
                     workshop_types::Topic::Node,
                     "restarted",
