@@ -261,7 +261,7 @@ impl AgentOptions {
             ("max_cost_usd", self.max_cost_usd),
             ("max_budget_usd", self.max_budget_usd),
         ] {
-            if v.is_some_and(|v| !(v >= 0.0)) {
+            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
                 return Err(OptionError::Invalid(format!(
                     "{name} must be a non-negative number"
                 )));

@@ -333,7 +333,10 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     });
     let c = ctx.clone();
     engine.register_fn("reset_all", move || -> R<()> {
-        c.block(async { Ok(c.ws.reset_all().await) })
+        c.block(async {
+            c.ws.reset_all().await;
+            Ok(())
+        })
     });
 
     let c = ctx.clone();
