@@ -172,8 +172,7 @@ proptest! {
             prop_assert!(rebuilt.check_invariants().is_ok());
         }
         // liveness: completing everything claimable drains the board to terminal states
-        loop {
-            let Some(item) = b.claim_next(None, "drain", 1_000, u64::MAX / 2).unwrap().value else { break };
+        while let Some(item) = b.claim_next(None, "drain", 1_000, u64::MAX / 2).unwrap().value {
             let t = item.token().unwrap();
             b.complete(item.id.as_str(), t, "r", now).unwrap();
         }
