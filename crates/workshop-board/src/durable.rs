@@ -1,19 +1,28 @@
 //! [`DurableBoard`]: the async, durable, group-committing board handle.
 //!
-//! Every mutating call becomes a request on a bounded tokio mpsc channel. ONE committer, on a
-//! dedicated std thread, takes the first queued request, drains whatever else is queued (up to
-//! `max_batch`), applies all of them to its in-memory [`Board`] with one clock reading, writes
-//! the changed items (last state per item) to the store in one atomic batch, makes the batch
-//! durable with ONE `sync` (sled flush + fdatasync), publishes the changes to the read replica
-//! and to `subscribe_ready()` subscribers, and only then answers every request of the batch.
-//! Refusals (e.g. `InvalidTransition`) are answered after the sync too, because they may depend
-//! on state written by an earlier request of the same batch.
+//! Every mutating call becomes a request on a bounded tokio mpsc channel, answered over a
+//! oneshot. Two dedicated std threads form a pipeline:
 //!
-//! Reads (`get`, `list`, `counts`) are served from a read replica that only ever holds durable
-//! state, without going through the committer.
+//! 1. the **committer** blocks for the first queued request, drains whatever else is queued (up
+//!    to `max_batch`), applies the batch to its in-memory [`Board`] with one clock reading and
+//!    writes the changed items (last state per item) plus the counters to the store in one
+//!    atomic batch — not yet durable — then hands the batch to the syncer;
+//! 2. the **syncer** takes every batch handed over so far, calls the store's `sync` ONCE (sled
+//!    `flush()` + `fdatasync` of sled's `db` file), emits [`CommitEvent::Synced`], applies the
+//!    changes to the read replica, pushes newly ready items to `subscribe_ready()`, emits
+//!    [`CommitEvent::Replying`] and only then answers every request of those batches.
 //!
-//! If a write or sync fails, the requests of that batch get the error and the board refuses
-//! every later write (`Poisoned`): its memory may be ahead of the disk, so restart it.
+//! A sync covers every write made before it started, so while one sync runs the committer can
+//! already apply and write the next requests; they are covered by the next sync. Refusals
+//! (e.g. `InvalidTransition`) are answered after the sync too, because they may depend on state
+//! written by an earlier, not yet durable request.
+//!
+//! Reads (`get`, `list`, `counts`) are served from the read replica, which only ever holds
+//! durable state, without going through the committer.
+//!
+//! If a write or sync fails, the affected requests get [`DurableError::Store`] and the board
+//! refuses every later write ([`DurableError::Poisoned`]): its memory may be ahead of the disk,
+//! so restart it from the store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

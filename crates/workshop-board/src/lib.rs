@@ -1,4 +1,58 @@
-//! workshop-board
+//! # workshop-board — the durable work board (single node)
+//!
+//! Three layers, each usable on its own:
+//!
+//! ## 1. State machine — [`state::Board`] (pure)
+//! All items live in memory in a `BTreeMap<ItemId, WorkItem>` with derived indexes (ready queue
+//! ordered by `(priority, created_at, insertion seq)`, per-type ready queues, lease expiries,
+//! reverse dependencies). Every operation takes `now_ms` as an argument and does no I/O and no
+//! clock reads, so it is deterministic and property-testable. AgentWorkshop's guarded
+//! transitions:
+//!
+//! ```text
+//! add ──> ready (all deps done) | new (deps pending) | blocked (a dep failed/cancelled/blocked)
+//! new/blocked ──(last dep completes)──> ready
+//! ready ──claim / claim_next──> claimed (lease: holder, expiry, fencing token)
+//! claimed ──start──> in_progress
+//! claimed|in_progress ──complete──> done            (dependents may become ready)
+//! claimed|in_progress ──fail(retry, attempts left)──> ready after jittered exponential backoff
+//! claimed|in_progress ──fail / dead-letter──> failed  (dependents blocked, transitively)
+//! claimed|in_progress ──lease expired──> ready (attempts+1) | failed ("...dead-lettered")
+//! any but done ──cancel──> cancelled                  (dependents blocked, transitively)
+//! ```
+//!
+//! Fencing tokens come from one board-wide counter, so they strictly increase; `start`,
+//! `heartbeat`, `complete` and `fail` must present the current lease's token or get
+//! [`BoardError::StaleToken`]. Every mutation returns an [`Outcome`]: its value plus the exact
+//! list of [`Change`]s (item snapshots), which is what gets persisted and published. Refused
+//! operations change nothing.
+//!
+//! ## 2. Store — [`store::BoardStore`], [`store::SledStore`], [`store::MemoryStore`]
+//! One sled tree `items`: key = the id's bytes, value = [`codec::encode`] (a version byte, then
+//! bincode 2 in serde mode with a size limit); the board counters (last token, last sequence
+//! number) live under the key `\0meta`, which no id can collide with. A batch of changes is
+//! written with one atomic `apply_batch`; `sync` is `Db::flush()` plus an `fdatasync` of sled's
+//! `db` file, because sled 0.34.7's flush only does `sync_file_range` (survives kill -9, not a
+//! machine crash). Loading rebuilds the [`Board`] and checks its invariants. A directory held by
+//! another process gives [`StoreError::Locked`]; unreadable data gives [`StoreError::Corrupt`]
+//! naming the directory (and the key, for a bad value).
+//!
+//! ## 3. Durable committer — [`durable::DurableBoard`]
+//! A `Clone + Send + Sync` handle with async methods for every operation. Mutations travel over
+//! a bounded tokio mpsc channel to a two-stage pipeline on two dedicated threads:
+//! the **committer** drains every queued request (up to 512), applies them to its `Board` with
+//! one clock reading and writes the changed items (last state per item) to sled; the
+//! **syncer** takes every batch written so far, makes them durable with ONE flush + fdatasync,
+//! applies them to the read replica, pushes newly ready items to `subscribe_ready()`
+//! receivers, and only then answers each request (oneshot). While one sync runs the committer
+//! already applies and writes the next batch, so one sync covers everything that arrived
+//! during the previous one (group commit). Reads (`get`, `list`, `counts`) come from the read
+//! replica, which only ever contains durable state. A failed write or sync poisons the board:
+//! the batch gets the error and later writes are refused until restart.
+//!
+//! Binaries: `board-bench` (throughput/latency, see its docs) and `board-crash-child` (used by
+//! the kill -9 crash test in `tests/crash.rs`).
+
 pub mod codec;
 pub mod durable;
 pub mod item;
