@@ -1,4 +1,5 @@
 //! End-to-end scenarios: the real `workshop` binary, run as a user runs it.
 
 mod console;
+mod durability;
 mod support;

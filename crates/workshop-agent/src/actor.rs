@@ -37,6 +37,18 @@ pub struct AgentArgs {
     pub backend: Arc<dyn Backend>,
     pub behaviour: Box<dyn Behaviour>,
     pub hooks: Arc<dyn AgentHooks>,
+    /// Set when the agent is restored after a node restart.
+    pub restored: Option<Restored>,
+}
+
+/// What a restarted node knows about an agent it restores.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    pub cost_usd: f64,
+    pub turns: u32,
+    /// The prompt of the turn that was in flight when the node stopped: it is reported as
+    /// interrupted, never silently retried.
+    pub interrupted_task: Option<String>,
 }
 
 type Outcome = Result<TurnResult, TurnError>;
@@ -100,6 +112,7 @@ impl AgentState {
             queued: self.queue.len() as u32,
             cost_usd: self.cost_usd,
             turns: self.turns,
+            session_id: self.session_id.clone(),
         }
     }
 
@@ -418,12 +431,14 @@ impl Actor for AgentActor {
             backend,
             mut behaviour,
             hooks,
+            restored,
         } = args;
         behaviour.init(&spec);
         let session = backend
             .start_session(&spec)
             .map_err(|e| format!("backend {} could not start: {e}", backend.name()))?;
-        let state = AgentState {
+        let restored = restored.unwrap_or_default();
+        let mut state = AgentState {
             session_id: spec.resume_session.clone(),
             spec: Box::new(spec),
             backend,
@@ -441,10 +456,22 @@ impl Actor for AgentActor {
             results: VecDeque::new(),
             history: Vec::new(),
             last: None,
-            cost_usd: 0.0,
-            turns: 0,
+            cost_usd: restored.cost_usd,
+            turns: restored.turns,
             waiters: Vec::new(),
         };
+        if let Some(task) = restored.interrupted_task {
+            state.last = Some(Err(TurnError::Interrupted));
+            state.publish(
+                Topic::Agent,
+                "interrupted",
+                format!(
+                    "[error] {}: turn interrupted by a node restart: {}",
+                    state.spec.name,
+                    preview(&task, 60)
+                ),
+            );
+        }
         state.report();
         Ok(state)
     }

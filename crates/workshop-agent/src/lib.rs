@@ -12,7 +12,7 @@ pub mod backend;
 pub mod behaviour;
 pub mod hooks;
 
-pub use actor::{AgentActor, AgentArgs};
+pub use actor::{AgentActor, AgentArgs, Restored};
 pub use backend::{Backend, BackendError, Backends, BoxFut, Session, TurnContext};
 pub use behaviour::{Behaviour, Next, PreTurn, SessionBehaviour};
 pub use hooks::{AgentHooks, NoHooks, TurnEvents};

@@ -36,13 +36,38 @@ enum Command {
         /// Do not load .workshop.rhai from the working directory.
         #[arg(long)]
         no_setup: bool,
+        #[command(flatten)]
+        data: DataArgs,
     },
     /// Run a node in the foreground until Ctrl-C (loads .workshop.rhai if present).
     Node {
         /// Do not load .workshop.rhai from the working directory.
         #[arg(long)]
         no_setup: bool,
+        #[command(flatten)]
+        data: DataArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Where the node keeps its durable state (agents, store, events).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".workshop",
+        env = "WORKSHOP_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Keep nothing: no data directory is read or written.
+    #[arg(long, conflicts_with = "data_dir")]
+    ephemeral: bool,
+}
+
+impl DataArgs {
+    fn dir(&self) -> Option<&std::path::Path> {
+        (!self.ephemeral).then_some(self.data_dir.as_path())
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,13 +92,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let node = rt.block_on(Node::start())?;
+    let data_dir = match &cli.command {
+        Command::Demo => None,
+        Command::Console { data, .. } | Command::Node { data, .. } => data.dir(),
+    };
+    let node = match data_dir {
+        None => rt.block_on(Node::start())?,
+        Some(dir) => rt.block_on(Node::open(dir))?,
+    };
     let result = match cli.command {
         Command::Demo => {
             let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
             demo::run(&ctx)
         }
-        Command::Console { script, no_setup } => {
+        Command::Console {
+            script, no_setup, ..
+        } => {
             let stdin_script = script.is_none() && !std::io::stdin().is_terminal();
             let ctx = console::Ctx::new(
                 node.workshop.clone(),
@@ -99,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })()
         }
-        Command::Node { no_setup } => {
+        Command::Node { no_setup, .. } => {
             let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
             (|| {
                 if !no_setup && std::path::Path::new(console::SETUP_FILE).exists() {

@@ -11,6 +11,7 @@ use workshop_proto::agent::AgentMsg;
 use workshop_types::{AgentName, AgentRow, AgentSpec, AgentStatus, Topic};
 
 use crate::event_log::EventLogHandle;
+use crate::persist::{AgentRecord, NodeDb};
 
 pub struct Entry {
     pub actor: ActorRef<AgentMsg>,
@@ -87,12 +88,15 @@ impl Directory {
         self.len() == 0
     }
 
-    fn update(&self, incarnation: u64, row: AgentRow) {
-        if let Some(e) = self.entries.write().get_mut(&row.name) {
-            if e.incarnation == incarnation && e.row.status != AgentStatus::Crashed {
-                e.row = row;
-            }
+    /// Returns the spec when the row was current (so the caller can persist it).
+    fn update(&self, incarnation: u64, row: AgentRow) -> Option<Arc<AgentSpec>> {
+        let mut entries = self.entries.write();
+        let e = entries.get_mut(&row.name)?;
+        if e.incarnation == incarnation && e.row.status != AgentStatus::Crashed {
+            e.row = row;
+            return Some(e.spec.clone());
         }
+        None
     }
 
     /// The agent actor died unexpectedly: mark it crashed. Returns its name if it was current.
@@ -119,6 +123,7 @@ pub struct NodeHooks {
     pub directory: Arc<Directory>,
     pub events: Arc<EventLogHandle>,
     pub incarnation: u64,
+    pub db: Option<Arc<NodeDb>>,
 }
 
 impl AgentHooks for NodeHooks {
@@ -126,6 +131,32 @@ impl AgentHooks for NodeHooks {
         self.events.publish(topic, kind, Some(subject), line);
     }
     fn row_changed(&self, row: AgentRow) {
-        self.directory.update(self.incarnation, row);
+        let Some(db) = &self.db else {
+            self.directory.update(self.incarnation, row);
+            return;
+        };
+        let (session_id, cost_usd, turns, task) = (
+            row.session_id.clone(),
+            row.cost_usd,
+            row.turns,
+            row.task.clone(),
+        );
+        if let Some(spec) = self.directory.update(self.incarnation, row) {
+            // Flushed so a killed process still knows which turn was in flight; creation and
+            // dismissal also fdatasync (see persist.rs).
+            let rec = AgentRecord {
+                spec: (*spec).clone(),
+                session_id,
+                cost_usd,
+                turns,
+                task,
+            };
+            if let Err(e) = db
+                .put_agent(&rec)
+                .and_then(|()| db.flush_for_process_crash())
+            {
+                tracing::error!(agent = %rec.spec.name, error = %e, "cannot persist agent");
+            }
+        }
     }
 }

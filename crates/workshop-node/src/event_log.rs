@@ -11,6 +11,8 @@ use ractor_cluster_derive::RactorMessage;
 use tokio::sync::broadcast;
 use workshop_types::{now_ms, Event, Topic};
 
+use crate::persist::NodeDb;
+
 pub const RING: usize = 500;
 pub const DELTA_RING: usize = 200;
 
@@ -33,6 +35,7 @@ pub enum EventLogMsg {
 pub struct EventLog;
 
 pub struct EventLogState {
+    db: Option<Arc<NodeDb>>,
     seq: u64,
     ring: VecDeque<Event>,
     deltas: VecDeque<Event>,
@@ -42,18 +45,25 @@ pub struct EventLogState {
 impl Actor for EventLog {
     type Msg = EventLogMsg;
     type State = EventLogState;
-    type Arguments = broadcast::Sender<Event>;
+    type Arguments = (broadcast::Sender<Event>, Option<Arc<NodeDb>>);
 
     async fn pre_start(
         &self,
         _me: ActorRef<EventLogMsg>,
-        bus: broadcast::Sender<Event>,
+        (bus, db): (broadcast::Sender<Event>, Option<Arc<NodeDb>>),
     ) -> Result<EventLogState, ActorProcessingErr> {
+        // A restarted node (or a restarted event log) continues from the persisted tail.
+        let ring: VecDeque<Event> = db
+            .as_ref()
+            .map(|d| d.event_tail())
+            .unwrap_or_default()
+            .into();
         Ok(EventLogState {
-            seq: 0,
-            ring: VecDeque::with_capacity(RING),
+            seq: ring.back().map(|e| e.seq).unwrap_or(0),
+            ring,
             deltas: VecDeque::new(),
             bus,
+            db,
         })
     }
 
@@ -84,6 +94,11 @@ impl Actor for EventLog {
                 } else {
                     (&mut st.ring, RING)
                 };
+                if let (Some(db), true) = (&st.db, ev.topic != Topic::Turn) {
+                    if let Err(e) = db.append_event(&ev) {
+                        tracing::warn!(error = %e, "event not persisted");
+                    }
+                }
                 ring.0.push_back(ev.clone());
                 while ring.0.len() > ring.1 {
                     ring.0.pop_front();
@@ -108,6 +123,9 @@ impl Actor for EventLog {
                 let _ = reply.send(out);
             }
             EventLogMsg::Clear => {
+                if let Some(db) = &st.db {
+                    let _ = db.clear_events();
+                }
                 st.ring.clear();
                 st.deltas.clear();
             }
@@ -120,15 +138,20 @@ impl Actor for EventLog {
 pub struct EventLogHandle {
     actor: RwLock<Option<ActorRef<EventLogMsg>>>,
     bus: broadcast::Sender<Event>,
+    db: Option<Arc<NodeDb>>,
 }
 
 impl EventLogHandle {
-    pub fn new() -> Arc<Self> {
+    pub fn new(db: Option<Arc<NodeDb>>) -> Arc<Self> {
         let (bus, _) = broadcast::channel(4096);
         Arc::new(Self {
             actor: RwLock::new(None),
             bus,
+            db,
         })
+    }
+    pub fn db(&self) -> Option<Arc<NodeDb>> {
+        self.db.clone()
     }
     pub fn bus(&self) -> broadcast::Sender<Event> {
         self.bus.clone()

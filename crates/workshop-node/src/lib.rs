@@ -12,6 +12,7 @@ pub mod directory;
 pub mod error;
 pub mod event_log;
 pub mod node;
+pub mod persist;
 pub mod supervisor;
 pub mod workshop;
 

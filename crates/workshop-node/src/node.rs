@@ -1,5 +1,6 @@
 //! Starting and stopping one node: the supervision tree plus the [`Workshop`] API over it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Back
 
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
+use crate::persist::NodeDb;
 use crate::supervisor::{NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
 
@@ -18,16 +20,27 @@ pub struct Node {
 }
 
 impl Node {
-    /// Start a node with the built-in backends (`script`, `claude`).
-    pub async fn start() -> Result<Node, ApiError> {
-        let backends = Backends::default()
+    /// The built-in backends (`script`, `claude`).
+    pub fn default_backends() -> Backends {
+        Backends::default()
             .with(Arc::new(ScriptBackend))
-            .with(Arc::new(ClaudeBackend::from_env()));
-        Self::start_with(backends).await
+            .with(Arc::new(ClaudeBackend::from_env()))
     }
 
-    pub async fn start_with(backends: Backends) -> Result<Node, ApiError> {
-        let events = EventLogHandle::new();
+    /// Start an ephemeral node (nothing persisted) with the built-in backends.
+    pub async fn start() -> Result<Node, ApiError> {
+        Self::start_with(Self::default_backends(), None).await
+    }
+
+    /// Start a durable node over `data_dir`: agents, store and event tail come back after a
+    /// restart (even after kill -9).
+    pub async fn open(data_dir: &Path) -> Result<Node, ApiError> {
+        let db = NodeDb::open(&data_dir.join("node"))?;
+        Self::start_with(Self::default_backends(), Some(Arc::new(db))).await
+    }
+
+    pub async fn start_with(backends: Backends, db: Option<Arc<NodeDb>>) -> Result<Node, ApiError> {
+        let events = EventLogHandle::new(db.clone());
         let directory = Arc::new(Directory::default());
         let (root, handle) = Actor::spawn(
             None,
@@ -40,7 +53,8 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node's supervision tree did not start: {e}")))?;
-        let workshop = Workshop::new(root.clone(), directory, events, backends);
+        let workshop = Workshop::new(root.clone(), directory, events, backends, db);
+        workshop.restore().await?;
         Ok(Node {
             workshop,
             root,
@@ -48,9 +62,9 @@ impl Node {
         })
     }
 
-    /// Dismiss every agent, then stop the tree.
+    /// Stop every agent (the registry keeps them for the next start), then stop the tree.
     pub async fn shutdown(self) {
-        self.workshop.reset_all().await;
+        self.workshop.stop_agents().await;
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;
     }

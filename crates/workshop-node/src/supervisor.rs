@@ -83,7 +83,8 @@ impl NodeSupervisor {
     ) -> Result<ActorId, ActorProcessingErr> {
         // Children are unnamed: ractor's registry is process-wide, and a process may run more
         // than one node (tests, benchmarks). The root knows them by id.
-        let (log, _) = Actor::spawn_linked(None, EventLog, events.bus(), me.get_cell()).await?;
+        let (log, _) =
+            Actor::spawn_linked(None, EventLog, (events.bus(), events.db()), me.get_cell()).await?;
         let id = log.get_id();
         events.set_actor(Some(log));
         Ok(id)

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use ractor::{Actor, ActorRef, MessagingErr, RpcReplyPort};
 use tokio::sync::broadcast;
 use workshop_agent::backend::Backends;
-use workshop_agent::{AgentActor, AgentArgs, Behaviour, SessionBehaviour};
+use workshop_agent::{AgentActor, AgentArgs, Behaviour, Restored, SessionBehaviour};
 use workshop_proto::agent::{
     AgentMsg, AskReply, AwaitReply, CastReply, HistoryReply, InfoReply, PollReply, Prompt, Refusal,
 };
@@ -22,6 +22,7 @@ use workshop_types::{
 
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
+use crate::persist::{AgentRecord, NodeDb};
 use crate::supervisor::RootMsg;
 use crate::ApiError;
 
@@ -66,6 +67,7 @@ struct Inner {
     config: RwLock<GlobalConfig>,
     profiles: RwLock<BTreeMap<String, Profile>>,
     incarnations: AtomicU64,
+    db: Option<Arc<NodeDb>>,
 }
 
 fn parse_name(name: &str) -> Result<AgentName, ApiError> {
@@ -85,6 +87,7 @@ impl Workshop {
         directory: Arc<Directory>,
         events: Arc<EventLogHandle>,
         backends: Backends,
+        db: Option<Arc<NodeDb>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -95,6 +98,7 @@ impl Workshop {
                 config: RwLock::new(GlobalConfig::default()),
                 profiles: RwLock::new(BTreeMap::new()),
                 incarnations: AtomicU64::new(0),
+                db,
             }),
         }
     }
@@ -186,13 +190,14 @@ impl Workshop {
             options: effective,
             resume_session: None,
         };
-        self.spawn(spec, behaviour).await
+        self.spawn(spec, behaviour, None).await
     }
 
     async fn spawn(
         &self,
         spec: AgentSpec,
         behaviour: Box<dyn Behaviour>,
+        restored: Option<Restored>,
     ) -> Result<AgentName, ApiError> {
         let name = spec.name.clone();
         let backend_name = spec.options.backend_name().to_string();
@@ -214,6 +219,7 @@ impl Workshop {
             directory: self.inner.directory.clone(),
             events: self.inner.events.clone(),
             incarnation,
+            db: self.inner.db.clone(),
         });
         let spec = Arc::new(spec);
         // Register before the actor starts so its first status report lands.
@@ -225,23 +231,37 @@ impl Workshop {
                 backend,
                 behaviour,
                 hooks,
+                restored: restored.clone(),
             },
             sup,
         )
         .await
         .map_err(|e| ApiError::Node(format!("agent {name} did not start: {e}")))?;
+        let restored = restored.unwrap_or_default();
+        let row = AgentRow {
+            name: name.clone(),
+            status: AgentStatus::Idle,
+            task: None,
+            queued: 0,
+            cost_usd: restored.cost_usd,
+            turns: restored.turns,
+            session_id: spec.resume_session.clone(),
+        };
+        if let Some(db) = &self.inner.db {
+            db.put_agent(&AgentRecord {
+                spec: (*spec).clone(),
+                session_id: row.session_id.clone(),
+                cost_usd: row.cost_usd,
+                turns: row.turns,
+                task: None,
+            })?;
+            db.sync().await?;
+        }
         self.inner.directory.insert(Entry {
             actor,
             incarnation,
             spec,
-            row: AgentRow {
-                name: name.clone(),
-                status: AgentStatus::Idle,
-                task: None,
-                queued: 0,
-                cost_usd: 0.0,
-                turns: 0,
-            },
+            row,
         });
         let verb = if replaced { "replaced" } else { "created" };
         self.publish(
@@ -251,6 +271,46 @@ impl Workshop {
             format!("[agent] {name} {verb}"),
         );
         Ok(name)
+    }
+
+    /// Bring back every agent of the registry after a restart: same spec, the backend session
+    /// resumed, cost and turns kept; a turn that was in flight is reported interrupted.
+    pub(crate) async fn restore(&self) -> Result<usize, ApiError> {
+        let Some(db) = self.inner.db.clone() else {
+            return Ok(0);
+        };
+        let (records, bad) = db.agents()?;
+        for b in bad {
+            self.publish(
+                Topic::Node,
+                "restore_failed",
+                None,
+                format!("[error] agent record not restored: {b}"),
+            );
+        }
+        let n = records.len();
+        for rec in records {
+            let mut spec = rec.spec;
+            spec.resume_session = rec.session_id;
+            let name = spec.name.clone();
+            let restored = Restored {
+                cost_usd: rec.cost_usd,
+                turns: rec.turns,
+                interrupted_task: rec.task,
+            };
+            if let Err(e) = self
+                .spawn(spec, Box::new(SessionBehaviour), Some(restored))
+                .await
+            {
+                self.publish(
+                    Topic::Node,
+                    "restore_failed",
+                    Some(name.as_str()),
+                    format!("[error] {name} not restored: {e}"),
+                );
+            }
+        }
+        Ok(n)
     }
 
     /// Create an agent from a profile; `overrides` win over the profile's options.
@@ -510,7 +570,7 @@ impl Workshop {
                 .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
             let mut spec = (*spec).clone();
             spec.resume_session = None;
-            self.spawn(spec, Box::new(SessionBehaviour)).await?;
+            self.spawn(spec, Box::new(SessionBehaviour), None).await?;
             return Ok(());
         }
         let (name, actor) = self.live(name)?;
@@ -532,15 +592,42 @@ impl Workshop {
         Ok(())
     }
 
-    async fn dismiss_quiet(&self, name: &AgentName) -> bool {
-        let Some(entry) = self.inner.directory.remove(name) else {
-            return false;
-        };
-        let actor = entry.actor;
+    /// Stop every agent's session for a node shutdown; the registry keeps them for the next
+    /// start (turns in flight are then reported interrupted).
+    pub async fn stop_agents(&self) {
+        for name in self.inner.directory.names() {
+            if let Some(entry) = self.inner.directory.remove(&name) {
+                Self::stop_actor(entry.actor).await;
+            }
+        }
+        if let Some(db) = &self.inner.db {
+            if let Err(e) = db.sync().await {
+                tracing::error!(error = %e, "node database not synced at shutdown");
+            }
+        }
+    }
+
+    async fn stop_actor(actor: ActorRef<AgentMsg>) {
         let graceful = actor.call(AgentMsg::Shutdown, Some(DISMISS_GRACE)).await;
         if !matches!(graceful, Ok(ractor::rpc::CallResult::Success(_))) {
             actor.kill();
         }
+    }
+
+    async fn dismiss_quiet(&self, name: &AgentName) -> bool {
+        let Some(entry) = self.inner.directory.remove(name) else {
+            return false;
+        };
+        if let Some(db) = &self.inner.db {
+            let synced = match db.delete_agent(name) {
+                Ok(()) => db.sync().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = synced {
+                tracing::error!(agent = %name, error = %e, "cannot remove agent from the registry");
+            }
+        }
+        Self::stop_actor(entry.actor).await;
         true
     }
 

@@ -59,6 +59,8 @@ pub struct AgentRow {
     pub queued: u32,
     pub cost_usd: f64,
     pub turns: u32,
+    /// The backend session to resume after a restart.
+    pub session_id: Option<String>,
 }
 
 /// `info(name)`: everything a user wants to know about one agent.

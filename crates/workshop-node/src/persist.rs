@@ -1,0 +1,245 @@
+//! The node's own durable state in sled (`<data_dir>/node`): the agent registry (spec, session
+//! id, cumulative cost and turns, the turn in flight), the shared store, profiles and the
+//! persisted tail of the event log. Values are encoded by `workshop-proto::codec` (store values
+//! are JSON text, since they are arbitrary user data). Acknowledged operations (agent created or
+//! dismissed, store writes) are flushed and then `fdatasync`ed before they return: sled 0.34.7's
+//! `flush()` only issues `sync_file_range`, which survives a killed process but not a machine
+//! crash.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use workshop_proto::codec;
+use workshop_types::{AgentName, AgentSpec, Event};
+
+use crate::ApiError;
+
+/// One agent as the registry keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub spec: AgentSpec,
+    pub session_id: Option<String>,
+    pub cost_usd: f64,
+    pub turns: u32,
+    /// The prompt of the turn in flight, if any (marked interrupted after a restart).
+    pub task: Option<String>,
+}
+
+/// How many events the persisted tail keeps.
+pub const EVENT_TAIL: usize = 500;
+
+pub struct NodeDb {
+    dir: PathBuf,
+    db: sled::Db,
+    agents: sled::Tree,
+    store: sled::Tree,
+    events: sled::Tree,
+}
+
+fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Node(format!("node database at {}: {e}", dir.display()))
+}
+
+impl NodeDb {
+    /// Open (or create) the node database in `dir`. A directory held by another process and a
+    /// corrupt directory give errors that name the directory and what to do.
+    pub fn open(dir: &Path) -> Result<Self, ApiError> {
+        std::fs::create_dir_all(dir).map_err(|e| db_err(dir, format!("cannot create it: {e}")))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+                {
+                    ApiError::Node(format!(
+                        "another process holds the node database at {}; stop that node or pass another --data-dir",
+                        dir.display()
+                    ))
+                }
+                sled::Error::Corruption { .. } => ApiError::Node(format!(
+                    "the node database at {} is corrupt ({e}); move it aside to start empty",
+                    dir.display()
+                )),
+                other => db_err(dir, other),
+            })?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| db_err(dir, e));
+        Ok(Self {
+            agents: tree("agents")?,
+            store: tree("store")?,
+            events: tree("events")?,
+            dir: dir.to_path_buf(),
+            db,
+        })
+    }
+
+    /// Make everything written so far durable: sled flush, then fdatasync of its log file.
+    pub async fn sync(&self) -> Result<(), ApiError> {
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| db_err(&self.dir, e))?;
+        let file = self.dir.join("db");
+        tokio::task::spawn_blocking(move || std::fs::File::open(&file)?.sync_data())
+            .await
+            .map_err(|e| db_err(&self.dir, e))?
+            .map_err(|e| db_err(&self.dir, format!("fdatasync failed: {e}")))
+    }
+
+    /// sled flush only: survives a killed process (not a machine crash). Used for the agent
+    /// rows written on every turn start and end, so a kill -9 mid-turn is seen after restart.
+    pub fn flush_for_process_crash(&self) -> Result<(), ApiError> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| db_err(&self.dir, e))
+    }
+
+    pub fn put_agent(&self, rec: &AgentRecord) -> Result<(), ApiError> {
+        let bytes = codec::encode(rec).map_err(|e| db_err(&self.dir, e))?;
+        self.agents
+            .insert(rec.spec.name.as_str().as_bytes(), bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn agent(&self, name: &AgentName) -> Result<Option<AgentRecord>, ApiError> {
+        match self
+            .agents
+            .get(name.as_str().as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?
+        {
+            None => Ok(None),
+            Some(v) => codec::decode(&v)
+                .map(Some)
+                .map_err(|e| db_err(&self.dir, e)),
+        }
+    }
+
+    pub fn delete_agent(&self, name: &AgentName) -> Result<(), ApiError> {
+        self.agents
+            .remove(name.as_str().as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// Every agent record; undecodable records are reported, not dropped silently.
+    pub fn agents(&self) -> Result<(Vec<AgentRecord>, Vec<String>), ApiError> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for kv in self.agents.iter() {
+            let (k, v) = kv.map_err(|e| db_err(&self.dir, e))?;
+            match codec::decode::<AgentRecord>(&v) {
+                Ok(r) => ok.push(r),
+                Err(e) => bad.push(format!("{}: {e}", String::from_utf8_lossy(&k))),
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    // ------------------------------------------------------------ store
+
+    pub fn store_put(&self, key: &str, json: &str) -> Result<(), ApiError> {
+        self.store
+            .insert(key.as_bytes(), json.as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn store_get(&self, key: &str) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .store
+            .get(key.as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn store_delete(&self, key: &str) -> Result<(), ApiError> {
+        self.store
+            .remove(key.as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn store_all(&self) -> Result<Vec<(String, String)>, ApiError> {
+        self.store
+            .iter()
+            .map(|kv| {
+                kv.map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(&k).into_owned(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                })
+                .map_err(|e| db_err(&self.dir, e))
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ events
+
+    /// Append to the persisted tail (key: big-endian sequence number), trimming to EVENT_TAIL.
+    pub fn append_event(&self, ev: &Event) -> Result<(), ApiError> {
+        let bytes = codec::encode(ev).map_err(|e| db_err(&self.dir, e))?;
+        self.events
+            .insert(ev.seq.to_be_bytes(), bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        if ev.seq > EVENT_TAIL as u64 {
+            let cut = (ev.seq - EVENT_TAIL as u64).to_be_bytes();
+            for k in self.events.range(..cut).keys().flatten() {
+                let _ = self.events.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn event_tail(&self) -> Vec<Event> {
+        self.events
+            .iter()
+            .values()
+            .flatten()
+            .filter_map(|v| codec::decode(&v).ok())
+            .collect()
+    }
+
+    pub fn clear_events(&self) -> Result<(), ApiError> {
+        self.events.clear().map_err(|e| db_err(&self.dir, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workshop_types::AgentOptions;
+
+    #[test]
+    fn agents_round_trip_and_second_open_is_refused_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = NodeDb::open(dir.path()).expect("open");
+        let rec = AgentRecord {
+            spec: AgentSpec {
+                name: AgentName::new("impl").expect("name"),
+                role: Some("r".into()),
+                system_prompt: None,
+                options: AgentOptions::default(),
+                resume_session: None,
+            },
+            session_id: Some("s-1".into()),
+            cost_usd: 0.5,
+            turns: 3,
+            task: None,
+        };
+        db.put_agent(&rec).expect("put");
+        let (all, bad) = db.agents().expect("list");
+        assert_eq!(all, vec![rec]);
+        assert!(bad.is_empty());
+        let second = NodeDb::open(dir.path()).err().expect("locked");
+        assert!(
+            second
+                .to_string()
+                .contains("another process holds the node database"),
+            "{second}"
+        );
+    }
+}

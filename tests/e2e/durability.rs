@@ -1,0 +1,106 @@
+//! A node with a data dir keeps its agents, their cost and session ids across restarts,
+//! including a kill -9 in the middle of a turn.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::support::{console_stdin, text, workshop};
+
+#[test]
+fn agents_come_back_after_a_restart_with_cost_turns_and_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = console_stdin(
+        dir.path(),
+        r#"agent("a", "You answer.", #{script: [#{text: "one", cost_usd: 0.25}]}); ask("a", "hi");"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = console_stdin(
+        dir.path(),
+        r#"let i = info("a"); print("turns=" + i.turns + " cost=" + i.cost_usd + " session=" + i.session_id + " role=" + i.role);"#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("turns=1 cost=0.25 session=script-a-0 role=You answer."),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn kill_9_mid_turn_marks_the_turn_interrupted_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".workshop.rhai"),
+        r#"agent("h", #{script: [#{hang: true}]}); cast("h", "long job");"#,
+    )
+    .expect("setup file");
+    let mut node = workshop()
+        .arg("node")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let stderr = node.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("workshop node running"));
+    node.kill().expect("kill -9");
+    node.wait().expect("reap node");
+    assert!(ready, "the node never reported running");
+
+    let out = workshop()
+        .args(["console", "--no-setup", "--script", "/dev/stdin"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(br#"status(); events(50);"#)?;
+            c.wait_with_output()
+        })
+        .expect("restart");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("[error] h: turn interrupted by a node restart: long job"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("h     | idle"), "{stdout}");
+}
+
+#[test]
+fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = workshop()
+        .args(["node", "--no-setup"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let stderr = node.stderr.take().expect("stderr");
+    let ready = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("workshop node running"));
+    let out = console_stdin(dir.path(), "status();");
+    node.kill().expect("kill");
+    node.wait().expect("reap");
+    assert!(ready);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("another process holds the node database at .workshop/node"),
+        "{err}"
+    );
+}
