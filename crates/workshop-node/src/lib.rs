@@ -8,14 +8,18 @@
 //! ```
 
 pub mod agents;
+pub mod budget;
 pub mod directory;
 pub mod error;
 pub mod event_log;
 pub mod node;
 pub mod persist;
+pub mod schedule;
+pub mod store;
 pub mod supervisor;
 pub mod workshop;
 
+pub use budget::BudgetView;
 pub use error::ApiError;
 pub use node::Node;
 pub use workshop::{AwaitOutcome, GlobalConfig, Profile, Workshop};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use workshop_proto::codec;
 use workshop_types::{AgentName, AgentSpec, Event};
 
+use crate::schedule::ScheduleSpec;
 use crate::ApiError;
 
 /// One agent as the registry keeps it.
@@ -34,6 +35,7 @@ pub struct NodeDb {
     agents: sled::Tree,
     store: sled::Tree,
     events: sled::Tree,
+    schedules: sled::Tree,
 }
 
 fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -69,6 +71,7 @@ impl NodeDb {
             agents: tree("agents")?,
             store: tree("store")?,
             events: tree("events")?,
+            schedules: tree("schedules")?,
             dir: dir.to_path_buf(),
             db,
         })
@@ -136,6 +139,34 @@ impl NodeDb {
             }
         }
         Ok((ok, bad))
+    }
+
+    // ------------------------------------------------------------ schedules
+
+    pub fn put_schedule(&self, spec: &ScheduleSpec) -> Result<(), ApiError> {
+        let bytes = codec::encode(spec).map_err(|e| db_err(&self.dir, e))?;
+        self.schedules
+            .insert(spec.agent.as_str().as_bytes(), bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn delete_schedule(&self, agent: &AgentName) -> Result<(), ApiError> {
+        self.schedules
+            .remove(agent.as_str().as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn schedules(&self) -> Result<Vec<ScheduleSpec>, ApiError> {
+        self.schedules
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| db_err(&self.dir, e))?;
+                codec::decode(&v).map_err(|e| db_err(&self.dir, e))
+            })
+            .collect()
     }
 
     // ------------------------------------------------------------ store

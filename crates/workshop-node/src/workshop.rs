@@ -2,7 +2,7 @@
 //! tests call only this. It holds the global configuration and profiles, and talks to agents
 //! through the directory; it owns no infrastructure (the supervision tree does).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +20,12 @@ use workshop_types::{
     RequestRef, Topic, TurnError, TurnResult,
 };
 
+use crate::budget::{BudgetView, Budgets};
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::persist::{AgentRecord, NodeDb};
+use crate::schedule::{ScheduleActor, ScheduleInfo, ScheduleMsg, ScheduleSpec, MIN_INTERVAL_MS};
+use crate::store::Store;
 use crate::supervisor::RootMsg;
 use crate::ApiError;
 
@@ -68,6 +71,9 @@ struct Inner {
     profiles: RwLock<BTreeMap<String, Profile>>,
     incarnations: AtomicU64,
     db: Option<Arc<NodeDb>>,
+    budgets: RwLock<Budgets>,
+    store: Store,
+    schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
 }
 
 fn parse_name(name: &str) -> Result<AgentName, ApiError> {
@@ -98,7 +104,10 @@ impl Workshop {
                 config: RwLock::new(GlobalConfig::default()),
                 profiles: RwLock::new(BTreeMap::new()),
                 incarnations: AtomicU64::new(0),
+                store: Store::new(db.clone()),
                 db,
+                budgets: RwLock::new(Budgets::default()),
+                schedules: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -124,6 +133,7 @@ impl Workshop {
         c.defaults = c.defaults.overlay(&options);
         if max_cost_usd.is_some() {
             c.max_cost_usd = max_cost_usd;
+            self.inner.budgets.write().set_global(max_cost_usd);
         }
         Ok(())
     }
@@ -257,6 +267,10 @@ impl Workshop {
             })?;
             db.sync().await?;
         }
+        self.inner
+            .budgets
+            .write()
+            .set_agent(&name, spec.options.max_cost_usd);
         self.inner.directory.insert(Entry {
             actor,
             incarnation,
@@ -289,6 +303,7 @@ impl Workshop {
             );
         }
         let n = records.len();
+        let schedules = db.schedules()?;
         for rec in records {
             let mut spec = rec.spec;
             spec.resume_session = rec.session_id;
@@ -307,6 +322,17 @@ impl Workshop {
                     "restore_failed",
                     Some(name.as_str()),
                     format!("[error] {name} not restored: {e}"),
+                );
+            }
+        }
+        for spec in schedules {
+            let name = spec.agent.clone();
+            if let Err(e) = self.start_schedule(spec).await {
+                self.publish(
+                    Topic::Node,
+                    "restore_failed",
+                    Some(name.as_str()),
+                    format!("[error] schedule of {name} not restored: {e}"),
                 );
             }
         }
@@ -376,34 +402,39 @@ impl Workshop {
 
     /// Checked before every send: the turn that crosses a limit completes, the next is refused.
     fn check_budget(&self, name: &AgentName) -> Result<(), ApiError> {
-        let spent = self
+        let cost = self
             .inner
             .directory
             .row(name)
             .map(|r| r.cost_usd)
             .unwrap_or(0.0);
-        if let Some(limit) = self
-            .inner
-            .directory
-            .spec(name)
-            .and_then(|s| s.options.max_cost_usd)
-        {
-            if spent > limit || (limit == 0.0 && spent >= limit) {
-                return Err(self.budget_refused(format!(
-                    "{name} budget exceeded (${spent:.4} of ${limit:.4}); raise max_cost_usd or reset(\"{name}\")"
-                ), name));
-            }
-        }
-        if let Some(limit) = self.inner.config.read().max_cost_usd {
-            let total = self.inner.directory.total_cost();
-            if total > limit {
-                return Err(self.budget_refused(
-                    format!("global budget exceeded (${total:.4} of ${limit:.4}); raise configure(max_cost_usd) or reset_budget()"),
-                    name,
-                ));
-            }
-        }
-        Ok(())
+        let total = self.inner.directory.total_cost();
+        let verdict = self.inner.budgets.read().check(name, cost, total);
+        verdict.map_err(|why| self.budget_refused(why, name))
+    }
+
+    /// The global budget: limit and spent.
+    pub fn budget(&self) -> BudgetView {
+        self.inner
+            .budgets
+            .read()
+            .global(self.inner.directory.total_cost())
+    }
+
+    /// One agent's budget: limit and spent.
+    pub fn agent_budget(&self, name: &str) -> Result<BudgetView, ApiError> {
+        let name = parse_name(name)?;
+        let cost = self.cost(name.as_str())?;
+        Ok(self.inner.budgets.read().agent(&name, cost))
+    }
+
+    /// Clear every limit; spending counts from zero again.
+    pub fn reset_budget(&self) {
+        let costs = self.costs();
+        let total = self.total_cost();
+        self.inner.budgets.write().reset(&costs, total);
+        self.inner.config.write().max_cost_usd = None;
+        self.publish(Topic::Budget, "reset", None, "[budget] reset".into());
     }
 
     fn budget_refused(&self, why: String, name: &AgentName) -> ApiError {
@@ -445,11 +476,20 @@ impl Workshop {
 
     /// Queue a prompt; returns a request ref at once.
     pub async fn cast(&self, name: &str, prompt: &str) -> Result<RequestRef, ApiError> {
+        self.cast_from(name, prompt, "cast").await
+    }
+
+    pub async fn cast_from(
+        &self,
+        name: &str,
+        prompt: &str,
+        origin: &str,
+    ) -> Result<RequestRef, ApiError> {
         let (name, actor) = self.live(name)?;
         self.check_budget(&name)?;
         let p = Prompt {
             text: prompt.to_string(),
-            origin: "cast".into(),
+            origin: origin.to_string(),
         };
         match self
             .call(&name, &actor, |r| AgentMsg::Cast(p, r), None)
@@ -581,6 +621,7 @@ impl Workshop {
     /// Remove an agent: graceful stop, then kill after 3 s. No-op if absent.
     pub async fn dismiss(&self, name: &str) -> Result<(), ApiError> {
         let name = parse_name(name)?;
+        self.cancel(name.as_str()).await?;
         if self.dismiss_quiet(&name).await {
             self.publish(
                 Topic::Agent,
@@ -595,6 +636,10 @@ impl Workshop {
     /// Stop every agent's session for a node shutdown; the registry keeps them for the next
     /// start (turns in flight are then reported interrupted).
     pub async fn stop_agents(&self) {
+        let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
+        for name in scheduled {
+            self.cancel_quiet(&name);
+        }
         for name in self.inner.directory.names() {
             if let Some(entry) = self.inner.directory.remove(&name) {
                 Self::stop_actor(entry.actor).await;
@@ -627,16 +672,22 @@ impl Workshop {
                 tracing::error!(agent = %name, error = %e, "cannot remove agent from the registry");
             }
         }
+        self.inner.budgets.write().forget(name);
         Self::stop_actor(entry.actor).await;
         true
     }
 
     /// Dismiss every agent and clear the global configuration and profiles.
     pub async fn reset_all(&self) {
+        let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
+        for name in scheduled {
+            let _ = self.cancel(name.as_str()).await;
+        }
         for name in self.inner.directory.names() {
             self.dismiss_quiet(&name).await;
         }
         *self.inner.config.write() = GlobalConfig::default();
+        *self.inner.budgets.write() = Budgets::default();
         self.inner.profiles.write().clear();
         self.publish(Topic::Agent, "reset_all", None, "[agent] reset_all".into());
     }
@@ -692,6 +743,38 @@ impl Workshop {
         self.inner.directory.total_cost()
     }
 
+    // ---------------------------------------------------------------- shared store
+
+    /// Put a JSON value under `key` (durable on a node with a data dir).
+    pub async fn put(&self, key: &str, value: serde_json::Value) -> Result<(), ApiError> {
+        self.inner.store.put(key, &value).await?;
+        self.publish(Topic::Store, "put", Some(key), format!("[store] put {key}"));
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<serde_json::Value>, ApiError> {
+        self.inner.store.get(key)
+    }
+
+    pub fn store_all(&self) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
+        self.inner.store.all()
+    }
+
+    pub fn store_keys(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self.store_all()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    pub async fn store_delete(&self, key: &str) -> Result<(), ApiError> {
+        self.inner.store.delete(key).await?;
+        self.publish(
+            Topic::Store,
+            "delete",
+            Some(key),
+            format!("[store] delete {key}"),
+        );
+        Ok(())
+    }
+
     // ---------------------------------------------------------------- events
 
     pub async fn events(&self, last: usize, topic: Option<Topic>) -> Vec<Event> {
@@ -709,6 +792,96 @@ impl Workshop {
         if let Some(log) = self.inner.events.actor() {
             let _ = log.cast(EventLogMsg::Clear);
         }
+    }
+
+    /// Publish an event about a subject (used by schedules and workers).
+    pub fn emit_about(&self, topic: Topic, kind: &str, subject: &str, line: String) {
+        self.publish(topic, kind, Some(subject), line);
+    }
+
+    // ---------------------------------------------------------------- schedules
+
+    /// Run `prompt` on `agent` every `interval_ms` (replacing its previous schedule); ticks are
+    /// skipped while the agent is busy.
+    pub async fn every(&self, agent: &str, prompt: &str, interval_ms: u64) -> Result<(), ApiError> {
+        let (name, _) = self.live(agent)?;
+        if interval_ms < MIN_INTERVAL_MS {
+            return Err(ApiError::Node(format!(
+                "schedule interval {interval_ms} ms is too short; use at least {MIN_INTERVAL_MS} ms"
+            )));
+        }
+        let spec = ScheduleSpec {
+            agent: name.clone(),
+            prompt: prompt.to_string(),
+            interval_ms,
+        };
+        self.start_schedule(spec).await
+    }
+
+    async fn start_schedule(&self, spec: ScheduleSpec) -> Result<(), ApiError> {
+        let name = spec.agent.clone();
+        self.cancel_quiet(&name);
+        if let Some(db) = &self.inner.db {
+            db.put_schedule(&spec)?;
+            db.sync().await?;
+        }
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            ScheduleActor,
+            (self.clone(), spec.clone()),
+            self.inner.root.get_cell(),
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("schedule for {name} did not start: {e}")))?;
+        self.inner.schedules.write().insert(name.clone(), actor);
+        self.publish(
+            Topic::Schedule,
+            "created",
+            Some(name.as_str()),
+            format!("[schedule] {name} every {} ms", spec.interval_ms),
+        );
+        Ok(())
+    }
+
+    fn cancel_quiet(&self, name: &AgentName) -> bool {
+        match self.inner.schedules.write().remove(name) {
+            Some(a) => {
+                a.stop(Some("cancelled".into()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancel an agent's schedule. No-op if it has none.
+    pub async fn cancel(&self, agent: &str) -> Result<(), ApiError> {
+        let name = parse_name(agent)?;
+        if self.cancel_quiet(&name) {
+            if let Some(db) = &self.inner.db {
+                db.delete_schedule(&name)?;
+                db.sync().await?;
+            }
+            self.publish(
+                Topic::Schedule,
+                "cancelled",
+                Some(name.as_str()),
+                format!("[schedule] {name} cancelled"),
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn schedules(&self) -> Vec<ScheduleInfo> {
+        let actors: Vec<ActorRef<ScheduleMsg>> =
+            self.inner.schedules.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for a in actors {
+            if let Ok(i) = ractor::call!(a, ScheduleMsg::Info) {
+                out.push(i);
+            }
+        }
+        out.sort_by(|a, b| a.spec.agent.cmp(&b.spec.agent));
+        out
     }
 
     /// Publish a custom event (console `emit`).

@@ -44,6 +44,16 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("history", "history(name[, last]) — the conversation"),
     ("cost", "cost([name]) — itemised costs, or one agent's"),
     ("total_cost", "total_cost() — sum over all agents"),
+    ("put", "put(key, value) — put a value in the shared store"),
+    ("get", "get(key[, default]) — read the shared store"),
+    ("store", "store() — print every entry of the shared store"),
+    ("store_keys", "store_keys() — the store's keys"),
+    ("store_delete", "store_delete(key) — remove a key"),
+    ("every", "every(name, prompt, interval_ms) — run a prompt on a schedule (skipped while busy)"),
+    ("schedules", "schedules() — list schedules"),
+    ("cancel", "cancel(name) — cancel an agent's schedule"),
+    ("budget", "budget([name]) — global or per-agent budget: limit and spent"),
+    ("reset_budget", "reset_budget() — clear every limit; spending counts from zero"),
     ("events", "events([last][, topic]) — recent events"),
     ("watch", "watch() — print live events"),
     ("unwatch", "unwatch() — stop printing live events"),
@@ -455,9 +465,109 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     engine.register_fn("unwatch", move || c.stop_watch());
     let c = ctx.clone();
     engine.register_fn("clear_events", move || c.ws.clear_events());
+    register_store(engine, ctx);
+
     engine.register_fn("help", || {
         for (_, doc) in FUNCTIONS {
             println!("  {doc}");
         }
+    });
+}
+
+/// Store keys: strings as they are; anything else (e.g. `["impl", "notes"]`) by its text.
+fn key_of(d: &Dynamic) -> String {
+    match d.clone().into_immutable_string() {
+        Ok(s) => s.to_string(),
+        Err(_) => d.to_string(),
+    }
+}
+
+fn register_store(engine: &mut Engine, ctx: &Ctx) {
+    let c = ctx.clone();
+    engine.register_fn("put", move |key: Dynamic, value: Dynamic| -> R<()> {
+        let v: serde_json::Value = rhai::serde::from_dynamic(&value)?;
+        c.block(c.ws.put(&key_of(&key), v))
+    });
+    let get = {
+        let c = ctx.clone();
+        move |key: &Dynamic| -> R<Option<Dynamic>> {
+            match c.ws.get(&key_of(key)).map_err(err)? {
+                Some(v) => Ok(Some(rhai::serde::to_dynamic(v)?)),
+                None => Ok(None),
+            }
+        }
+    };
+    let g = get.clone();
+    engine.register_fn("get", move |key: Dynamic| -> R<Dynamic> {
+        Ok(g(&key)?.unwrap_or(Dynamic::UNIT))
+    });
+    engine.register_fn("get", move |key: Dynamic, default: Dynamic| -> R<Dynamic> {
+        Ok(get(&key)?.unwrap_or(default))
+    });
+    let c = ctx.clone();
+    engine.register_fn("store", move || -> R<()> {
+        let all = c.ws.store_all().map_err(err)?;
+        if all.is_empty() {
+            println!("Store is empty.");
+        }
+        for (k, v) in all {
+            println!("{k}: {v}");
+        }
+        Ok(())
+    });
+    let c = ctx.clone();
+    engine.register_fn("store_keys", move || -> R<Array> {
+        Ok(c.ws
+            .store_keys()
+            .map_err(err)?
+            .into_iter()
+            .map(Dynamic::from)
+            .collect())
+    });
+    let c = ctx.clone();
+    engine.register_fn("store_delete", move |key: Dynamic| -> R<()> {
+        c.block(c.ws.store_delete(&key_of(&key)))
+    });
+    let show = |who: &str, b: workshop_node::BudgetView| match b.limit {
+        Some(l) => println!(
+            "{who}: ${:.4} spent of ${l:.4} (${:.4} left)",
+            b.spent,
+            b.remaining().unwrap_or(0.0)
+        ),
+        None => println!("{who}: ${:.4} spent, no limit", b.spent),
+    };
+    let c = ctx.clone();
+    engine.register_fn("budget", move || show("global", c.ws.budget()));
+    let c = ctx.clone();
+    engine.register_fn("budget", move |name: &str| -> R<()> {
+        show(name, c.ws.agent_budget(name).map_err(err)?);
+        Ok(())
+    });
+    let c = ctx.clone();
+    engine.register_fn("reset_budget", move || c.ws.reset_budget());
+
+    let c = ctx.clone();
+    engine.register_fn("every", move |name: &str, prompt: &str, ms: i64| -> R<()> {
+        c.block(c.ws.every(name, prompt, ms.max(0) as u64))
+    });
+    let c = ctx.clone();
+    engine.register_fn("cancel", move |name: &str| -> R<()> {
+        c.block(c.ws.cancel(name))
+    });
+    let c = ctx.clone();
+    engine.register_fn("schedules", move || -> R<Array> {
+        let all = c.block(async { Ok(c.ws.schedules().await) })?;
+        if all.is_empty() {
+            println!("No schedules.");
+        }
+        let mut out = Array::new();
+        for s in all {
+            println!(
+                "{}: every {} ms, {} runs ({} skipped) — {}",
+                s.spec.agent, s.spec.interval_ms, s.run_count, s.skipped, s.spec.prompt
+            );
+            out.push(Dynamic::from(s.spec.agent.to_string()));
+        }
+        Ok(out)
     });
 }

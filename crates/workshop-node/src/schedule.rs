@@ -1,0 +1,131 @@
+//! One schedule actor per agent (`every(agent, prompt, interval)`): on every tick it casts the
+//! prompt if the agent is idle with an empty queue, and skips the tick otherwise, as
+//! AgentWorkshop's Scheduler does. Every tick is counted and published.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use workshop_types::{now_ms, AgentName, AgentStatus, Topic};
+
+use crate::Workshop;
+
+/// A schedule as defined (and persisted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    pub agent: AgentName,
+    pub prompt: String,
+    pub interval_ms: u64,
+}
+
+/// A schedule as `schedules()` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleInfo {
+    pub spec: ScheduleSpec,
+    pub run_count: u64,
+    pub skipped: u64,
+    pub last_run_at_ms: Option<u64>,
+}
+
+pub const MIN_INTERVAL_MS: u64 = 10;
+
+#[derive(RactorMessage)]
+pub enum ScheduleMsg {
+    Tick,
+    Info(RpcReplyPort<ScheduleInfo>),
+}
+
+pub struct ScheduleActor;
+
+pub struct ScheduleState {
+    workshop: Workshop,
+    info: ScheduleInfo,
+    timer: JoinHandle<()>,
+}
+
+impl Actor for ScheduleActor {
+    type Msg = ScheduleMsg;
+    type State = ScheduleState;
+    type Arguments = (Workshop, ScheduleSpec);
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<ScheduleMsg>,
+        (workshop, spec): (Workshop, ScheduleSpec),
+    ) -> Result<ScheduleState, ActorProcessingErr> {
+        let timer = me.send_interval(Duration::from_millis(spec.interval_ms), || {
+            ScheduleMsg::Tick
+        });
+        Ok(ScheduleState {
+            workshop,
+            info: ScheduleInfo {
+                spec,
+                run_count: 0,
+                skipped: 0,
+                last_run_at_ms: None,
+            },
+            timer,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<ScheduleMsg>,
+        st: &mut ScheduleState,
+    ) -> Result<(), ActorProcessingErr> {
+        st.timer.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _me: ActorRef<ScheduleMsg>,
+        msg: ScheduleMsg,
+        st: &mut ScheduleState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ScheduleMsg::Tick => {
+                let agent = st.info.spec.agent.clone();
+                let idle = st
+                    .workshop
+                    .status()
+                    .into_iter()
+                    .find(|r| r.name == agent)
+                    .is_some_and(|r| r.status == AgentStatus::Idle && r.queued == 0);
+                st.info.run_count += 1;
+                st.info.last_run_at_ms = Some(now_ms());
+                if idle {
+                    if let Err(e) = st
+                        .workshop
+                        .cast_from(agent.as_str(), &st.info.spec.prompt, "schedule")
+                        .await
+                    {
+                        st.workshop.emit_about(
+                            Topic::Schedule,
+                            "error",
+                            agent.as_str(),
+                            format!("[error] schedule {agent}: {e}"),
+                        );
+                    }
+                } else {
+                    st.info.skipped += 1;
+                }
+                st.workshop.emit_about(
+                    Topic::Schedule,
+                    "tick",
+                    agent.as_str(),
+                    format!(
+                        "[tick] {agent}{}",
+                        if idle { "" } else { " (busy, skipped)" }
+                    ),
+                );
+            }
+            ScheduleMsg::Info(reply) => {
+                let _ = reply.send(st.info.clone());
+            }
+        }
+        Ok(())
+    }
+}
