@@ -1,1 +1,14 @@
+//! Dev-only helpers for workshop's tests and benches:
+//! - [`fake_anthropic`]: a fake Anthropic Messages API (loopback, SSE and JSON, scripted).
+//! - [`claude`]: where the pinned real `claude` CLI is and the environment that points it at
+//!   the fake.
+//! - [`procs`]: `/proc` probes, to prove no process outlives its session.
+
+pub mod claude;
+pub mod fake_anthropic;
+pub mod procs;
+
+pub use fake_anthropic::{FakeAnthropic, Recorded, Reply};
+
+/// Kept for compatibility with the workspace skeleton.
 pub fn x() {}

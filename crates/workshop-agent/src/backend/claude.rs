@@ -129,6 +129,8 @@ struct Proc {
     stderr: Arc<Mutex<Tail>>,
     resumed: Option<String>,
     saw_stdout: bool,
+    /// The last cumulative `total_cost_usd` this process reported.
+    last_total: Option<f64>,
 }
 
 impl Proc {
@@ -232,9 +234,17 @@ enum Ev {
     Eof,
 }
 
+#[allow(clippy::large_enum_variant)] // one value per turn, never stored
+enum TurnEnd {
+    Done(Result<TurnResult, TurnError>),
+    /// stdout closed before any line of this turn: the process was already gone.
+    DiedBeforeOutput,
+}
+
 /// Per-turn accumulation.
 #[derive(Default)]
 struct TurnAcc {
+    lines: usize,
     streamed: HashSet<String>,
     deltas: usize,
     truncated_noted: bool,
@@ -338,6 +348,7 @@ impl ClaudeSession {
             stderr: tail,
             resumed: resume.map(str::to_string),
             saw_stdout: false,
+            last_total: None,
         })
     }
 
@@ -361,6 +372,14 @@ impl ClaudeSession {
         Ok(())
     }
 
+    /// Start the replacement process now, so it boots while the agent is idle; a failure here
+    /// shows again (with its message) on the next turn.
+    fn respawn_quietly(&mut self) {
+        if let Err(e) = self.ensure_proc() {
+            tracing::warn!(agent = %self.agent, "claude restart failed: {e}");
+        }
+    }
+
     async fn kill_proc(&mut self) -> (Option<ExitStatus>, String) {
         match self.proc.take() {
             Some(p) => {
@@ -377,28 +396,36 @@ impl ClaudeSession {
             self.kill_proc().await;
             self.turn_open = false;
         }
-        if ctx.cancel.is_cancelled() {
-            return Err(TurnError::Interrupted);
-        }
-        self.ensure_proc().map_err(|e| TurnError::Backend(e.0))?;
-        let line = stream::user_message(prompt);
-        let mut wrote = self.write_line(&line).await;
-        if wrote.is_err() {
-            // died between turns (pipe closed before try_wait noticed): start again, once
-            self.kill_proc().await;
+        let mut attempt = 0;
+        loop {
+            if ctx.cancel.is_cancelled() {
+                return Err(TurnError::Interrupted);
+            }
             self.ensure_proc().map_err(|e| TurnError::Backend(e.0))?;
-            wrote = self.write_line(&line).await;
+            let line = stream::user_message(prompt);
+            if let Err(e) = self.write_line(&line).await {
+                let (_, tail) = self.kill_proc().await;
+                if attempt == 0 {
+                    // died between turns (the pipe closed before try_wait noticed): once more
+                    attempt += 1;
+                    continue;
+                }
+                return Err(TurnError::Backend(format!(
+                    "cannot send the prompt to claude: {e}; stderr: {tail}"
+                )));
+            }
+            self.turn_open = true;
+            let r = self.read_turn(prompt, &ctx, attempt == 0).await;
+            self.turn_open = false;
+            match r {
+                TurnEnd::Done(r) => return r,
+                TurnEnd::DiedBeforeOutput => {
+                    // The process was already dying when the prompt went in (it exited without
+                    // a single line for this turn): start it again and resend, once.
+                    attempt += 1;
+                }
+            }
         }
-        if let Err(e) = wrote {
-            let (_, tail) = self.kill_proc().await;
-            return Err(TurnError::Backend(format!(
-                "cannot send the prompt to claude: {e}; stderr: {tail}"
-            )));
-        }
-        self.turn_open = true;
-        let r = self.read_turn(prompt, &ctx).await;
-        self.turn_open = false;
-        r
     }
 
     async fn write_line(&mut self, line: &str) -> std::io::Result<()> {
@@ -411,11 +438,7 @@ impl ClaudeSession {
         }
     }
 
-    async fn read_turn(
-        &mut self,
-        prompt: &str,
-        ctx: &TurnContext,
-    ) -> Result<TurnResult, TurnError> {
+    async fn read_turn(&mut self, prompt: &str, ctx: &TurnContext, may_retry: bool) -> TurnEnd {
         let idle_ms = self.options.inactivity_timeout_ms.filter(|ms| *ms > 0);
         let idle = idle_ms.map(Duration::from_millis);
         let mut idle_deadline = idle.map(|d| Instant::now() + d);
@@ -424,7 +447,9 @@ impl ClaudeSession {
         loop {
             let ev = {
                 let Some(p) = self.proc.as_mut() else {
-                    return Err(TurnError::Backend("claude process vanished".into()));
+                    return TurnEnd::Done(Err(TurnError::Backend(
+                        "claude process vanished".into(),
+                    )));
                 };
                 let interrupting = interrupt_deadline.is_some();
                 tokio::select! {
@@ -448,23 +473,38 @@ impl ClaudeSession {
                         .is_err()
                     {
                         self.kill_proc().await;
-                        return Err(TurnError::Interrupted);
+                        return TurnEnd::Done(Err(TurnError::Interrupted));
                     }
                     interrupt_deadline = Some(Instant::now() + INTERRUPT_GRACE);
                 }
                 Ev::InterruptExpired => {
                     tracing::warn!(agent = %self.agent, "claude ignored the interrupt; killing it");
                     self.kill_proc().await;
-                    return Err(TurnError::Interrupted);
+                    self.respawn_quietly();
+                    return TurnEnd::Done(Err(TurnError::Interrupted));
                 }
                 Ev::Idle => {
                     let ms = idle_ms.unwrap_or(0);
                     tracing::warn!(agent = %self.agent, ms, "claude silent too long; killing it");
                     self.kill_proc().await;
-                    return Err(TurnError::Timeout(ms));
+                    self.respawn_quietly();
+                    return TurnEnd::Done(Err(TurnError::Timeout(ms)));
                 }
-                Ev::Eof => return Err(self.exited_mid_turn(interrupt_deadline.is_some()).await),
+                Ev::Eof => {
+                    let interrupting = interrupt_deadline.is_some();
+                    if may_retry && acc.lines == 0 && !interrupting {
+                        if let Some(p) = self.proc.as_ref() {
+                            if !p.stderr_tail().contains("No conversation found") {
+                                self.kill_proc().await;
+                                return TurnEnd::DiedBeforeOutput;
+                            }
+                        }
+                    }
+                    return TurnEnd::Done(Err(self.exited_mid_turn(interrupting).await));
+                }
                 Ev::Line(bytes) => {
+                    acc.lines += 1;
+                    tracing::trace!(agent = %self.agent, "claude stdout: {}", String::from_utf8_lossy(&bytes).trim_end());
                     if let Some(d) = idle {
                         idle_deadline = Some(Instant::now() + d);
                     }
@@ -473,7 +513,12 @@ impl ClaudeSession {
                     }
                     let line = stream::parse_line(&bytes);
                     if let Line::Result(r) = line {
-                        return self.finish(*r, acc, prompt, interrupt_deadline.is_some());
+                        return TurnEnd::Done(self.finish(
+                            *r,
+                            acc,
+                            prompt,
+                            interrupt_deadline.is_some(),
+                        ));
                     }
                     self.on_line(line, &mut acc, &ctx.events).await;
                 }
@@ -610,13 +655,24 @@ impl ClaudeSession {
         if let Some(id) = &r.session_id {
             self.session_id = Some(id.clone());
         }
-        let turn_cost = match (r.total_cost_usd, self.cost_seen) {
-            (Some(total), Some(prev)) if total + 1e-12 >= prev => total - prev,
-            (Some(total), _) => r.turn_cost_hint().unwrap_or(total),
-            (None, _) => r.turn_cost_hint().unwrap_or(0.0),
+        // Within one process the cumulative total is reliable: take its delta. For the first
+        // result of a process (new, or resumed: 2.1.328 restarts the total at 0 in a resumed
+        // stream-json process, but one-shot `--resume` continues it) the CLI's own per-turn
+        // figure decides; without one, the delta against the session's last total.
+        let hint = r.turn_cost_hint();
+        let proc_total = self.proc.as_ref().and_then(|p| p.last_total);
+        let turn_cost = match (r.total_cost_usd, proc_total, hint, self.cost_seen) {
+            (Some(total), Some(prev), _, _) if total + 1e-12 >= prev => total - prev,
+            (_, _, Some(h), _) => h,
+            (Some(total), _, None, Some(prev)) if total + 1e-12 >= prev => total - prev,
+            (Some(total), _, None, _) => total,
+            (None, _, None, _) => 0.0,
         };
         if let Some(total) = r.total_cost_usd {
             self.cost_seen = Some(total);
+            if let Some(p) = self.proc.as_mut() {
+                p.last_total = Some(total);
+            }
         }
         if interrupted {
             self.unreported_cost += turn_cost;
