@@ -33,4 +33,7 @@ pub enum ApiError {
     BadRef(String),
     #[error("{0}")]
     Node(String),
+    /// A board or workflow error (the board's own message names the item and what to do).
+    #[error("{0}")]
+    Board(String),
 }

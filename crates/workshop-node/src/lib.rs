@@ -17,9 +17,14 @@ pub mod persist;
 pub mod schedule;
 pub mod store;
 pub mod supervisor;
+pub mod work;
+pub mod worker;
+pub mod workflows;
 pub mod workshop;
 
 pub use budget::BudgetView;
 pub use error::ApiError;
 pub use node::Node;
+pub use work::WorkOptions;
+pub use worker::WorkerInfo;
 pub use workshop::{AwaitOutcome, GlobalConfig, Profile, Workshop};

@@ -12,11 +12,14 @@ use crate::event_log::EventLogHandle;
 use crate::persist::NodeDb;
 use crate::supervisor::{NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
+use workshop_board::durable::{DurableBoard, DurableOptions};
+use workshop_board::store::MemoryStore;
 
 pub struct Node {
     pub workshop: Workshop,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -32,14 +35,27 @@ impl Node {
         Self::start_with(Self::default_backends(), None).await
     }
 
-    /// Start a durable node over `data_dir`: agents, store and event tail come back after a
-    /// restart (even after kill -9).
+    /// Start a durable node over `data_dir`: agents, board, store, workflows, schedules and the
+    /// event tail come back after a restart (even after kill -9).
     pub async fn open(data_dir: &Path) -> Result<Node, ApiError> {
-        let db = NodeDb::open(&data_dir.join("node"))?;
-        Self::start_with(Self::default_backends(), Some(Arc::new(db))).await
+        Self::start_with(Self::default_backends(), Some(data_dir)).await
     }
 
-    pub async fn start_with(backends: Backends, db: Option<Arc<NodeDb>>) -> Result<Node, ApiError> {
+    pub async fn start_with(backends: Backends, data_dir: Option<&Path>) -> Result<Node, ApiError> {
+        let (db, board) = match data_dir {
+            None => (
+                None,
+                DurableBoard::with_store(MemoryStore::new(), DurableOptions::default())
+                    .map_err(|e| ApiError::Board(e.to_string()))?,
+            ),
+            Some(dir) => {
+                let db = NodeDb::open(&dir.join("node"))?;
+                let board = DurableBoard::open(dir.join("board"), DurableOptions::default())
+                    .map_err(|e| ApiError::Board(e.to_string()))?;
+                (Some(Arc::new(db)), board)
+            }
+        };
+        let sweeper = board.spawn_lease_sweeper(Duration::from_secs(1));
         let events = EventLogHandle::new(db.clone());
         let directory = Arc::new(Directory::default());
         let (root, handle) = Actor::spawn(
@@ -53,18 +69,23 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node's supervision tree did not start: {e}")))?;
-        let workshop = Workshop::new(root.clone(), directory, events, backends, db);
+        let workshop = Workshop::new(root.clone(), directory, events, backends, db, board);
         workshop.restore().await?;
         Ok(Node {
             workshop,
             root,
             handle,
+            sweeper,
         })
     }
 
     /// Stop every agent (the registry keeps them for the next start), then stop the tree.
     pub async fn shutdown(self) {
         self.workshop.stop_agents().await;
+        self.sweeper.abort();
+        if let Err(e) = self.workshop.board_handle().shutdown().await {
+            tracing::error!(error = %e, "board did not shut down cleanly");
+        }
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;
     }

@@ -14,6 +14,7 @@ use workshop_types::{AgentName, AgentSpec, Event};
 
 use crate::schedule::ScheduleSpec;
 use crate::ApiError;
+use workshop_workflow::Workflow;
 
 /// One agent as the registry keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,7 @@ pub struct NodeDb {
     store: sled::Tree,
     events: sled::Tree,
     schedules: sled::Tree,
+    workflows: sled::Tree,
 }
 
 fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -72,6 +74,7 @@ impl NodeDb {
             store: tree("store")?,
             events: tree("events")?,
             schedules: tree("schedules")?,
+            workflows: tree("workflows")?,
             dir: dir.to_path_buf(),
             db,
         })
@@ -160,6 +163,27 @@ impl NodeDb {
 
     pub fn schedules(&self) -> Result<Vec<ScheduleSpec>, ApiError> {
         self.schedules
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| db_err(&self.dir, e))?;
+                codec::decode(&v).map_err(|e| db_err(&self.dir, e))
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ workflows
+
+    pub fn put_workflow(&self, wf: &Workflow) -> Result<(), ApiError> {
+        let bytes = codec::encode(wf).map_err(|e| db_err(&self.dir, e))?;
+        self.workflows
+            .insert(wf.name.as_bytes(), bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn workflows(&self) -> Result<Vec<Workflow>, ApiError> {
+        self.workflows
             .iter()
             .values()
             .map(|v| {

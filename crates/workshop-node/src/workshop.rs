@@ -27,7 +27,10 @@ use crate::persist::{AgentRecord, NodeDb};
 use crate::schedule::{ScheduleActor, ScheduleInfo, ScheduleMsg, ScheduleSpec, MIN_INTERVAL_MS};
 use crate::store::Store;
 use crate::supervisor::RootMsg;
+use crate::worker::{BoardWorker, WorkerInfo, WorkerMsg, WorkerSpec};
 use crate::ApiError;
+use workshop_board::durable::DurableBoard;
+use workshop_workflow::Workflow;
 
 /// How long `dismiss` waits for a graceful stop before killing the agent.
 pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
@@ -74,6 +77,9 @@ struct Inner {
     budgets: RwLock<Budgets>,
     store: Store,
     schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
+    board: DurableBoard,
+    workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
+    workflows: RwLock<BTreeMap<String, Workflow>>,
 }
 
 fn parse_name(name: &str) -> Result<AgentName, ApiError> {
@@ -94,6 +100,7 @@ impl Workshop {
         events: Arc<EventLogHandle>,
         backends: Backends,
         db: Option<Arc<NodeDb>>,
+        board: DurableBoard,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -108,7 +115,101 @@ impl Workshop {
                 db,
                 budgets: RwLock::new(Budgets::default()),
                 schedules: RwLock::new(HashMap::new()),
+                board,
+                workers: RwLock::new(BTreeMap::new()),
+                workflows: RwLock::new(BTreeMap::new()),
             }),
+        }
+    }
+
+    /// The node's work board.
+    pub fn board_handle(&self) -> DurableBoard {
+        self.inner.board.clone()
+    }
+
+    pub(crate) fn db(&self) -> Option<Arc<NodeDb>> {
+        self.inner.db.clone()
+    }
+
+    pub(crate) fn workflows_lock(&self) -> &RwLock<BTreeMap<String, Workflow>> {
+        &self.inner.workflows
+    }
+
+    // ---------------------------------------------------------------- board workers
+
+    /// Start a board worker: an agent made from `profile` (or plain), bound to `work_type`.
+    pub async fn board_worker(
+        &self,
+        name: &str,
+        work_type: &str,
+        profile: Option<&str>,
+        overrides: AgentOptions,
+        interval_ms: Option<u64>,
+        worktree: bool,
+    ) -> Result<AgentName, ApiError> {
+        let work_type = crate::work::parse_type(work_type)?;
+        let (role, options) = match profile {
+            Some(p) => {
+                let p = self
+                    .inner
+                    .profiles
+                    .read()
+                    .get(p.trim_start_matches(':'))
+                    .cloned()
+                    .ok_or_else(|| ApiError::UnknownProfile(p.to_string()))?;
+                (p.role, p.options.overlay(&overrides))
+            }
+            None => (None, overrides),
+        };
+        let name = self.agent(name, role.clone(), options.clone()).await?;
+        if let Some(old) = self.inner.workers.write().remove(&name) {
+            old.stop(Some("replaced".into()));
+        }
+        let spec = WorkerSpec {
+            name: name.clone(),
+            work_type: work_type.clone(),
+            role,
+            options,
+            interval_ms: interval_ms
+                .unwrap_or(crate::worker::DEFAULT_INTERVAL_MS)
+                .max(10),
+            lease_ms: crate::worker::DEFAULT_LEASE_MS,
+            worktree,
+        };
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            BoardWorker,
+            (self.clone(), spec),
+            self.inner.root.get_cell(),
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))?;
+        self.inner.workers.write().insert(name.clone(), actor);
+        self.publish(
+            Topic::Work,
+            "worker_started",
+            Some(name.as_str()),
+            format!("[board_worker] {name} started for {work_type} items"),
+        );
+        Ok(name)
+    }
+
+    pub async fn workers(&self) -> Vec<WorkerInfo> {
+        let actors: Vec<ActorRef<WorkerMsg>> =
+            self.inner.workers.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for a in actors {
+            if let Ok(i) = ractor::call!(a, WorkerMsg::Info) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    fn stop_workers(&self) {
+        let workers = std::mem::take(&mut *self.inner.workers.write());
+        for (_, w) in workers {
+            w.stop(Some("node stopping".into()));
         }
     }
 
@@ -304,6 +405,9 @@ impl Workshop {
         }
         let n = records.len();
         let schedules = db.schedules()?;
+        for wf in db.workflows()? {
+            self.inner.workflows.write().insert(wf.name.clone(), wf);
+        }
         for rec in records {
             let mut spec = rec.spec;
             spec.resume_session = rec.session_id;
@@ -636,6 +740,7 @@ impl Workshop {
     /// Stop every agent's session for a node shutdown; the registry keeps them for the next
     /// start (turns in flight are then reported interrupted).
     pub async fn stop_agents(&self) {
+        self.stop_workers();
         let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
         for name in scheduled {
             self.cancel_quiet(&name);
@@ -679,6 +784,7 @@ impl Workshop {
 
     /// Dismiss every agent and clear the global configuration and profiles.
     pub async fn reset_all(&self) {
+        self.stop_workers();
         let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
         for name in scheduled {
             let _ = self.cancel(name.as_str()).await;

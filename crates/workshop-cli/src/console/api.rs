@@ -54,6 +54,23 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("cancel", "cancel(name) — cancel an agent's schedule"),
     ("budget", "budget([name]) — global or per-agent budget: limit and spent"),
     ("reset_budget", "reset_budget() — clear every limit; spending counts from zero"),
+    ("work", "work(id, title[, #{type:, spec:, priority:, depends_on:}]) — add a work item"),
+    ("board", "board([#{status:, type:}]) — show the work board"),
+    ("work_item", "work_item(id) — one item as a map"),
+    ("claim_work", "claim_work(id, agent) — claim a ready item"),
+    ("start_work", "start_work(id) — mark a claimed item in progress"),
+    ("complete_work", "complete_work(id[, result]) — mark done; unblocks dependents"),
+    ("fail_work", "fail_work(id[, error]) — mark failed; blocks dependents"),
+    ("cancel_work", "cancel_work(id) — cancel an item"),
+    ("work_from_result", "work_from_result(agent, id[, #{type:, title:}]) — an item from an agent's last result"),
+    ("board_worker", "board_worker(name, type[, #{profile:, interval:, worktree:}]) — an agent that claims and runs items"),
+    ("workers", "workers() — board workers and what they do"),
+    ("workflow", "workflow(name, [#{stage:, agent:, title:, from:, type:, priority:}, ...]) — define stages"),
+    ("run_workflow", "run_workflow(name) — expand a workflow into board items"),
+    ("workflow_status", "workflow_status(name) — each stage and its item"),
+    ("workflows", "workflows() — defined workflows"),
+    ("await_workflow", "await_workflow(name[, timeout_ms]) — wait until the run completes or fails"),
+    ("reset_workflow", "reset_workflow(name) — remove a run's items, back to defined"),
     ("events", "events([last][, topic]) — recent events"),
     ("watch", "watch() — print live events"),
     ("unwatch", "unwatch() — stop printing live events"),
@@ -81,7 +98,7 @@ impl Ctx {
         }
     }
 
-    fn block<T>(&self, fut: impl Future<Output = Result<T, ApiError>>) -> R<T> {
+    pub(crate) fn block<T>(&self, fut: impl Future<Output = Result<T, ApiError>>) -> R<T> {
         let out = if self.interactive {
             self.rt.block_on(async {
                 tokio::select! {

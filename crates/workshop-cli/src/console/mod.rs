@@ -3,6 +3,7 @@
 //! script on standard input) runs non-interactively and stops at the first error.
 
 pub mod api;
+pub mod board;
 pub mod print;
 
 use std::borrow::Cow;
@@ -32,6 +33,7 @@ pub fn engine(ctx: &Ctx) -> Engine {
     });
     engine.set_max_expr_depths(128, 64);
     api::register(&mut engine, ctx);
+    board::register(&mut engine, ctx);
     let c = ctx.clone();
     engine.register_fn(
         "load",

@@ -1,0 +1,197 @@
+//! The work board through the Workshop API, with AgentWorkshop's names: `work`, `board`,
+//! `work_item`, `claim_work`, `start_work`, `complete_work`, `fail_work`, `cancel_work`,
+//! `work_from_result`. Every change is published on the `work` topic.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use workshop_board::durable::DurableError;
+use workshop_board::item::{NewItem, Status, WorkItem, WorkType};
+use workshop_board::state::ListFilter;
+use workshop_types::Topic;
+
+use crate::{ApiError, Workshop};
+
+/// Lease of a claim made by hand from the console (a worker renews its own by heartbeat).
+pub const MANUAL_LEASE_MS: u64 = 30 * 60 * 1000;
+
+/// Options of `work(id, title, ...)`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkOptions {
+    #[serde(rename = "type")]
+    pub work_type: Option<String>,
+    pub spec: Option<String>,
+    pub priority: Option<u8>,
+    pub depends_on: Vec<String>,
+    pub max_attempts: Option<u32>,
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+pub(crate) fn board_err(e: DurableError) -> ApiError {
+    ApiError::Board(e.to_string())
+}
+
+pub fn parse_type(t: &str) -> Result<WorkType, ApiError> {
+    t.trim_start_matches(':').parse().map_err(ApiError::Board)
+}
+
+pub fn parse_status(s: &str) -> Result<Status, ApiError> {
+    s.trim_start_matches(':').parse().map_err(ApiError::Board)
+}
+
+impl Workshop {
+    fn work_event(&self, kind: &str, id: &str, line: String) {
+        self.emit_about(Topic::Work, kind, id, line);
+    }
+
+    /// Add a work item: `ready` when it has no unmet dependencies, else `new`.
+    pub async fn work(&self, id: &str, title: &str, o: WorkOptions) -> Result<WorkItem, ApiError> {
+        let mut item = NewItem::new(id.trim_start_matches(':'), title)
+            .spec(o.spec.unwrap_or_default())
+            .priority(o.priority.unwrap_or(3))
+            .depends_on(
+                o.depends_on
+                    .iter()
+                    .map(|d| d.trim_start_matches(':').to_string()),
+            );
+        if let Some(t) = &o.work_type {
+            item = item.work_type(parse_type(t)?);
+        }
+        if let Some(m) = o.max_attempts {
+            item = item.max_attempts(m);
+        }
+        for (k, v) in o.metadata {
+            item = item.meta(k, v);
+        }
+        let added = self.board_handle().add(item).await.map_err(board_err)?;
+        self.work_event(
+            "added",
+            added.id.as_str(),
+            format!(
+                "[work] {} added ({}, {})",
+                added.id, added.work_type, added.status
+            ),
+        );
+        Ok(added)
+    }
+
+    /// The board, filtered, sorted by priority then age.
+    pub async fn board(
+        &self,
+        status: Option<&str>,
+        work_type: Option<&str>,
+    ) -> Result<Vec<WorkItem>, ApiError> {
+        let filter = ListFilter {
+            status: status.map(parse_status).transpose()?,
+            work_type: work_type.map(parse_type).transpose()?,
+            claimed_by: None,
+        };
+        Ok(self.board_handle().list(filter).await)
+    }
+
+    pub async fn work_item(&self, id: &str) -> Option<WorkItem> {
+        self.board_handle().get(id.trim_start_matches(':')).await
+    }
+
+    pub async fn board_counts(&self) -> BTreeMap<Status, usize> {
+        self.board_handle().counts().await
+    }
+
+    async fn existing(&self, id: &str) -> Result<WorkItem, ApiError> {
+        self.work_item(id)
+            .await
+            .ok_or_else(|| ApiError::Board(format!("no work item {id}; board() lists them")))
+    }
+
+    pub async fn claim_work(&self, id: &str, agent: &str) -> Result<WorkItem, ApiError> {
+        let id = id.trim_start_matches(':');
+        let item = self
+            .board_handle()
+            .claim(id, agent.trim_start_matches(':'), MANUAL_LEASE_MS)
+            .await
+            .map_err(board_err)?;
+        self.work_event("claimed", id, format!("[work] {id} claimed by {agent}"));
+        Ok(item)
+    }
+
+    /// Console form: uses the item's current lease token.
+    pub async fn start_work(&self, id: &str) -> Result<WorkItem, ApiError> {
+        let item = self.existing(id).await?;
+        let token = item.token().ok_or_else(|| {
+            ApiError::Board(format!(
+                "{} is {}, not claimed: claim_work(\"{}\", agent) first",
+                item.id, item.status, item.id
+            ))
+        })?;
+        let item = self
+            .board_handle()
+            .start(item.id.as_str(), token)
+            .await
+            .map_err(board_err)?;
+        self.work_event(
+            "started",
+            item.id.as_str(),
+            format!("[work] {} started", item.id),
+        );
+        Ok(item)
+    }
+
+    pub async fn complete_work(
+        &self,
+        id: &str,
+        result: Option<String>,
+    ) -> Result<WorkItem, ApiError> {
+        let id = id.trim_start_matches(':');
+        let item = self
+            .board_handle()
+            .complete_work(id, result.unwrap_or_default())
+            .await
+            .map_err(board_err)?;
+        self.work_event("completed", id, format!("[work] {id} completed"));
+        self.after_item_settled(&item).await;
+        Ok(item)
+    }
+
+    pub async fn fail_work(&self, id: &str, error: Option<String>) -> Result<WorkItem, ApiError> {
+        let id = id.trim_start_matches(':');
+        let error = error.unwrap_or_else(|| "failed by hand".into());
+        let item = self
+            .board_handle()
+            .fail_work(id, error.clone())
+            .await
+            .map_err(board_err)?;
+        self.work_event("failed", id, format!("[work] {id} failed: {error}"));
+        self.after_item_settled(&item).await;
+        Ok(item)
+    }
+
+    pub async fn cancel_work(&self, id: &str) -> Result<WorkItem, ApiError> {
+        let id = id.trim_start_matches(':');
+        let item = self.board_handle().cancel(id).await.map_err(board_err)?;
+        self.work_event("cancelled", id, format!("[work] {id} cancelled"));
+        self.after_item_settled(&item).await;
+        Ok(item)
+    }
+
+    /// A work item whose spec is the agent's last result.
+    pub async fn work_from_result(
+        &self,
+        agent: &str,
+        id: &str,
+        mut o: WorkOptions,
+    ) -> Result<WorkItem, ApiError> {
+        let name = workshop_types::AgentName::new(agent)?;
+        let result = self
+            .result(name.as_str())
+            .await?
+            .ok_or_else(|| ApiError::NoResult(name.clone()))?;
+        o.spec = Some(result.text);
+        let title = o
+            .title
+            .take()
+            .unwrap_or_else(|| format!("From {name} result"));
+        self.work(id, &title, o).await
+    }
+}

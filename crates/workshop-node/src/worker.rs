@@ -1,0 +1,385 @@
+//! Board workers: one actor per worker binds an agent (made from a profile) to a work type.
+//! It is woken as soon as a matching item becomes ready (the board pushes it; the interval is
+//! only a fallback), claims the highest-priority oldest ready item with a lease, runs
+//! `title + "\n\nSpec:\n" + spec` (plus earlier stage results for workflow items), renews the
+//! lease by heartbeat while the turn runs, then completes the item with the result or fails it
+//! with the error (a failed turn is a failed item, retried with backoff by the board up to its
+//! max attempts). The agent gets a fresh session between items; with `worktree: true` each item
+//! runs in its own git worktree and branch (removed after success, kept after failure).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
+use tokio::task::JoinHandle;
+use workshop_board::item::{WorkItem, WorkType};
+use workshop_types::{AgentName, AgentOptions, Topic};
+
+use crate::{ApiError, Workshop};
+
+pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
+pub const DEFAULT_LEASE_MS: u64 = 60_000;
+
+/// How a worker was defined.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    pub name: AgentName,
+    pub work_type: WorkType,
+    pub role: Option<String>,
+    pub options: AgentOptions,
+    pub interval_ms: u64,
+    pub lease_ms: u64,
+    pub worktree: bool,
+}
+
+/// What `workers()` shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    pub name: AgentName,
+    pub work_type: String,
+    pub interval_ms: u64,
+    pub worktree: bool,
+    pub completed: u64,
+    pub failed: u64,
+    pub current_item: Option<String>,
+}
+
+#[derive(RactorMessage)]
+pub enum WorkerMsg {
+    /// Look for work (pushed on ready items, and on the fallback interval).
+    Wake,
+    /// The item in flight settled.
+    Done {
+        id: String,
+        ok: bool,
+    },
+    Info(RpcReplyPort<WorkerInfo>),
+}
+
+pub struct BoardWorker;
+
+pub struct WorkerState {
+    ws: Workshop,
+    spec: WorkerSpec,
+    current: Option<String>,
+    completed: u64,
+    failed: u64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Actor for BoardWorker {
+    type Msg = WorkerMsg;
+    type State = WorkerState;
+    type Arguments = (Workshop, WorkerSpec);
+
+    async fn pre_start(
+        &self,
+        me: ActorRef<WorkerMsg>,
+        (ws, spec): (Workshop, WorkerSpec),
+    ) -> Result<WorkerState, ActorProcessingErr> {
+        // Push: the board announces every item that becomes ready.
+        let mut ready = ws.board_handle().subscribe_ready();
+        let wanted = spec.work_type.clone();
+        let push_to = me.clone();
+        let push = tokio::spawn(async move {
+            loop {
+                match ready.recv().await {
+                    Ok(item) if item.work_type == wanted => {
+                        if push_to.cast(WorkerMsg::Wake).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed some: look anyway.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if push_to.cast(WorkerMsg::Wake).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let timer = me.send_interval(Duration::from_millis(spec.interval_ms), || WorkerMsg::Wake);
+        me.cast(WorkerMsg::Wake)?;
+        Ok(WorkerState {
+            ws,
+            spec,
+            current: None,
+            completed: 0,
+            failed: 0,
+            tasks: vec![push, timer],
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<WorkerMsg>,
+        st: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
+        for t in st.tasks.drain(..) {
+            t.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<WorkerMsg>,
+        msg: WorkerMsg,
+        st: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            WorkerMsg::Wake => {
+                if st.current.is_some() {
+                    return Ok(());
+                }
+                let claimed = st
+                    .ws
+                    .board_handle()
+                    .claim_next(
+                        Some(st.spec.work_type.clone()),
+                        st.spec.name.as_str(),
+                        st.spec.lease_ms,
+                    )
+                    .await;
+                match claimed {
+                    Ok(Some(item)) => {
+                        st.current = Some(item.id.to_string());
+                        st.ws.emit_about(
+                            Topic::Work,
+                            "claimed",
+                            item.id.as_str(),
+                            format!("[work] {} claimed by {}", item.id, st.spec.name),
+                        );
+                        let ws = st.ws.clone();
+                        let spec = st.spec.clone();
+                        let me = me.clone();
+                        tokio::spawn(async move {
+                            let id = item.id.to_string();
+                            let ok = run_item(&ws, &spec, item).await;
+                            let _ = me.cast(WorkerMsg::Done { id, ok });
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => st.ws.emit_about(
+                        Topic::Work,
+                        "error",
+                        st.spec.name.as_str(),
+                        format!("[error] worker {}: claim failed: {e}", st.spec.name),
+                    ),
+                }
+            }
+            WorkerMsg::Done { id, ok } => {
+                if st.current.as_deref() == Some(id.as_str()) {
+                    st.current = None;
+                }
+                if ok {
+                    st.completed += 1;
+                } else {
+                    st.failed += 1;
+                }
+                me.cast(WorkerMsg::Wake)?;
+            }
+            WorkerMsg::Info(reply) => {
+                let _ = reply.send(WorkerInfo {
+                    name: st.spec.name.clone(),
+                    work_type: st.spec.work_type.to_string(),
+                    interval_ms: st.spec.interval_ms,
+                    worktree: st.spec.worktree,
+                    completed: st.completed,
+                    failed: st.failed,
+                    current_item: st.current.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run one claimed item to the end; true if it completed.
+async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
+    let board = ws.board_handle();
+    let id = item.id.to_string();
+    let Some(token) = item.token() else {
+        return false;
+    };
+    let name = spec.name.as_str();
+    // Mark it in progress while the turn starts; ordering is kept by awaiting it before the end.
+    let start = {
+        let board = board.clone();
+        let id = id.clone();
+        tokio::spawn(async move { board.start(&id, token).await })
+    };
+    let heartbeat = {
+        let board = board.clone();
+        let id = id.clone();
+        let lease = spec.lease_ms;
+        tokio::spawn(async move {
+            let every = Duration::from_millis((lease / 3).max(10));
+            loop {
+                tokio::time::sleep(every).await;
+                if board.heartbeat(&id, token, lease).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let worktree = if spec.worktree {
+        match prepare_worktree(ws, spec, &item).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                heartbeat.abort();
+                let _ = start.await;
+                settle(ws, &id, token, Err(format!("worktree: {e}"))).await;
+                return false;
+            }
+        }
+    } else {
+        None
+    };
+    ws.emit_about(
+        Topic::Work,
+        "started",
+        &id,
+        format!("[board_worker] {name} started {id}"),
+    );
+    let prompt = ws.stage_prompt_for(&item).await;
+    let outcome = ws.ask_from(name, &prompt, "board").await;
+    heartbeat.abort();
+    let _ = start.await;
+    let ok = outcome.is_ok();
+    settle(
+        ws,
+        &id,
+        token,
+        outcome.map(|r| r.text).map_err(|e| e.to_string()),
+    )
+    .await;
+    if let Some(path) = worktree {
+        if ok {
+            remove_worktree(&path).await;
+        } else {
+            ws.emit_about(
+                Topic::Work,
+                "worktree_kept",
+                &id,
+                format!(
+                    "[work] {id}: worktree kept for inspection at {}",
+                    path.display()
+                ),
+            );
+        }
+    } else if let Err(e) = ws.reset(name).await {
+        // During shutdown the agent may already be gone; that is not worth a warning.
+        tracing::debug!(worker = name, error = %e, "agent reset between items failed");
+    }
+    ok
+}
+
+async fn settle(ws: &Workshop, id: &str, token: u64, outcome: Result<String, String>) {
+    let board = ws.board_handle();
+    let res = match &outcome {
+        Ok(text) => board.complete(id, token, text.clone()).await,
+        Err(e) => board.fail(id, token, e.clone(), true).await,
+    };
+    match res {
+        Ok(item) => {
+            let line = match (&outcome, item.status) {
+                (Ok(_), _) => format!("[work] {id} completed"),
+                (Err(e), workshop_board::item::Status::Ready) => format!(
+                    "[work] {id} failed (attempt {} of {}), will retry: {e}",
+                    item.attempts, item.max_attempts
+                ),
+                (Err(_), _) => format!(
+                    "[work] {id} failed: {}",
+                    item.error.clone().unwrap_or_default()
+                ),
+            };
+            let kind = if outcome.is_ok() {
+                "completed"
+            } else {
+                "failed"
+            };
+            ws.emit_about(Topic::Work, kind, id, line);
+            ws.after_item_settled(&item).await;
+        }
+        Err(e) => ws.emit_about(
+            Topic::Work,
+            "error",
+            id,
+            format!("[error] {id}: result not recorded: {e}"),
+        ),
+    }
+}
+
+/// A fresh worktree and branch for this item; the agent is re-created to run inside it.
+async fn prepare_worktree(
+    ws: &Workshop,
+    spec: &WorkerSpec,
+    item: &WorkItem,
+) -> Result<PathBuf, ApiError> {
+    let repo = match &spec.options.working_dir {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_dir().map_err(|e| ApiError::Node(e.to_string()))?,
+    };
+    let slug = format!(
+        "{}-a{}",
+        item.id.as_str().replace([':', '.'], "-"),
+        item.attempts
+    );
+    let path = repo.join(".workshop").join("worktrees").join(&slug);
+    let branch = format!("workshop/{slug}");
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-b",
+            &branch,
+            &path.to_string_lossy(),
+            "HEAD",
+        ],
+    )
+    .await?;
+    let mut options = spec.options.clone();
+    options.working_dir = Some(path.to_string_lossy().into_owned());
+    ws.agent(spec.name.as_str(), spec.role.clone(), options)
+        .await?;
+    Ok(path)
+}
+
+async fn remove_worktree(path: &Path) {
+    let Some(repo) = path.ancestors().nth(3) else {
+        return;
+    };
+    if let Err(e) = git(
+        repo,
+        &["worktree", "remove", "--force", &path.to_string_lossy()],
+    )
+    .await
+    {
+        tracing::warn!(path = %path.display(), error = %e, "worktree not removed");
+    }
+}
+
+async fn git(dir: &Path, args: &[&str]) -> Result<(), ApiError> {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ApiError::Node(format!("cannot run git in {}: {e}", dir.display())))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ApiError::Node(format!(
+            "git {} failed in {}: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}

@@ -1,0 +1,213 @@
+//! Workflows on the board, AgentWorkshop style: definitions are durable; `run_workflow` expands
+//! the stages into board items with dependencies; workers of each stage's type run them; the
+//! run's status is derived from its items (completed when all are done, failed as soon as one
+//! fails or is blocked) and announced when it changes.
+
+use workshop_board::item::{Status, WorkItem};
+use workshop_types::Topic;
+use workshop_workflow::{run_status, stage_prompt, RunStatus, StageState, Workflow};
+
+use crate::work::WorkOptions;
+use crate::{ApiError, Workshop};
+
+fn stage_state(item: Option<&WorkItem>) -> StageState {
+    match item.map(|i| i.status) {
+        None => StageState::Missing,
+        Some(Status::Done) => StageState::Done,
+        Some(Status::Failed | Status::Blocked | Status::Cancelled) => StageState::Broken,
+        Some(_) => StageState::Open,
+    }
+}
+
+pub fn status_name(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Defined => "defined",
+        RunStatus::Running => "running",
+        RunStatus::Completed => "completed",
+        RunStatus::Failed => "failed",
+    }
+}
+
+impl Workshop {
+    /// Define (or redefine) a workflow. Definitions survive restarts on a durable node.
+    pub async fn workflow(&self, wf: Workflow) -> Result<(), ApiError> {
+        if let Some(db) = self.db() {
+            db.put_workflow(&wf)?;
+            db.sync().await?;
+        }
+        let name = wf.name.clone();
+        self.workflows_lock().write().insert(name.clone(), wf);
+        self.emit_about(
+            Topic::Workflow,
+            "defined",
+            &name,
+            format!("[workflow] {name} defined"),
+        );
+        Ok(())
+    }
+
+    pub fn workflows(&self) -> Vec<Workflow> {
+        self.workflows_lock().read().values().cloned().collect()
+    }
+
+    fn definition(&self, name: &str) -> Result<Workflow, ApiError> {
+        let name = name.trim_start_matches(':');
+        self.workflows_lock()
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Board(format!(
+                    "no workflow named {name}; workflows() lists them, workflow(\"{name}\", [...]) defines one"
+                ))
+            })
+    }
+
+    /// Expand a workflow into board items. Refused while a run's items exist.
+    pub async fn run_workflow(&self, name: &str) -> Result<Vec<WorkItem>, ApiError> {
+        let wf = self.definition(name)?;
+        let (status, _) = self.workflow_status(&wf.name).await?;
+        if status != RunStatus::Defined {
+            return Err(ApiError::Board(format!(
+                "workflow {} is {}; reset_workflow(\"{}\") before running it again",
+                wf.name,
+                status_name(status),
+                wf.name
+            )));
+        }
+        let planned = wf.expand(|path| std::fs::read_to_string(path).map_err(|e| e.to_string()));
+        let mut items = Vec::new();
+        for p in planned {
+            let o = WorkOptions {
+                work_type: Some(p.work_type.clone()),
+                spec: Some(p.spec.clone()),
+                priority: Some(p.priority),
+                depends_on: p.depends_on.clone(),
+                metadata: p.metadata.clone(),
+                ..Default::default()
+            };
+            items.push(self.work(&p.id, &p.title, o).await?);
+        }
+        self.emit_about(
+            Topic::Workflow,
+            "started",
+            &wf.name,
+            format!("[workflow] {} started ({} stages)", wf.name, items.len()),
+        );
+        Ok(items)
+    }
+
+    /// The run's status and each stage's item (None before the first run).
+    pub async fn workflow_status(
+        &self,
+        name: &str,
+    ) -> Result<(RunStatus, Vec<(String, Option<WorkItem>)>), ApiError> {
+        let wf = self.definition(name)?;
+        let mut stages = Vec::new();
+        for s in &wf.stages {
+            stages.push((s.name.clone(), self.work_item(&wf.item_id(&s.name)).await));
+        }
+        let states: Vec<StageState> = stages
+            .iter()
+            .map(|(_, i)| stage_state(i.as_ref()))
+            .collect();
+        Ok((run_status(&states), stages))
+    }
+
+    /// Wait until the workflow's run completes or fails (follows events; no polling).
+    pub async fn await_workflow(
+        &self,
+        name: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<RunStatus, ApiError> {
+        let mut events = self.watch();
+        let wait = async {
+            loop {
+                let (status, _) = self.workflow_status(name).await?;
+                match status {
+                    RunStatus::Completed | RunStatus::Failed => return Ok(status),
+                    RunStatus::Defined => {
+                        return Err(ApiError::Board(format!(
+                            "workflow {name} is not running; run_workflow(\"{name}\") first"
+                        )))
+                    }
+                    RunStatus::Running => {}
+                }
+                // Any work event may have settled a stage.
+                loop {
+                    match events.recv().await {
+                        Ok(e) if matches!(e.topic, Topic::Work | Topic::Workflow) => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(_) => return Err(ApiError::Node("the node is shutting down".into())),
+                    }
+                }
+            }
+        };
+        match timeout {
+            None => wait.await,
+            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| {
+                ApiError::Board(format!(
+                    "workflow {name} still running after {} ms",
+                    t.as_millis()
+                ))
+            })?,
+        }
+    }
+
+    /// Remove the run's items (dependents first) and return the workflow to `defined`.
+    pub async fn reset_workflow(&self, name: &str) -> Result<(), ApiError> {
+        let wf = self.definition(name)?;
+        for s in wf.stages.iter().rev() {
+            let id = wf.item_id(&s.name);
+            if self.work_item(&id).await.is_some() {
+                self.board_handle()
+                    .remove(&id)
+                    .await
+                    .map_err(crate::work::board_err)?;
+            }
+        }
+        self.emit_about(
+            Topic::Workflow,
+            "reset",
+            &wf.name,
+            format!("[workflow] {} reset", wf.name),
+        );
+        Ok(())
+    }
+
+    /// After an item settles: if it belongs to a workflow whose run just ended, say so.
+    pub(crate) async fn after_item_settled(&self, item: &WorkItem) {
+        let Some(wf) = item.metadata.get("workflow") else {
+            return;
+        };
+        if let Ok((status, _)) = self.workflow_status(wf).await {
+            if matches!(status, RunStatus::Completed | RunStatus::Failed) {
+                self.emit_about(
+                    Topic::Workflow,
+                    status_name(status),
+                    wf,
+                    format!("[workflow] {wf} {}", status_name(status)),
+                );
+            }
+        }
+    }
+
+    /// The prompt for an item: title, spec, and the results of the stages it depends on.
+    pub(crate) async fn stage_prompt_for(&self, item: &WorkItem) -> String {
+        let mut previous = Vec::new();
+        for dep in &item.depends_on {
+            if let Some(d) = self.work_item(dep.as_str()).await {
+                if let Some(r) = d.result {
+                    let label = d
+                        .metadata
+                        .get("stage")
+                        .cloned()
+                        .unwrap_or_else(|| d.id.to_string());
+                    previous.push((label, r));
+                }
+            }
+        }
+        stage_prompt(&item.title, &item.spec, &previous)
+    }
+}
