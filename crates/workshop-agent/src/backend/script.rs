@@ -1,6 +1,7 @@
 //! The `script` backend: deterministic scripted turns, so the whole system runs and is tested
 //! with no model at all. Steps come from `options.script` (inline) or `options.script_file`
-//! (TOML, `[[turn]]` tables) and run one per turn; when they run out, every turn answers
+//! (TOML, `[[turn]]` tables) and run one per turn (a `reset` starts a fresh conversation but
+//! does not rewind the script); when they run out, every turn answers
 //! `Mock response to: <prompt>` at a cost of $0.01, as AgentWorkshop's mock backend does.
 //!
 //! Gates make tests deterministic without sleeps: a step with `gate = "g"` announces that it
@@ -45,7 +46,6 @@ impl Backend for ScriptBackend {
         steps.extend(spec.options.script.iter().flatten().cloned());
         Ok(Box::new(ScriptSession {
             agent: spec.name.to_string(),
-            all_steps: steps.clone().into(),
             steps: steps.into(),
             generation: 0,
             turns: 0,
@@ -56,7 +56,6 @@ impl Backend for ScriptBackend {
 
 struct ScriptSession {
     agent: String,
-    all_steps: VecDeque<ScriptStep>,
     steps: VecDeque<ScriptStep>,
     generation: u32,
     turns: u32,
@@ -138,9 +137,10 @@ impl Session for ScriptSession {
 
     fn reset(&mut self) -> BoxFut<'_, Result<(), BackendError>> {
         Box::pin(async move {
+            // A fresh conversation, but the script goes on: a board worker's agent is reset
+            // between items, and its script lists the answers for those items in order.
             self.generation += 1;
             self.resumed = None;
-            self.steps = self.all_steps.clone();
             Ok(())
         })
     }

@@ -143,6 +143,7 @@ mod tests {
             queued,
             cost_usd: cost,
             turns,
+            session_id: None,
         }
     }
 
