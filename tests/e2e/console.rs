@@ -124,3 +124,79 @@ fn cast_poll_await_and_fan_from_a_script() {
     );
     assert!(stdout.contains("total=0.03"), "{stdout}");
 }
+
+#[test]
+fn board_commands_work_on_a_data_dir_and_the_console_sees_the_items() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        workshop()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run workshop")
+    };
+    let out = run(&[
+        "work",
+        "add",
+        "cache",
+        "Implement LRU cache",
+        "--type",
+        "code",
+        "--priority",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&[
+        "work",
+        "add",
+        "review",
+        "Review cache",
+        "--type",
+        "review",
+        "--depends-on",
+        "cache",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["work", "add", "x", "X", "--depends-on", "nope"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("depends on `nope`, which is not on the board"));
+    let out = run(&["board"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("[ready] cache - Implement LRU cache [code] p1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[new] review - Review cache [review] deps:[cache]"),
+        "{stdout}"
+    );
+    let out = run(&["board", "--status", "ready", "--json"]);
+    let items: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], "cache");
+    // A node on the same data dir runs the item with a board worker.
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        board_worker("dev", "code", #{script: [#{text: "cached"}]});
+        await_work("cache");
+        board();
+        "#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("cache: done"), "{stdout}");
+    assert!(
+        stdout.contains("[ready] review - Review cache [review]"),
+        "{stdout}"
+    );
+    let out = run(&["work", "show", "cache"]);
+    assert!(
+        text(&out.stdout).contains("result: cached"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -1,5 +1,6 @@
 //! The `workshop` binary.
 
+mod commands;
 mod console;
 mod demo;
 
@@ -39,6 +40,23 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Show the work board of a data directory (while no node holds it).
+    Board {
+        /// new, ready, claimed, in_progress, done, failed, blocked or cancelled
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long = "type")]
+        work_type: Option<String>,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
+    /// Add, show, complete, fail or cancel work items (while no node holds the data directory).
+    Work {
+        #[command(subcommand)]
+        command: commands::WorkCommand,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
     /// Run a node in the foreground until Ctrl-C (loads .workshop.rhai if present).
     Node {
         /// Do not load .workshop.rhai from the working directory.
@@ -47,6 +65,22 @@ enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct DirArgs {
+    /// The node's data directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".workshop",
+        env = "WORKSHOP_DATA_DIR",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -92,8 +126,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    match cli.command {
+        Command::Board {
+            status,
+            work_type,
+            dir,
+        } => return rt.block_on(commands::board(&dir.data_dir, status, work_type, dir.json)),
+        Command::Work { command, dir } => {
+            return rt.block_on(commands::work(&dir.data_dir, command, dir.json))
+        }
+        _ => {}
+    }
     let data_dir = match &cli.command {
-        Command::Demo => None,
+        Command::Board { .. } | Command::Work { .. } | Command::Demo => None,
         Command::Console { data, .. } | Command::Node { data, .. } => data.dir(),
     };
     let node = match data_dir {
@@ -133,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             })()
         }
+        Command::Board { .. } | Command::Work { .. } => Ok(()),
         Command::Node { no_setup, .. } => {
             let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
             (|| {

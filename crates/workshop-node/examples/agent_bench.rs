@@ -2,7 +2,7 @@
 //! orchestration overhead of one `ask` turn, each next to a bare ractor baseline.
 //!
 //! ```text
-//! cargo run --release -p workshop-node --example agent_bench -- [--agents 10000,100000] [--asks 20000]
+//! cargo run --release -p workshop-node --example agent_bench -- [--agents 10000,100000] [--asks 20000] [--only-ask]
 //! ```
 //!
 //! Every memory case runs in a fresh child process (this binary re-executed with `--case`), so
@@ -381,7 +381,8 @@ fn main() -> Result<(), AnyErr> {
         "{:<44} {:>8} {:>10} {:>12} {:>12} {:>8}",
         "case", "count", "spawn s", "spawns/s", "B/agent", "ratio"
     );
-    for &n in &counts {
+    let only_ask = args.iter().any(|a| a == "--only-ask");
+    for &n in counts.iter().filter(|_| !only_ask) {
         let mut base = 0.0;
         for (case, label) in [
             ("ractor", "bare ractor actor (baseline)"),
@@ -400,7 +401,9 @@ fn main() -> Result<(), AnyErr> {
             );
         }
     }
-    print_sizes();
+    if !only_ask {
+        print_sizes();
+    }
 
     println!("\nask overhead over {asks} sequential asks (µs), interleaved in blocks of 1000");
     println!(

@@ -175,6 +175,40 @@ impl Workshop {
         Ok(item)
     }
 
+    /// Wait until an item is settled (done, failed, blocked or cancelled); follows events.
+    pub async fn await_work(
+        &self,
+        id: &str,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<WorkItem, ApiError> {
+        let mut events = self.watch();
+        let wait = async {
+            loop {
+                let item = self.existing(id).await?;
+                if matches!(
+                    item.status,
+                    Status::Done | Status::Failed | Status::Blocked | Status::Cancelled
+                ) {
+                    return Ok(item);
+                }
+                loop {
+                    match events.recv().await {
+                        Ok(e) if e.topic == Topic::Work => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(_) => return Err(ApiError::Node("the node is shutting down".into())),
+                    }
+                }
+            }
+        };
+        match timeout {
+            None => wait.await,
+            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| {
+                ApiError::Board(format!("{id} still open after {} ms", t.as_millis()))
+            })?,
+        }
+    }
+
     /// A work item whose spec is the agent's last result.
     pub async fn work_from_result(
         &self,

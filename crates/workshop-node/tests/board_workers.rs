@@ -138,12 +138,16 @@ async fn board_errors_are_precise() {
         .await
         .expect_err("duplicate");
     assert!(matches!(dup, ApiError::Board(_)));
-    let mut missing = WorkOptions::default();
-    missing.depends_on = vec!["nope".into()];
+    let missing = WorkOptions {
+        depends_on: vec!["nope".into()],
+        ..Default::default()
+    };
     let e = w.work("y", "Y", missing).await.expect_err("missing dep");
     assert!(e.to_string().contains("nope"), "{e}");
-    let mut pri = WorkOptions::default();
-    pri.priority = Some(9);
+    let pri = WorkOptions {
+        priority: Some(9),
+        ..Default::default()
+    };
     assert!(w.work("z", "Z", pri).await.is_err());
     let e = w
         .work("q", "Q", typed("feature"))

@@ -62,6 +62,7 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("complete_work", "complete_work(id[, result]) — mark done; unblocks dependents"),
     ("fail_work", "fail_work(id[, error]) — mark failed; blocks dependents"),
     ("cancel_work", "cancel_work(id) — cancel an item"),
+    ("await_work", "await_work(id[, timeout_ms]) — wait until an item is done, failed, blocked or cancelled"),
     ("work_from_result", "work_from_result(agent, id[, #{type:, title:}]) — an item from an agent's last result"),
     ("board_worker", "board_worker(name, type[, #{profile:, interval:, worktree:}]) — an agent that claims and runs items"),
     ("workers", "workers() — board workers and what they do"),

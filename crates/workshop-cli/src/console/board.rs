@@ -323,6 +323,21 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     });
     for with_timeout in [false, true] {
         let c = ctx.clone();
+        let f = move |id: &str, t: Option<std::time::Duration>| -> R<Dynamic> {
+            let i = c.block(c.ws.await_work(id, t))?;
+            println!("{}: {}", i.id, i.status);
+            item_map(&i)
+        };
+        if with_timeout {
+            engine.register_fn("await_work", move |n: &str, ms: i64| {
+                f(n, Some(std::time::Duration::from_millis(ms.max(0) as u64)))
+            });
+        } else {
+            engine.register_fn("await_work", move |n: &str| f(n, None));
+        }
+    }
+    for with_timeout in [false, true] {
+        let c = ctx.clone();
         let f = move |name: &str, t: Option<std::time::Duration>| -> R<String> {
             let s = c.block(c.ws.await_workflow(name, t))?;
             let s = workshop_node::workflows::status_name(s);

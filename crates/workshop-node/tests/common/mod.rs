@@ -12,6 +12,7 @@ use workshop_agent::{Behaviour, Next};
 use workshop_node::{Node, Workshop};
 use workshop_types::{AgentOptions, Event, ScriptStep, TurnError, TurnResult};
 
+#[allow(unused_imports)]
 pub use workshop_agent::backend::script::gates;
 
 /// Upper bound for any single wait in a test: a hung test fails instead of hanging CI.

@@ -1,0 +1,137 @@
+//! Thin client commands on a node's data directory: `workshop board`, `workshop work ...`.
+//! They open the board directly (no node is started), so they work while no node runs; while a
+//! node holds the data directory they say so (use that node's console instead).
+
+use std::path::Path;
+
+use clap::Subcommand;
+use workshop_board::durable::{DurableBoard, DurableOptions};
+use workshop_board::item::{NewItem, WorkItem};
+use workshop_board::state::ListFilter;
+
+use crate::console::board::line;
+
+#[derive(Subcommand)]
+pub enum WorkCommand {
+    /// Add a work item.
+    Add {
+        id: String,
+        title: String,
+        /// code, review, test, docs, deploy, triage, custom or custom:<name>
+        #[arg(long = "type", default_value = "custom")]
+        work_type: String,
+        #[arg(long, default_value = "")]
+        spec: String,
+        /// 1 (highest) to 5.
+        #[arg(long, default_value_t = 3)]
+        priority: u8,
+        /// Ids this item waits for (comma separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        depends_on: Vec<String>,
+    },
+    /// Show one item in full.
+    Show { id: String },
+    /// Mark an item done with a result.
+    Complete {
+        id: String,
+        #[arg(default_value = "")]
+        result: String,
+    },
+    /// Mark an item failed with an error.
+    Fail {
+        id: String,
+        #[arg(default_value = "failed by hand")]
+        error: String,
+    },
+    /// Cancel an item (its dependents are blocked).
+    Cancel { id: String },
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<DurableBoard> {
+    DurableBoard::open(data_dir.join("board"), DurableOptions::default()).map_err(|e| {
+        anyhow::anyhow!("{e} (a running node owns its board: use `workshop console` on it instead)")
+    })
+}
+
+fn print_item(i: &WorkItem, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(i)?);
+    } else {
+        println!("{}", line(i));
+    }
+    Ok(())
+}
+
+pub async fn board(
+    data_dir: &Path,
+    status: Option<String>,
+    work_type: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let board = open(data_dir)?;
+    let filter = ListFilter {
+        status: status
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e: String| anyhow::anyhow!(e))?,
+        work_type: work_type
+            .map(|t| t.parse())
+            .transpose()
+            .map_err(|e: String| anyhow::anyhow!(e))?,
+        claimed_by: None,
+    };
+    let items = board.list(filter).await;
+    if items.is_empty() && !json {
+        println!("Board is empty.");
+    }
+    for i in &items {
+        print_item(i, json)?;
+    }
+    board.shutdown().await?;
+    Ok(())
+}
+
+pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Result<()> {
+    let board = open(data_dir)?;
+    let item = match cmd {
+        WorkCommand::Add {
+            id,
+            title,
+            work_type,
+            spec,
+            priority,
+            depends_on,
+        } => {
+            let t = work_type.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            board
+                .add(
+                    NewItem::new(id, title)
+                        .work_type(t)
+                        .spec(spec)
+                        .priority(priority)
+                        .depends_on(depends_on),
+                )
+                .await?
+        }
+        WorkCommand::Show { id } => match board.get(&id).await {
+            Some(i) => i,
+            None => anyhow::bail!("no work item {id}; `workshop board` lists them"),
+        },
+        WorkCommand::Complete { id, result } => board.complete_work(&id, result).await?,
+        WorkCommand::Fail { id, error } => board.fail_work(&id, error).await?,
+        WorkCommand::Cancel { id } => board.cancel(&id).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&item)?);
+    } else {
+        print_item(&item, false)?;
+        if !item.spec.is_empty() {
+            println!("spec: {}", item.spec);
+        }
+        if let Some(r) = &item.result {
+            println!("result: {r}");
+        }
+    }
+    board.shutdown().await?;
+    Ok(())
+}
