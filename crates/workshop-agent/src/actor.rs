@@ -266,14 +266,15 @@ impl AgentState {
         let me = myself.clone();
         let run_prompt = prompt.clone();
         tokio::spawn(async move {
-            let inner = tokio::spawn(async move {
+            // One task per turn: a panic in the backend is caught around each poll rather than
+            // by a second, supervising task (one spawn and one wake-up less per turn).
+            let run = CatchUnwind(Box::pin(async move {
                 let mut s = session.lock_owned().await;
                 s.turn(&run_prompt, ctx).await
-            });
-            let outcome = match inner.await {
+            }));
+            let outcome = match run.await {
                 Ok(r) => r,
-                Err(e) if e.is_panic() => Err(TurnError::Crashed(panic_text(e.into_panic()))),
-                Err(_) => Err(TurnError::Interrupted),
+                Err(p) => Err(TurnError::Crashed(panic_text(p))),
             };
             // The agent may be gone (dismissed); then nobody waits for this turn.
             let _ = me.cast(AgentMsg::TurnDone(TurnDone { turn, outcome }));
@@ -649,6 +650,28 @@ pub fn preview(s: &str, n: usize) -> String {
         format!("{cut}...")
     } else {
         line.to_string()
+    }
+}
+
+/// Runs `F`, turning a panic while polling it into `Err(payload)` (as a `JoinHandle` would).
+/// `F` is dropped after a panic and never polled again.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+        use std::task::Poll;
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! orchestration overhead of one `ask` turn, each next to a bare ractor baseline.
 //!
 //! ```text
-//! cargo run --release -p workshop-node --example agent_bench -- [--agents 10000,100000] [--asks 20000] [--only-ask]
+//! cargo run --release -p workshop-node --example agent_bench -- [--agents 10000,100000] [--asks 20000] [--only-ask] [--current-thread]
 //! ```
 //!
 //! Every memory case runs in a fresh child process (this binary re-executed with `--case`), so
@@ -352,9 +352,18 @@ fn main() -> Result<(), AnyErr> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // `--current-thread` runs everything on one thread: no cross-thread wake-ups, so the ask
+    // figures show the CPU cost of the orchestration alone.
+    let current = args.iter().any(|a| a == "--current-thread");
+    let rt = if current {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     if let Some(case) = get("--case") {
         let n: usize = get("--n").ok_or("--n")?.parse()?;
         let f = rt.block_on(async move {
@@ -405,7 +414,14 @@ fn main() -> Result<(), AnyErr> {
         print_sizes();
     }
 
-    println!("\nask overhead over {asks} sequential asks (µs), interleaved in blocks of 1000");
+    let flavor = if current {
+        "current-thread runtime"
+    } else {
+        "multi-thread runtime"
+    };
+    println!(
+        "\nask overhead over {asks} sequential asks (µs, {flavor}), interleaved in blocks of 1000"
+    );
     println!(
         "{:<44} {:>8} {:>8} {:>8} {:>10}",
         "what", "p50", "p99", "p99.9", "ops/s"
