@@ -1,55 +1,11 @@
-//! The one place that knows the on-disk encoding: a version byte, then bincode 2 (serde mode,
-//! `config::standard()` with an allocation limit). Swapping bincode out touches only this file.
+//! The on-disk encoding of board values is the project's one codec, `workshop_proto::codec`
+//! (a version byte, then bincode 2 in serde mode with an allocation limit, no trailing bytes);
+//! this module re-exports it under the board's names.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+pub use workshop_proto::codec::{decode, encode, CodecError, FORMAT_VERSION};
 
-/// Version byte written in front of every stored value.
-pub const FORMAT_VERSION: u8 = 1;
 /// Largest value we will decode (caps allocations on corrupt input).
-pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
-
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_VALUE_BYTES>()
-}
-
-/// Why a value could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum CodecError {
-    #[error("cannot encode value: {0}")]
-    Encode(#[from] bincode::error::EncodeError),
-    #[error("cannot decode value: {0}")]
-    Decode(#[from] bincode::error::DecodeError),
-    #[error("empty value (expected a version byte)")]
-    Empty,
-    #[error("unsupported format version {found} (this build reads version {FORMAT_VERSION})")]
-    Version { found: u8 },
-    #[error("{extra} trailing bytes after the value")]
-    Trailing { extra: usize },
-}
-
-/// Encodes `value` as `[FORMAT_VERSION, bincode...]`.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![FORMAT_VERSION];
-    let body = bincode::serde::encode_to_vec(value, config())?;
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-/// Decodes what [`encode`] wrote; never panics on bad input.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_VERSION {
-        return Err(CodecError::Version { found: version });
-    }
-    let (value, read): (T, usize) = bincode::serde::decode_from_slice(body, config())?;
-    if read != body.len() {
-        return Err(CodecError::Trailing {
-            extra: body.len() - read,
-        });
-    }
-    Ok(value)
-}
+pub const MAX_VALUE_BYTES: usize = workshop_proto::codec::MAX_DECODE_BYTES;
 
 #[cfg(test)]
 mod tests {

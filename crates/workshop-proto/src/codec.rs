@@ -10,14 +10,16 @@ pub const MAX_DECODE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("encode failed: {0}")]
+    #[error("cannot encode value: {0}")]
     Encode(String),
-    #[error("decode failed: {0}")]
+    #[error("cannot decode value: {0}")]
     Decode(String),
-    #[error("empty payload: expected a version byte")]
+    #[error("empty value: expected a version byte")]
     Empty,
-    #[error("payload has format version {found}, this build reads version {expected}; upgrade the older node")]
-    Version { found: u8, expected: u8 },
+    #[error("value has format version {found}, this build reads version {FORMAT_VERSION}; upgrade the older node")]
+    Version { found: u8 },
+    #[error("{extra} trailing bytes after the value")]
+    Trailing { extra: usize },
 }
 
 fn config() -> impl bincode::config::Config {
@@ -35,14 +37,16 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
     if version != FORMAT_VERSION {
-        return Err(CodecError::Version {
-            found: version,
-            expected: FORMAT_VERSION,
+        return Err(CodecError::Version { found: version });
+    }
+    let (value, read): (T, usize) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if read != body.len() {
+        return Err(CodecError::Trailing {
+            extra: body.len() - read,
         });
     }
-    bincode::serde::decode_from_slice(body, config())
-        .map(|(v, _)| v)
-        .map_err(|e| CodecError::Decode(e.to_string()))
+    Ok(value)
 }
 
 /// Implements `ractor::BytesConvertable` for our own types through [`encode`]/[`decode`].
@@ -92,7 +96,7 @@ mod tests {
         wrong[0] = 99;
         assert!(matches!(
             decode::<AgentOptions>(&wrong),
-            Err(CodecError::Version { found: 99, .. })
+            Err(CodecError::Version { found: 99 })
         ));
         assert!(matches!(
             decode::<AgentOptions>(&[]),
