@@ -185,12 +185,17 @@ async fn await_all_covers_every_busy_agent() {
     for n in &names {
         within("a gated turn", gates::arrived(&format!("api-all-{n}"))).await;
     }
-    let w2 = w.clone();
-    let all = tokio::spawn(async move { w2.await_all(Some(LIMIT)).await });
+    // Poll await_all once while every turn is held at its gate, so it sees all three busy.
+    let mut all = Box::pin(w.await_all(Some(LIMIT)));
+    tokio::select! {
+        biased;
+        _ = &mut all => panic!("await_all returned while every agent was busy"),
+        _ = tokio::task::yield_now() => {}
+    }
     for n in &names {
         gates::release(&format!("api-all-{n}"));
     }
-    let done = within("await_all", all).await.expect("join");
+    let done = within("await_all", all).await;
     let agents: Vec<String> = done
         .iter()
         .map(|d| d.as_ref().expect("await").agent.to_string())
