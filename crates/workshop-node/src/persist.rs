@@ -162,8 +162,15 @@ impl NodeDb {
     }
 
     pub fn schedules(&self) -> Result<Vec<ScheduleSpec>, ApiError> {
-        self.schedules
-            .iter()
+        self.decode_all(&self.schedules)
+    }
+
+    /// Every value of a tree, decoded; the first bad one is an error naming the database.
+    fn decode_all<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+    ) -> Result<Vec<T>, ApiError> {
+        tree.iter()
             .values()
             .map(|v| {
                 let v = v.map_err(|e| db_err(&self.dir, e))?;
@@ -183,14 +190,7 @@ impl NodeDb {
     }
 
     pub fn workflows(&self) -> Result<Vec<Workflow>, ApiError> {
-        self.workflows
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v.map_err(|e| db_err(&self.dir, e))?;
-                codec::decode(&v).map_err(|e| db_err(&self.dir, e))
-            })
-            .collect()
+        self.decode_all(&self.workflows)
     }
 
     // ------------------------------------------------------------ store

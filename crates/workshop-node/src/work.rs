@@ -181,32 +181,20 @@ impl Workshop {
         id: &str,
         timeout: Option<std::time::Duration>,
     ) -> Result<WorkItem, ApiError> {
-        let mut events = self.watch();
-        let wait = async {
-            loop {
+        self.wait_until(
+            &[Topic::Work],
+            timeout,
+            |t| ApiError::Board(format!("{id} still open after {} ms", t.as_millis())),
+            async || {
                 let item = self.existing(id).await?;
-                if matches!(
+                Ok(matches!(
                     item.status,
                     Status::Done | Status::Failed | Status::Blocked | Status::Cancelled
-                ) {
-                    return Ok(item);
-                }
-                loop {
-                    match events.recv().await {
-                        Ok(e) if e.topic == Topic::Work => break,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(_) => return Err(ApiError::Node("the node is shutting down".into())),
-                    }
-                }
-            }
-        };
-        match timeout {
-            None => wait.await,
-            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| {
-                ApiError::Board(format!("{id} still open after {} ms", t.as_millis()))
-            })?,
-        }
+                )
+                .then_some(item))
+            },
+        )
+        .await
     }
 
     /// A work item whose spec is the agent's last result.

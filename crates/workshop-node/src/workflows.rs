@@ -120,39 +120,24 @@ impl Workshop {
         name: &str,
         timeout: Option<std::time::Duration>,
     ) -> Result<RunStatus, ApiError> {
-        let mut events = self.watch();
-        let wait = async {
-            loop {
-                let (status, _) = self.workflow_status(name).await?;
-                match status {
-                    RunStatus::Completed | RunStatus::Failed => return Ok(status),
-                    RunStatus::Defined => {
-                        return Err(ApiError::Board(format!(
-                            "workflow {name} is not running; run_workflow(\"{name}\") first"
-                        )))
-                    }
-                    RunStatus::Running => {}
-                }
-                // Any work event may have settled a stage.
-                loop {
-                    match events.recv().await {
-                        Ok(e) if matches!(e.topic, Topic::Work | Topic::Workflow) => break,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(_) => return Err(ApiError::Node("the node is shutting down".into())),
-                    }
-                }
-            }
-        };
-        match timeout {
-            None => wait.await,
-            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| {
+        self.wait_until(
+            &[Topic::Work, Topic::Workflow],
+            timeout,
+            |t| {
                 ApiError::Board(format!(
                     "workflow {name} still running after {} ms",
                     t.as_millis()
                 ))
-            })?,
-        }
+            },
+            async || match self.workflow_status(name).await?.0 {
+                s @ (RunStatus::Completed | RunStatus::Failed) => Ok(Some(s)),
+                RunStatus::Defined => Err(ApiError::Board(format!(
+                    "workflow {name} is not running; run_workflow(\"{name}\") first"
+                ))),
+                RunStatus::Running => Ok(None),
+            },
+        )
+        .await
     }
 
     /// Remove the run's items (dependents first) and return the workflow to `defined`.

@@ -900,6 +900,40 @@ impl Workshop {
         }
     }
 
+    /// Re-run `check` after every event of `topics` until it yields a value, the timeout passes
+    /// (`on_timeout` says what was still open) or the node stops. Follows events, never polls.
+    pub(crate) async fn wait_until<T>(
+        &self,
+        topics: &[Topic],
+        timeout: Option<Duration>,
+        on_timeout: impl FnOnce(Duration) -> ApiError,
+        check: impl AsyncFn() -> Result<Option<T>, ApiError>,
+    ) -> Result<T, ApiError> {
+        // Subscribe before the first check, so no event between the two is missed.
+        let mut events = self.watch();
+        let wait = async {
+            loop {
+                if let Some(v) = check().await? {
+                    return Ok(v);
+                }
+                loop {
+                    match events.recv().await {
+                        Ok(e) if topics.contains(&e.topic) => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(_) => return Err(ApiError::Node("the node is shutting down".into())),
+                    }
+                }
+            }
+        };
+        match timeout {
+            None => wait.await,
+            Some(t) => tokio::time::timeout(t, wait)
+                .await
+                .map_err(|_| on_timeout(t))?,
+        }
+    }
+
     /// Publish an event about a subject (used by schedules and workers).
     pub fn emit_about(&self, topic: Topic, kind: &str, subject: &str, line: String) {
         self.publish(topic, kind, Some(subject), line);
