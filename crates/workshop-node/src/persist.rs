@@ -13,6 +13,7 @@ use workshop_proto::codec;
 use workshop_types::{AgentName, AgentSpec, Event};
 
 use crate::schedule::ScheduleSpec;
+use crate::worker::WorkerSpec;
 use crate::ApiError;
 use workshop_workflow::Workflow;
 
@@ -38,6 +39,7 @@ pub struct NodeDb {
     events: sled::Tree,
     schedules: sled::Tree,
     workflows: sled::Tree,
+    workers: sled::Tree,
 }
 
 fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -75,6 +77,7 @@ impl NodeDb {
             events: tree("events")?,
             schedules: tree("schedules")?,
             workflows: tree("workflows")?,
+            workers: tree("workers")?,
             dir: dir.to_path_buf(),
             db,
         })
@@ -177,6 +180,27 @@ impl NodeDb {
                 codec::decode(&v).map_err(|e| db_err(&self.dir, e))
             })
             .collect()
+    }
+
+    // ------------------------------------------------------------ board workers
+
+    pub fn put_worker(&self, spec: &WorkerSpec) -> Result<(), ApiError> {
+        let bytes = codec::encode(spec).map_err(|e| db_err(&self.dir, e))?;
+        self.workers
+            .insert(spec.name.as_str().as_bytes(), bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn delete_worker(&self, name: &AgentName) -> Result<(), ApiError> {
+        self.workers
+            .remove(name.as_str().as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn workers(&self) -> Result<Vec<WorkerSpec>, ApiError> {
+        self.decode_all(&self.workers)
     }
 
     // ------------------------------------------------------------ workflows

@@ -21,8 +21,8 @@ use crate::{ApiError, Workshop};
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_LEASE_MS: u64 = 60_000;
 
-/// How a worker was defined.
-#[derive(Clone, Debug)]
+/// How a worker was defined (persisted, so workers come back after a restart).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerSpec {
     pub name: AgentName,
     pub work_type: WorkType,

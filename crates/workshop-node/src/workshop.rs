@@ -162,9 +162,6 @@ impl Workshop {
             None => (None, overrides),
         };
         let name = self.agent(name, role.clone(), options.clone()).await?;
-        if let Some(old) = self.inner.workers.write().remove(&name) {
-            old.stop(Some("replaced".into()));
-        }
         let spec = WorkerSpec {
             name: name.clone(),
             work_type: work_type.clone(),
@@ -176,6 +173,19 @@ impl Workshop {
             lease_ms: crate::worker::DEFAULT_LEASE_MS,
             worktree,
         };
+        if let Some(db) = &self.inner.db {
+            db.put_worker(&spec)?;
+            db.sync().await?;
+        }
+        self.start_worker(spec).await
+    }
+
+    async fn start_worker(&self, spec: WorkerSpec) -> Result<AgentName, ApiError> {
+        let name = spec.name.clone();
+        let work_type = spec.work_type.clone();
+        if let Some(old) = self.inner.workers.write().remove(&name) {
+            old.stop(Some("replaced".into()));
+        }
         let (actor, _) = Actor::spawn_linked(
             None,
             BoardWorker,
@@ -426,6 +436,17 @@ impl Workshop {
                     "restore_failed",
                     Some(name.as_str()),
                     format!("[error] {name} not restored: {e}"),
+                );
+            }
+        }
+        for spec in db.workers()? {
+            let name = spec.name.clone();
+            if let Err(e) = self.start_worker(spec).await {
+                self.publish(
+                    Topic::Node,
+                    "restore_failed",
+                    Some(name.as_str()),
+                    format!("[error] board worker {name} not restored: {e}"),
                 );
             }
         }
@@ -726,6 +747,12 @@ impl Workshop {
     pub async fn dismiss(&self, name: &str) -> Result<(), ApiError> {
         let name = parse_name(name)?;
         self.cancel(name.as_str()).await?;
+        if let Some(w) = self.inner.workers.write().remove(&name) {
+            w.stop(Some("dismissed".into()));
+        }
+        if let Some(db) = &self.inner.db {
+            db.delete_worker(&name)?;
+        }
         if self.dismiss_quiet(&name).await {
             self.publish(
                 Topic::Agent,
@@ -784,6 +811,11 @@ impl Workshop {
 
     /// Dismiss every agent and clear the global configuration and profiles.
     pub async fn reset_all(&self) {
+        if let Some(db) = &self.inner.db {
+            for w in db.workers().unwrap_or_default() {
+                let _ = db.delete_worker(&w.name);
+            }
+        }
         self.stop_workers();
         let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
         for name in scheduled {
