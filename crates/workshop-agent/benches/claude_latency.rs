@@ -196,7 +196,7 @@ async fn main() {
         None,
         AgentActor,
         AgentArgs {
-            spec: spec(&dir(1)),
+            spec: std::sync::Arc::new(spec(&dir(1))),
             backend: Arc::new(ClaudeBackend::from_env()),
             behaviour: Box::new(SessionBehaviour),
             hooks: Arc::new(NoHooks),

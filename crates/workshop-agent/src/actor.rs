@@ -32,7 +32,8 @@ pub const MAX_HISTORY: usize = 200;
 pub struct AgentActor;
 
 pub struct AgentArgs {
-    pub spec: AgentSpec,
+    /// Shared with the node's directory (one copy per agent).
+    pub spec: Arc<AgentSpec>,
     pub backend: Arc<dyn Backend>,
     pub behaviour: Box<dyn Behaviour>,
     pub hooks: Arc<dyn AgentHooks>,
@@ -69,7 +70,7 @@ struct InFlight {
 }
 
 pub struct AgentState {
-    spec: Box<AgentSpec>,
+    spec: Arc<AgentSpec>,
     backend: Arc<dyn Backend>,
     behaviour: Box<dyn Behaviour>,
     hooks: Arc<dyn AgentHooks>,
@@ -363,6 +364,10 @@ impl AgentState {
     /// The turn task crashed: the session may be inconsistent, so start a new one that resumes
     /// the same conversation where the backend can.
     fn restart_session(&mut self, why: &str) {
+        // A backend whose session state cannot be corrupted by a panic (e.g. `script`) keeps it.
+        if self.session.try_lock().is_ok_and(|s| s.survives_panic()) {
+            return;
+        }
         let mut spec = (*self.spec).clone();
         spec.resume_session = self.session_id.clone();
         match self.backend.start_session(&spec) {
@@ -438,7 +443,7 @@ impl Actor for AgentActor {
         let restored = restored.unwrap_or_default();
         let mut state = AgentState {
             session_id: spec.resume_session.clone(),
-            spec: Box::new(spec),
+            spec,
             backend,
             behaviour,
             hooks,

@@ -45,6 +45,11 @@ pub trait Session: Send + 'static {
     fn shutdown(&mut self) -> BoxFut<'_, ()>;
     /// The current backend session id, if one exists yet.
     fn session_id(&self) -> Option<String>;
+    /// True if a panic inside `turn` leaves the session usable, so the agent keeps it instead
+    /// of starting a new one (which for a process-backed session means a resume).
+    fn survives_panic(&self) -> bool {
+        false
+    }
 }
 
 /// Backends by name; the node fills this at start-up.

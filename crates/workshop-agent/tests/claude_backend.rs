@@ -627,7 +627,7 @@ async fn claude_through_the_agent_actor() {
         None,
         AgentActor,
         AgentArgs {
-            spec,
+            spec: Arc::new(spec),
             backend: Arc::new(ClaudeBackend::from_env()),
             behaviour: Box::new(SessionBehaviour),
             hooks: Arc::new(NoHooks),

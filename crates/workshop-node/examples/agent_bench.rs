@@ -127,7 +127,7 @@ async fn case_actor(n: usize) -> Result<SpawnFigures, AnyErr> {
     let mut actors = Vec::with_capacity(n);
     for i in 0..n {
         let args = AgentArgs {
-            spec: spec(i)?,
+            spec: std::sync::Arc::new(spec(i)?),
             backend: backend.clone(),
             behaviour: Box::new(SessionBehaviour),
             hooks: hooks.clone(),
@@ -209,7 +209,7 @@ async fn case_ask(asks: usize) -> Result<Vec<(&'static str, Latency)>, AnyErr> {
             None,
             AgentActor,
             AgentArgs {
-                spec: spec(0)?,
+                spec: std::sync::Arc::new(spec(0)?),
                 backend: Arc::new(ScriptBackend),
                 behaviour: Box::new(SessionBehaviour),
                 hooks: Arc::new(NoHooks),

@@ -10,7 +10,7 @@ use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Back
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
 use crate::persist::NodeDb;
-use crate::supervisor::{NodeSupervisor, RestartBudget, RootArgs, RootMsg};
+use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
 use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
@@ -58,10 +58,12 @@ impl Node {
         let sweeper = board.spawn_lease_sweeper(Duration::from_secs(1));
         let events = EventLogHandle::new(db.clone());
         let directory = Arc::new(Directory::default());
+        let agents_slot = AgentsSlot::default();
         let (root, handle) = Actor::spawn(
             None,
             NodeSupervisor,
             RootArgs {
+                agents_slot: agents_slot.clone(),
                 events: events.clone(),
                 directory: directory.clone(),
                 budget: RestartBudget::new(3, Duration::from_secs(5)),
@@ -69,7 +71,15 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node's supervision tree did not start: {e}")))?;
-        let workshop = Workshop::new(root.clone(), directory, events, backends, db, board);
+        let workshop = Workshop::new(
+            root.clone(),
+            directory,
+            events,
+            backends,
+            db,
+            board,
+            agents_slot,
+        );
         workshop.restore().await?;
         Ok(Node {
             workshop,

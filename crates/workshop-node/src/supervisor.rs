@@ -55,12 +55,14 @@ pub const EVENT_LOG: &str = "workshop.event_log";
 pub const AGENTS: &str = "workshop.agents";
 
 #[derive(RactorMessage)]
-pub enum RootMsg {
-    /// Ask the root for the agent supervisor's cell (agents are spawned linked to it).
-    AgentsCell(ractor::RpcReplyPort<Option<ActorCell>>),
-}
+pub enum RootMsg {}
+
+/// Where the current agent supervisor is published for `Workshop::agent` (no round trip to
+/// the root per spawn); the root updates it when it restarts the agent supervisor.
+pub type AgentsSlot = Arc<parking_lot::RwLock<Option<ActorCell>>>;
 
 pub struct RootArgs {
+    pub agents_slot: AgentsSlot,
     pub events: Arc<EventLogHandle>,
     pub directory: Arc<Directory>,
     pub budget: RestartBudget,
@@ -72,6 +74,7 @@ pub struct RootState {
     budget: RestartBudget,
     event_log: ActorId,
     agents: Option<ActorCell>,
+    agents_slot: AgentsSlot,
 }
 
 pub struct NodeSupervisor;
@@ -126,22 +129,12 @@ impl Actor for NodeSupervisor {
             directory: args.directory,
             budget: args.budget,
             event_log,
-            agents: Some(agents),
+            agents: Some(agents.clone()),
+            agents_slot: {
+                *args.agents_slot.write() = Some(agents);
+                args.agents_slot
+            },
         })
-    }
-
-    async fn handle(
-        &self,
-        _me: ActorRef<RootMsg>,
-        msg: RootMsg,
-        st: &mut RootState,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            RootMsg::AgentsCell(reply) => {
-                let _ = reply.send(st.agents.clone());
-            }
-        }
-        Ok(())
     }
 
     async fn handle_supervisor_evt(
@@ -191,7 +184,10 @@ impl Actor for NodeSupervisor {
                         st.directory.mark_crashed(a.get_id());
                     }
                 }
-                st.agents = Some(Self::start_agents(&me, &st.events, &st.directory).await?);
+                *st.agents_slot.write() = None;
+                let agents = Self::start_agents(&me, &st.events, &st.directory).await?;
+                *st.agents_slot.write() = Some(agents.clone());
+                st.agents = Some(agents);
             }
             _ => {}
         }

@@ -26,7 +26,7 @@ use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::persist::{AgentRecord, NodeDb};
 use crate::schedule::{ScheduleActor, ScheduleInfo, ScheduleMsg, ScheduleSpec, MIN_INTERVAL_MS};
 use crate::store::Store;
-use crate::supervisor::RootMsg;
+use crate::supervisor::{AgentsSlot, RootMsg};
 use crate::worker::{BoardWorker, WorkerInfo, WorkerMsg, WorkerSpec};
 use crate::ApiError;
 use workshop_board::durable::DurableBoard;
@@ -78,6 +78,7 @@ struct Inner {
     store: Store,
     schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
     board: DurableBoard,
+    agents_slot: AgentsSlot,
     workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
     workflows: RwLock<BTreeMap<String, Workflow>>,
 }
@@ -101,6 +102,7 @@ impl Workshop {
         backends: Backends,
         db: Option<Arc<NodeDb>>,
         board: DurableBoard,
+        agents_slot: AgentsSlot,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -116,6 +118,7 @@ impl Workshop {
                 budgets: RwLock::new(Budgets::default()),
                 schedules: RwLock::new(HashMap::new()),
                 board,
+                agents_slot,
                 workers: RwLock::new(BTreeMap::new()),
                 workflows: RwLock::new(BTreeMap::new()),
             }),
@@ -332,8 +335,11 @@ impl Workshop {
         if replaced {
             self.dismiss_quiet(&name).await;
         }
-        let sup = ractor::call!(self.inner.root, RootMsg::AgentsCell)
-            .map_err(|e| ApiError::Node(format!("the node is shutting down: {e}")))?
+        let sup = self
+            .inner
+            .agents_slot
+            .read()
+            .clone()
             .ok_or_else(|| ApiError::Node("the agent supervisor is not running".into()))?;
         let incarnation = self.inner.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
         let hooks = Arc::new(NodeHooks {
@@ -343,12 +349,11 @@ impl Workshop {
             db: self.inner.db.clone(),
         });
         let spec = Arc::new(spec);
-        // Register before the actor starts so its first status report lands.
         let (actor, _) = Actor::spawn_linked(
             None,
             AgentActor,
             AgentArgs {
-                spec: (*spec).clone(),
+                spec: spec.clone(),
                 backend,
                 behaviour,
                 hooks,

@@ -512,13 +512,9 @@ async fn a_crashed_turn_is_reported_and_the_agent_still_works() {
     node.shutdown().await;
 }
 
-/// BUG (reported): after a crashed turn the actor restarts the session
-/// (`AgentState::restart_session`), and the script backend's new session replays the script
-/// from its first step, so a script whose first step crashes crashes on every turn and a
-/// script agent never gets past its crash step. Expected: the restarted session continues
-/// after the steps already consumed.
+/// After a crashed turn a script session survives (`Session::survives_panic`), so the script
+/// continues after the step that crashed instead of replaying from its first step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a restarted script session replays its script from the first step"]
 async fn after_a_crash_the_script_continues_where_it_was() {
     let node = node().await;
     let w = &node.workshop;

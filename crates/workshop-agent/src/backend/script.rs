@@ -152,6 +152,11 @@ impl Session for ScriptSession {
     fn session_id(&self) -> Option<String> {
         (self.turns > 0 || self.resumed.is_some()).then(|| self.id())
     }
+
+    /// A `crash` step panics before touching any state: the script goes on where it was.
+    fn survives_panic(&self) -> bool {
+        true
+    }
 }
 
 /// Named gates for deterministic tests: a scripted turn waits at a gate until released.
