@@ -24,6 +24,9 @@ pub struct Entry {
 #[derive(Default)]
 pub struct Directory {
     entries: RwLock<HashMap<AgentName, Entry>>,
+    /// Sum of the rows' costs, kept as rows change (budgets read it before every send, so it
+    /// must not cost a walk over every agent). Only changed under the `entries` write lock.
+    total_cost: parking_lot::Mutex<f64>,
     by_actor: RwLock<HashMap<ractor::ActorId, (AgentName, u64)>>,
 }
 
@@ -33,7 +36,13 @@ impl Directory {
         self.by_actor
             .write()
             .insert(entry.actor.get_id(), (name.clone(), entry.incarnation));
-        let old = self.entries.write().insert(name, entry);
+        let mut entries = self.entries.write();
+        let added = entry.row.cost_usd;
+        let old = entries.insert(name, entry);
+        let mut total = self.total_cost.lock();
+        *total += added - old.as_ref().map(|o| o.row.cost_usd).unwrap_or(0.0);
+        drop(total);
+        drop(entries);
         if let Some(o) = &old {
             self.by_actor.write().remove(&o.actor.get_id());
         }
@@ -41,7 +50,12 @@ impl Directory {
     }
 
     pub fn remove(&self, name: &AgentName) -> Option<Entry> {
-        let old = self.entries.write().remove(name);
+        let mut entries = self.entries.write();
+        let old = entries.remove(name);
+        if let Some(o) = &old {
+            *self.total_cost.lock() -= o.row.cost_usd;
+        }
+        drop(entries);
         if let Some(o) = &old {
             self.by_actor.write().remove(&o.actor.get_id());
         }
@@ -93,6 +107,7 @@ impl Directory {
         let mut entries = self.entries.write();
         let e = entries.get_mut(&row.name)?;
         if e.incarnation == incarnation && e.row.status != AgentStatus::Crashed {
+            *self.total_cost.lock() += row.cost_usd - e.row.cost_usd;
             e.row = row;
             return Some(e.spec.clone());
         }
@@ -114,7 +129,13 @@ impl Directory {
 
     /// Total spend of the agents present.
     pub fn total_cost(&self) -> f64 {
-        self.entries.read().values().map(|e| e.row.cost_usd).sum()
+        let total = *self.total_cost.lock();
+        // Float sums drift by an ulp or two; never show a negative total.
+        if total.abs() < 1e-12 {
+            0.0
+        } else {
+            total
+        }
     }
 }
 
