@@ -1,5 +1,6 @@
 //! End-to-end scenarios: the real `workshop` binary, run as a user runs it.
 
+mod claude;
 mod console;
 mod durability;
 mod support;

@@ -9,6 +9,3 @@ pub mod fake_anthropic;
 pub mod procs;
 
 pub use fake_anthropic::{FakeAnthropic, Recorded, Reply};
-
-/// Kept for compatibility with the workspace skeleton.
-pub fn x() {}
