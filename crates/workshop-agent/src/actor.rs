@@ -7,6 +7,7 @@
 //! The turn itself runs in a task that holds the session; the actor stays responsive.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,25 +265,41 @@ impl AgentState {
         let me = myself.clone();
         let run_prompt = prompt.clone();
         let timeout = self.spec.options.timeout_ms();
-        tokio::spawn(async move {
-            // One task per turn: a panic in the backend is caught around each poll rather than
-            // by a second, supervising task (one spawn and one wake-up less per turn).
-            let run = CatchUnwind(Box::pin(async move {
-                let mut s = session.lock_owned().await;
-                s.turn(&run_prompt, ctx).await
-            }));
-            // The watchdog lives in the turn's task (a timer entry, not a task per turn, which
-            // cost a spawn plus an abort wake-up every turn: ~15 µs of a ~39 µs ask under load).
-            // It covers waiting for the session too. A backend must be cooperative (the
-            // Backend contract), which `interrupt` relies on as well.
-            let outcome = match tokio::time::timeout(Duration::from_millis(timeout), run).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(p)) => Err(TurnError::Crashed(panic_text(p))),
-                Err(_) => Err(TurnError::Timeout(timeout)),
-            };
-            // The agent may be gone (dismissed); then nobody waits for this turn.
-            let _ = me.cast(AgentMsg::TurnDone(TurnDone { turn, outcome }));
-        });
+        let mut run: std::pin::Pin<Box<dyn Future<Output = Outcome> + Send>> =
+            Box::pin(async move {
+                // A panic in the backend is caught around each poll, so a crashing backend
+                // fails its turn instead of the agent.
+                let run = CatchUnwind(Box::pin(async move {
+                    let mut s = session.lock_owned().await;
+                    s.turn(&run_prompt, ctx).await
+                }));
+                // The watchdog lives in the turn's future (a timer entry, not a task per turn,
+                // which cost a spawn plus an abort wake-up every turn). It covers waiting for the
+                // session too. A backend must be cooperative (the Backend contract), which
+                // `interrupt` relies on as well.
+                match tokio::time::timeout(Duration::from_millis(timeout), run).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(p)) => Err(TurnError::Crashed(panic_text(p))),
+                    Err(_) => Err(TurnError::Timeout(timeout)),
+                }
+            });
+        // Poll once here: a backend that answers at once (the script backend) finishes without
+        // a task spawn and two cross-thread wake-ups. The outcome still goes through the
+        // mailbox (no recursion into the next turn). Otherwise the turn gets its own task; a
+        // future may be polled under a new waker, the task's.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match run.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(outcome) => {
+                let _ = myself.cast(AgentMsg::TurnDone(TurnDone { turn, outcome }));
+            }
+            std::task::Poll::Pending => {
+                tokio::spawn(async move {
+                    let outcome = run.await;
+                    // The agent may be gone (dismissed); then nobody waits for this turn.
+                    let _ = me.cast(AgentMsg::TurnDone(TurnDone { turn, outcome }));
+                });
+            }
+        }
         self.in_flight = Some(InFlight {
             turn,
             seq: p.seq,
