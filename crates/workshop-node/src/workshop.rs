@@ -32,6 +32,20 @@ use crate::ApiError;
 use workshop_board::durable::DurableBoard;
 use workshop_workflow::Workflow;
 
+/// The largest prompt `ask`/`cast` take. Agent messages may cross nodes, and one ractor_cluster
+/// frame over 16 MiB closes the whole node session, so prompts stay well under it.
+pub const MAX_PROMPT_BYTES: usize = 4 * 1024 * 1024;
+
+fn check_prompt(name: &AgentName, prompt: &str) -> Result<(), ApiError> {
+    if prompt.len() > MAX_PROMPT_BYTES {
+        return Err(ApiError::Node(format!(
+            "prompt for {name} is {} bytes; the limit is {MAX_PROMPT_BYTES} bytes: write large inputs to a file in the agent's working directory and refer to it",
+            prompt.len()
+        )));
+    }
+    Ok(())
+}
+
 /// How long `dismiss` waits for a graceful stop before killing the agent.
 pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
 
@@ -589,6 +603,7 @@ impl Workshop {
         origin: &str,
     ) -> Result<TurnResult, ApiError> {
         let (name, actor) = self.live(name)?;
+        check_prompt(&name, prompt)?;
         self.check_budget(&name)?;
         let p = Prompt {
             text: prompt.to_string(),
@@ -616,6 +631,7 @@ impl Workshop {
         origin: &str,
     ) -> Result<RequestRef, ApiError> {
         let (name, actor) = self.live(name)?;
+        check_prompt(&name, prompt)?;
         self.check_budget(&name)?;
         let p = Prompt {
             text: prompt.to_string(),

@@ -110,3 +110,26 @@ async fn reset_budget_clears_limits_and_restarts_spending() {
     assert!(approx(b.spent, 0.01), "{b:?}");
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn oversized_prompts_are_refused_with_what_to_do() {
+    let node = node().await;
+    let w = &node.workshop;
+    w.agent("a", None, script(vec![])).await.expect("agent");
+    let big = "x".repeat(workshop_node::workshop::MAX_PROMPT_BYTES + 1);
+    for e in [
+        w.ask("a", &big).await.expect_err("ask refused"),
+        w.cast("a", &big)
+            .await
+            .map(|_| ())
+            .expect_err("cast refused"),
+    ] {
+        assert!(
+            e.to_string().contains("write large inputs to a file"),
+            "{e}"
+        );
+    }
+    // Nothing was queued or run.
+    assert_eq!(w.info("a").await.expect("info").turns, 0);
+    node.shutdown().await;
+}
