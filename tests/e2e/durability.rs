@@ -104,3 +104,33 @@ fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn a_setup_file_run_again_keeps_restored_agents_with_the_same_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".workshop.rhai"),
+        r#"agent("keep", "Same role."); agent("change", "Role v1");"#,
+    )
+    .expect("setup");
+    let out = console_stdin(dir.path(), r#"ask("keep", "one"); ask("change", "one");"#);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Same declaration for `keep`; a changed role for `change`.
+    std::fs::write(
+        dir.path().join(".workshop.rhai"),
+        r#"agent("keep", "Same role."); agent("change", "Role v2");"#,
+    )
+    .expect("setup");
+    let out = console_stdin(
+        dir.path(),
+        r#"print("keep=" + info("keep").turns + " change=" + info("change").turns); events(20, "agent");"#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("keep=1 change=0"), "{stdout}");
+    assert!(
+        stdout.contains("[agent] keep kept (restored with the same configuration)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[agent] change replaced"), "{stdout}");
+}

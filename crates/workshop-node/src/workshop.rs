@@ -93,6 +93,8 @@ struct Inner {
     schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
     board: DurableBoard,
     agents_slot: AgentsSlot,
+    /// Agents restored from the registry and not declared again since.
+    restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
     workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
     workflows: RwLock<BTreeMap<String, Workflow>>,
 }
@@ -133,6 +135,7 @@ impl Workshop {
                 schedules: RwLock::new(HashMap::new()),
                 board,
                 agents_slot,
+                restored: Default::default(),
                 workers: RwLock::new(BTreeMap::new()),
                 workflows: RwLock::new(BTreeMap::new()),
             }),
@@ -296,14 +299,64 @@ impl Workshop {
     // ---------------------------------------------------------------- agents
 
     /// Start (or replace) a named agent with the default session behaviour.
+    ///
+    /// A setup file declares its agents on every start; on a durable node an agent restored from
+    /// the registry with exactly the same configuration is kept (with its session), so re-running
+    /// the setup does not throw conversations away. Any difference replaces it, as always.
     pub async fn agent(
         &self,
         name: &str,
         role: Option<String>,
         options: AgentOptions,
     ) -> Result<AgentName, ApiError> {
-        self.agent_with(name, role, options, Box::new(SessionBehaviour))
-            .await
+        let spec = self.build_spec(name, role.clone(), &options)?;
+        let restored = self.inner.restored.lock().remove(&spec.name);
+        if restored {
+            if let Some(existing) = self.inner.directory.spec(&spec.name) {
+                let same = existing.role == spec.role
+                    && existing.system_prompt == spec.system_prompt
+                    && existing.options == spec.options;
+                let live = matches!(
+                    self.inner.directory.actor(&spec.name),
+                    Some((_, s)) if s != AgentStatus::Crashed
+                );
+                if same && live {
+                    self.publish(
+                        Topic::Agent,
+                        "kept",
+                        Some(spec.name.as_str()),
+                        format!(
+                            "[agent] {} kept (restored with the same configuration)",
+                            spec.name
+                        ),
+                    );
+                    return Ok(spec.name);
+                }
+            }
+        }
+        self.spawn(spec, Box::new(SessionBehaviour), None).await
+    }
+
+    fn build_spec(
+        &self,
+        name: &str,
+        role: Option<String>,
+        options: &AgentOptions,
+    ) -> Result<AgentSpec, ApiError> {
+        let name = parse_name(name)?;
+        options.validate()?;
+        let config = self.config();
+        let effective = config.defaults.overlay(options);
+        let system_prompt = effective.system_prompt.clone().or_else(|| {
+            AgentSpec::compose_system_prompt(config.context.as_deref(), role.as_deref())
+        });
+        Ok(AgentSpec {
+            name,
+            role,
+            system_prompt,
+            options: effective,
+            resume_session: None,
+        })
     }
 
     /// Start (or replace) a named agent with a custom behaviour.
@@ -314,20 +367,8 @@ impl Workshop {
         options: AgentOptions,
         behaviour: Box<dyn Behaviour>,
     ) -> Result<AgentName, ApiError> {
-        let name = parse_name(name)?;
-        options.validate()?;
-        let config = self.config();
-        let effective = config.defaults.overlay(&options);
-        let system_prompt = effective.system_prompt.clone().or_else(|| {
-            AgentSpec::compose_system_prompt(config.context.as_deref(), role.as_deref())
-        });
-        let spec = AgentSpec {
-            name: name.clone(),
-            role,
-            system_prompt,
-            options: effective,
-            resume_session: None,
-        };
+        let spec = self.build_spec(name, role, &options)?;
+        self.inner.restored.lock().remove(&spec.name);
         self.spawn(spec, behaviour, None).await
     }
 
@@ -446,10 +487,13 @@ impl Workshop {
                 turns: rec.turns,
                 interrupted_task: rec.task,
             };
-            if let Err(e) = self
+            let spawned = self
                 .spawn(spec, Box::new(SessionBehaviour), Some(restored))
-                .await
-            {
+                .await;
+            if spawned.is_ok() {
+                self.inner.restored.lock().insert(name.clone());
+            }
+            if let Err(e) = spawned {
                 self.publish(
                     Topic::Node,
                     "restore_failed",
