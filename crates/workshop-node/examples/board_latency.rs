@@ -99,6 +99,7 @@ async fn main() {
     .await
     .expect("worker");
     let mut lat = Vec::with_capacity(n);
+    let mut add = Vec::with_capacity(n);
     for i in 0..n + 100 {
         let o = WorkOptions {
             work_type: Some("code".into()),
@@ -108,9 +109,11 @@ async fn main() {
         w.work(&format!("item-{i}"), "bench item", o)
             .await
             .expect("work");
+        let added = t0.elapsed();
         let started = rx.recv().await.expect("turn started");
         if i >= 100 {
             lat.push(started.duration_since(t0));
+            add.push(added);
         }
         // Let the worker settle the item before the next one, so each sample is one item alone.
         w.await_work(&format!("item-{i}"), None)
@@ -118,6 +121,7 @@ async fn main() {
             .expect("settled");
     }
     let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    let (a50, a99) = (pct(&mut add, 0.5), pct(&mut add, 0.99));
     println!(
         "machine: {} cores",
         std::thread::available_parallelism()
@@ -133,6 +137,11 @@ async fn main() {
         "work() -> worker turn started ({n}) p50 {:>8.3} ms  p99 {:>8.3} ms",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  of which work() acknowledged      p50 {:>8.3} ms  p99 {:>8.3} ms",
+        a50.as_secs_f64() * 1e3,
+        a99.as_secs_f64() * 1e3
     );
     println!(
         "ratio to one fdatasync (p50)        {:.1}x",
