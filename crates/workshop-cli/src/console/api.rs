@@ -589,3 +589,57 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
         Ok(out)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Ctrl-C during a blocking call cancels the call, not the console: the agent keeps its turn
+    /// and the console goes on. SIGINT is sent with `kill -INT` to this test process (the
+    /// handler is installed first, so the signal cannot end the process).
+    #[test]
+    fn ctrl_c_cancels_a_blocking_ask_and_the_console_goes_on() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        // Install tokio's SIGINT handler before any signal is sent.
+        rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_millis(1), tokio::signal::ctrl_c()).await;
+        });
+        let node = rt.block_on(workshop_node::Node::start()).expect("node");
+        let ctx = Ctx::new(node.workshop.clone(), rt.handle().clone(), true);
+        let mut engine = Engine::new();
+        register(&mut engine, &ctx);
+        engine
+            .eval::<Dynamic>(r#"agent("slow", #{script: [#{hang: true}]})"#)
+            .expect("agent");
+        let pid = std::process::id().to_string();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = engine.eval::<Dynamic>(r#"ask("slow", "forever")"#);
+                let _ = done_tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            });
+            // Keep interrupting until the blocked call gives up (its ctrl_c listener may not be
+            // polled yet when the first signal arrives).
+            let mut tries = 0;
+            let outcome = loop {
+                tries += 1;
+                assert!(tries < 400, "Ctrl-C never cancelled the ask");
+                let _ = std::process::Command::new("kill")
+                    .args(["-INT", &pid])
+                    .status();
+                if let Ok(r) = done_rx.recv_timeout(Duration::from_millis(50)) {
+                    break r;
+                }
+            };
+            let err = outcome.expect_err("the ask was cancelled");
+            assert!(err.contains("cancelled with Ctrl-C"), "{err}");
+        });
+        // The console and the agent are still there; the agent is still in its turn.
+        let status = engine
+            .eval::<Dynamic>(r#"info("slow").status"#)
+            .expect("info");
+        assert_eq!(status.to_string(), "Working");
+        rt.block_on(node.shutdown());
+    }
+}
