@@ -609,9 +609,10 @@ mod tests {
         let ctx = Ctx::new(node.workshop.clone(), rt.handle().clone(), true);
         let mut engine = Engine::new();
         register(&mut engine, &ctx);
-        engine
+        let name = engine
             .eval::<Dynamic>(r#"agent("slow", #{script: [#{hang: true}]})"#)
             .expect("agent");
+        assert_eq!(name.to_string(), "slow");
         let pid = std::process::id().to_string();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
