@@ -49,6 +49,8 @@
 //! during the previous one (group commit). Reads (`get`, `list`, `counts`) come from the read
 //! replica, which only ever contains durable state. A failed write or sync poisons the board:
 //! the batch gets the error and later writes are refused until restart.
+//! Only one sync runs at a time; the module docs of [`durable`] record what limits throughput
+//! (sled's `apply_batch` cannot run while a `flush` waits for the disk) and what was tried.
 //!
 //! Binaries: `board-bench` (throughput/latency, see its docs) and `board-crash-child` (used by
 //! the kill -9 crash test in `tests/crash.rs`).
