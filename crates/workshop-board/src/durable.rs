@@ -511,6 +511,12 @@ impl DurableBoard {
             .collect()
     }
 
+    /// Is any item of this type ready (durable state; backoff not considered)? Lets an idle
+    /// worker skip a durable `claim_next` that would find nothing.
+    pub fn has_ready(&self, work_type: Option<&WorkType>) -> bool {
+        self.shared.view.read().has_ready(work_type)
+    }
+
     /// Non-async `counts`.
     pub fn counts_now(&self) -> BTreeMap<Status, usize> {
         self.shared.view.read().counts()

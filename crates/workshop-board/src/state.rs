@@ -290,6 +290,15 @@ impl Board {
     }
 
     /// Count of items per status; every status is present, zero included.
+    /// Is any item of this type (or any type) ready? Ignores retry backoff, so `claim_next` may
+    /// still find nothing; a cheap check before a durable claim.
+    pub fn has_ready(&self, work_type: Option<&WorkType>) -> bool {
+        match work_type {
+            None => !self.ready.is_empty(),
+            Some(t) => self.ready_by_type.get(t).is_some_and(|s| !s.is_empty()),
+        }
+    }
+
     pub fn counts(&self) -> BTreeMap<Status, usize> {
         let mut out: BTreeMap<Status, usize> = Status::ALL.iter().map(|s| (*s, 0)).collect();
         for item in self.items.values() {

@@ -132,7 +132,10 @@ impl Actor for BoardWorker {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerMsg::Wake => {
-                if st.current.is_some() {
+                // Busy, or nothing of our type is ready: no durable claim (every claim costs an
+                // fdatasync, and an idle worker is woken by every interval tick).
+                if st.current.is_some() || !st.ws.board_handle().has_ready(Some(&st.spec.work_type))
+                {
                     return Ok(());
                 }
                 let claimed = st
