@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use workshop_types::{now_ms, AgentName, AgentStatus, Topic};
 
-use crate::Workshop;
+use crate::workshop::parse_name;
+use crate::{ApiError, Workshop};
 
 /// A schedule as defined (and persisted).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,5 +128,92 @@ impl Actor for ScheduleActor {
             }
         }
         Ok(())
+    }
+}
+
+impl Workshop {
+    // ---------------------------------------------------------------- schedules
+
+    /// Run `prompt` on `agent` every `interval_ms` (replacing its previous schedule); ticks are
+    /// skipped while the agent is busy.
+    pub async fn every(&self, agent: &str, prompt: &str, interval_ms: u64) -> Result<(), ApiError> {
+        let (name, _) = self.live(agent)?;
+        if interval_ms < MIN_INTERVAL_MS {
+            return Err(ApiError::Node(format!(
+                "schedule interval {interval_ms} ms is too short; use at least {MIN_INTERVAL_MS} ms"
+            )));
+        }
+        let spec = ScheduleSpec {
+            agent: name.clone(),
+            prompt: prompt.to_string(),
+            interval_ms,
+        };
+        self.start_schedule(spec).await
+    }
+
+    pub(crate) async fn start_schedule(&self, spec: ScheduleSpec) -> Result<(), ApiError> {
+        let name = spec.agent.clone();
+        self.cancel_quiet(&name);
+        if let Some(db) = &self.inner.db {
+            db.put_schedule(&spec)?;
+            db.sync().await?;
+        }
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            ScheduleActor,
+            (self.clone(), spec.clone()),
+            self.inner.root.get_cell(),
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("schedule for {name} did not start: {e}")))?;
+        self.inner.schedules.write().insert(name.clone(), actor);
+        self.publish(
+            Topic::Schedule,
+            "created",
+            Some(name.as_str()),
+            format!("[schedule] {name} every {} ms", spec.interval_ms),
+        );
+        Ok(())
+    }
+
+    pub(crate) fn cancel_quiet(&self, name: &AgentName) -> bool {
+        match self.inner.schedules.write().remove(name) {
+            Some(a) => {
+                a.stop(Some("cancelled".into()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancel an agent's schedule. No-op if it has none.
+    pub async fn cancel(&self, agent: &str) -> Result<(), ApiError> {
+        let name = parse_name(agent)?;
+        if self.cancel_quiet(&name) {
+            if let Some(db) = &self.inner.db {
+                db.delete_schedule(&name)?;
+                db.sync().await?;
+            }
+            self.publish(
+                Topic::Schedule,
+                "cancelled",
+                Some(name.as_str()),
+                format!("[schedule] {name} cancelled"),
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn schedules(&self) -> Vec<ScheduleInfo> {
+        let actors: Vec<ActorRef<ScheduleMsg>> =
+            self.inner.schedules.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for a in actors {
+            if let Ok(i) = ractor::call!(a, ScheduleMsg::Info) {
+                out.push(i);
+            }
+        }
+        out.sort_by(|a, b| a.spec.agent.cmp(&b.spec.agent));
+        out
     }
 }

@@ -386,3 +386,93 @@ async fn git(dir: &Path, args: &[&str]) -> Result<(), ApiError> {
         )))
     }
 }
+
+impl Workshop {
+    // ---------------------------------------------------------------- board workers
+
+    /// Start a board worker: an agent made from `profile` (or plain), bound to `work_type`.
+    pub async fn board_worker(
+        &self,
+        name: &str,
+        work_type: &str,
+        profile: Option<&str>,
+        overrides: AgentOptions,
+        interval_ms: Option<u64>,
+        worktree: bool,
+    ) -> Result<AgentName, ApiError> {
+        let work_type = crate::work::parse_type(work_type)?;
+        let (role, options) = match profile {
+            Some(p) => {
+                let p = self
+                    .inner
+                    .profiles
+                    .read()
+                    .get(p.trim_start_matches(':'))
+                    .cloned()
+                    .ok_or_else(|| ApiError::UnknownProfile(p.to_string()))?;
+                (p.role, p.options.overlay(&overrides))
+            }
+            None => (None, overrides),
+        };
+        let name = self.agent(name, role.clone(), options.clone()).await?;
+        let spec = WorkerSpec {
+            name: name.clone(),
+            work_type: work_type.clone(),
+            role,
+            options,
+            interval_ms: interval_ms
+                .unwrap_or(crate::worker::DEFAULT_INTERVAL_MS)
+                .max(10),
+            lease_ms: crate::worker::DEFAULT_LEASE_MS,
+            worktree,
+        };
+        if let Some(db) = &self.inner.db {
+            db.put_worker(&spec)?;
+            db.sync().await?;
+        }
+        self.start_worker(spec).await
+    }
+
+    pub(crate) async fn start_worker(&self, spec: WorkerSpec) -> Result<AgentName, ApiError> {
+        let name = spec.name.clone();
+        let work_type = spec.work_type.clone();
+        if let Some(old) = self.inner.workers.write().remove(&name) {
+            old.stop(Some("replaced".into()));
+        }
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            BoardWorker,
+            (self.clone(), spec),
+            self.inner.root.get_cell(),
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))?;
+        self.inner.workers.write().insert(name.clone(), actor);
+        self.publish(
+            Topic::Work,
+            "worker_started",
+            Some(name.as_str()),
+            format!("[board_worker] {name} started for {work_type} items"),
+        );
+        Ok(name)
+    }
+
+    pub async fn workers(&self) -> Vec<WorkerInfo> {
+        let actors: Vec<ActorRef<WorkerMsg>> =
+            self.inner.workers.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for a in actors {
+            if let Ok(i) = ractor::call!(a, WorkerMsg::Info) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn stop_workers(&self) {
+        let workers = std::mem::take(&mut *self.inner.workers.write());
+        for (_, w) in workers {
+            w.stop(Some("node stopping".into()));
+        }
+    }
+}

@@ -24,10 +24,10 @@ use crate::budget::{BudgetView, Budgets};
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::persist::{AgentRecord, NodeDb};
-use crate::schedule::{ScheduleActor, ScheduleInfo, ScheduleMsg, ScheduleSpec, MIN_INTERVAL_MS};
+use crate::schedule::ScheduleMsg;
 use crate::store::Store;
 use crate::supervisor::{AgentsSlot, RootMsg};
-use crate::worker::{BoardWorker, WorkerInfo, WorkerMsg, WorkerSpec};
+use crate::worker::WorkerMsg;
 use crate::ApiError;
 use workshop_board::durable::DurableBoard;
 use workshop_workflow::Workflow;
@@ -76,30 +76,30 @@ pub struct AwaitOutcome {
 
 #[derive(Clone)]
 pub struct Workshop {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    root: ActorRef<RootMsg>,
-    directory: Arc<Directory>,
-    events: Arc<EventLogHandle>,
-    backends: Backends,
-    config: RwLock<GlobalConfig>,
-    profiles: RwLock<BTreeMap<String, Profile>>,
-    incarnations: AtomicU64,
-    db: Option<Arc<NodeDb>>,
-    budgets: RwLock<Budgets>,
-    store: Store,
-    schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
-    board: DurableBoard,
-    agents_slot: AgentsSlot,
+pub(crate) struct Inner {
+    pub(crate) root: ActorRef<RootMsg>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) events: Arc<EventLogHandle>,
+    pub(crate) backends: Backends,
+    pub(crate) config: RwLock<GlobalConfig>,
+    pub(crate) profiles: RwLock<BTreeMap<String, Profile>>,
+    pub(crate) incarnations: AtomicU64,
+    pub(crate) db: Option<Arc<NodeDb>>,
+    pub(crate) budgets: RwLock<Budgets>,
+    pub(crate) store: Store,
+    pub(crate) schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
+    pub(crate) board: DurableBoard,
+    pub(crate) agents_slot: AgentsSlot,
     /// Agents restored from the registry and not declared again since.
-    restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
-    workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
-    workflows: RwLock<BTreeMap<String, Workflow>>,
+    pub(crate) restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
+    pub(crate) workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
+    pub(crate) workflows: RwLock<BTreeMap<String, Workflow>>,
 }
 
-fn parse_name(name: &str) -> Result<AgentName, ApiError> {
+pub(crate) fn parse_name(name: &str) -> Result<AgentName, ApiError> {
     Ok(AgentName::new(name)?)
 }
 
@@ -155,95 +155,7 @@ impl Workshop {
         &self.inner.workflows
     }
 
-    // ---------------------------------------------------------------- board workers
-
-    /// Start a board worker: an agent made from `profile` (or plain), bound to `work_type`.
-    pub async fn board_worker(
-        &self,
-        name: &str,
-        work_type: &str,
-        profile: Option<&str>,
-        overrides: AgentOptions,
-        interval_ms: Option<u64>,
-        worktree: bool,
-    ) -> Result<AgentName, ApiError> {
-        let work_type = crate::work::parse_type(work_type)?;
-        let (role, options) = match profile {
-            Some(p) => {
-                let p = self
-                    .inner
-                    .profiles
-                    .read()
-                    .get(p.trim_start_matches(':'))
-                    .cloned()
-                    .ok_or_else(|| ApiError::UnknownProfile(p.to_string()))?;
-                (p.role, p.options.overlay(&overrides))
-            }
-            None => (None, overrides),
-        };
-        let name = self.agent(name, role.clone(), options.clone()).await?;
-        let spec = WorkerSpec {
-            name: name.clone(),
-            work_type: work_type.clone(),
-            role,
-            options,
-            interval_ms: interval_ms
-                .unwrap_or(crate::worker::DEFAULT_INTERVAL_MS)
-                .max(10),
-            lease_ms: crate::worker::DEFAULT_LEASE_MS,
-            worktree,
-        };
-        if let Some(db) = &self.inner.db {
-            db.put_worker(&spec)?;
-            db.sync().await?;
-        }
-        self.start_worker(spec).await
-    }
-
-    async fn start_worker(&self, spec: WorkerSpec) -> Result<AgentName, ApiError> {
-        let name = spec.name.clone();
-        let work_type = spec.work_type.clone();
-        if let Some(old) = self.inner.workers.write().remove(&name) {
-            old.stop(Some("replaced".into()));
-        }
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            BoardWorker,
-            (self.clone(), spec),
-            self.inner.root.get_cell(),
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))?;
-        self.inner.workers.write().insert(name.clone(), actor);
-        self.publish(
-            Topic::Work,
-            "worker_started",
-            Some(name.as_str()),
-            format!("[board_worker] {name} started for {work_type} items"),
-        );
-        Ok(name)
-    }
-
-    pub async fn workers(&self) -> Vec<WorkerInfo> {
-        let actors: Vec<ActorRef<WorkerMsg>> =
-            self.inner.workers.read().values().cloned().collect();
-        let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, WorkerMsg::Info) {
-                out.push(i);
-            }
-        }
-        out
-    }
-
-    fn stop_workers(&self) {
-        let workers = std::mem::take(&mut *self.inner.workers.write());
-        for (_, w) in workers {
-            w.stop(Some("node stopping".into()));
-        }
-    }
-
-    fn publish(&self, topic: Topic, kind: &str, subject: Option<&str>, line: String) {
+    pub(crate) fn publish(&self, topic: Topic, kind: &str, subject: Option<&str>, line: String) {
         self.inner.events.publish(topic, kind, subject, line);
     }
 
@@ -549,7 +461,7 @@ impl Workshop {
         self.inner.directory.names()
     }
 
-    fn live(&self, name: &str) -> Result<(AgentName, ActorRef<AgentMsg>), ApiError> {
+    pub(crate) fn live(&self, name: &str) -> Result<(AgentName, ActorRef<AgentMsg>), ApiError> {
         let name = parse_name(name)?;
         match self.inner.directory.actor(&name) {
             None => Err(ApiError::UnknownAgent(name.to_string())),
@@ -1034,91 +946,6 @@ impl Workshop {
     /// Publish an event about a subject (used by schedules and workers).
     pub fn emit_about(&self, topic: Topic, kind: &str, subject: &str, line: String) {
         self.publish(topic, kind, Some(subject), line);
-    }
-
-    // ---------------------------------------------------------------- schedules
-
-    /// Run `prompt` on `agent` every `interval_ms` (replacing its previous schedule); ticks are
-    /// skipped while the agent is busy.
-    pub async fn every(&self, agent: &str, prompt: &str, interval_ms: u64) -> Result<(), ApiError> {
-        let (name, _) = self.live(agent)?;
-        if interval_ms < MIN_INTERVAL_MS {
-            return Err(ApiError::Node(format!(
-                "schedule interval {interval_ms} ms is too short; use at least {MIN_INTERVAL_MS} ms"
-            )));
-        }
-        let spec = ScheduleSpec {
-            agent: name.clone(),
-            prompt: prompt.to_string(),
-            interval_ms,
-        };
-        self.start_schedule(spec).await
-    }
-
-    async fn start_schedule(&self, spec: ScheduleSpec) -> Result<(), ApiError> {
-        let name = spec.agent.clone();
-        self.cancel_quiet(&name);
-        if let Some(db) = &self.inner.db {
-            db.put_schedule(&spec)?;
-            db.sync().await?;
-        }
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            ScheduleActor,
-            (self.clone(), spec.clone()),
-            self.inner.root.get_cell(),
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("schedule for {name} did not start: {e}")))?;
-        self.inner.schedules.write().insert(name.clone(), actor);
-        self.publish(
-            Topic::Schedule,
-            "created",
-            Some(name.as_str()),
-            format!("[schedule] {name} every {} ms", spec.interval_ms),
-        );
-        Ok(())
-    }
-
-    fn cancel_quiet(&self, name: &AgentName) -> bool {
-        match self.inner.schedules.write().remove(name) {
-            Some(a) => {
-                a.stop(Some("cancelled".into()));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Cancel an agent's schedule. No-op if it has none.
-    pub async fn cancel(&self, agent: &str) -> Result<(), ApiError> {
-        let name = parse_name(agent)?;
-        if self.cancel_quiet(&name) {
-            if let Some(db) = &self.inner.db {
-                db.delete_schedule(&name)?;
-                db.sync().await?;
-            }
-            self.publish(
-                Topic::Schedule,
-                "cancelled",
-                Some(name.as_str()),
-                format!("[schedule] {name} cancelled"),
-            );
-        }
-        Ok(())
-    }
-
-    pub async fn schedules(&self) -> Vec<ScheduleInfo> {
-        let actors: Vec<ActorRef<ScheduleMsg>> =
-            self.inner.schedules.read().values().cloned().collect();
-        let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, ScheduleMsg::Info) {
-                out.push(i);
-            }
-        }
-        out.sort_by(|a, b| a.spec.agent.cmp(&b.spec.agent));
-        out
     }
 
     /// Publish a custom event (console `emit`).
