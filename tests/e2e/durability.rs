@@ -6,6 +6,25 @@ use std::process::Stdio;
 
 use crate::support::{console_stdin, text, workshop};
 
+/// Start `workshop node` in `dir` and wait until it says it runs (reads its stderr).
+fn start_node(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, bool) {
+    let mut node = workshop()
+        .arg("node")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let stderr = node.stderr.take().expect("stderr");
+    let ready = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("workshop node running"));
+    (node, ready)
+}
+
 #[test]
 fn agents_come_back_after_a_restart_with_cost_turns_and_session() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -34,20 +53,7 @@ fn kill_9_mid_turn_marks_the_turn_interrupted_after_restart() {
         r#"agent("h", #{script: [#{hang: true}]}); cast("h", "long job");"#,
     )
     .expect("setup file");
-    let mut node = workshop()
-        .arg("node")
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let stderr = node.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("workshop node running"));
+    let (mut node, ready) = start_node(dir.path(), &[]);
     node.kill().expect("kill -9");
     node.wait().expect("reap node");
     assert!(ready, "the node never reported running");
@@ -80,19 +86,7 @@ fn kill_9_mid_turn_marks_the_turn_interrupted_after_restart() {
 #[test]
 fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut node = workshop()
-        .args(["node", "--no-setup"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let stderr = node.stderr.take().expect("stderr");
-    let ready = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("workshop node running"));
+    let (mut node, ready) = start_node(dir.path(), &["--no-setup"]);
     let out = console_stdin(dir.path(), "status();");
     node.kill().expect("kill");
     node.wait().expect("reap");

@@ -547,6 +547,24 @@ impl Workshop {
         ApiError::BudgetExceeded(why)
     }
 
+    /// What every send does first: the agent must be live, the prompt within limits and the
+    /// budgets not spent.
+    fn prepare(
+        &self,
+        name: &str,
+        prompt: &str,
+        origin: &str,
+    ) -> Result<(AgentName, ActorRef<AgentMsg>, Prompt), ApiError> {
+        let (name, actor) = self.live(name)?;
+        check_prompt(&name, prompt)?;
+        self.check_budget(&name)?;
+        let p = Prompt {
+            text: prompt.to_string(),
+            origin: origin.to_string(),
+        };
+        Ok((name, actor, p))
+    }
+
     /// Send a prompt and wait for the turn's result.
     pub async fn ask(&self, name: &str, prompt: &str) -> Result<TurnResult, ApiError> {
         self.ask_from(name, prompt, "ask").await
@@ -558,13 +576,7 @@ impl Workshop {
         prompt: &str,
         origin: &str,
     ) -> Result<TurnResult, ApiError> {
-        let (name, actor) = self.live(name)?;
-        check_prompt(&name, prompt)?;
-        self.check_budget(&name)?;
-        let p = Prompt {
-            text: prompt.to_string(),
-            origin: origin.to_string(),
-        };
+        let (name, actor, p) = self.prepare(name, prompt, origin)?;
         match self
             .call(&name, &actor, |r| AgentMsg::Ask(p, r), None)
             .await?
@@ -586,13 +598,7 @@ impl Workshop {
         prompt: &str,
         origin: &str,
     ) -> Result<RequestRef, ApiError> {
-        let (name, actor) = self.live(name)?;
-        check_prompt(&name, prompt)?;
-        self.check_budget(&name)?;
-        let p = Prompt {
-            text: prompt.to_string(),
-            origin: origin.to_string(),
-        };
+        let (name, actor, p) = self.prepare(name, prompt, origin)?;
         match self
             .call(&name, &actor, |r| AgentMsg::Cast(p, r), None)
             .await?
