@@ -14,6 +14,7 @@ use workshop_types::{AgentName, AgentSpec, Event};
 
 use crate::schedule::ScheduleSpec;
 use crate::worker::WorkerSpec;
+use crate::workshop::{GlobalConfig, Profile};
 use crate::ApiError;
 use workshop_workflow::Workflow;
 
@@ -40,6 +41,8 @@ pub struct NodeDb {
     schedules: sled::Tree,
     workflows: sled::Tree,
     workers: sled::Tree,
+    profiles: sled::Tree,
+    meta: sled::Tree,
 }
 
 fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -78,6 +81,8 @@ impl NodeDb {
             schedules: tree("schedules")?,
             workflows: tree("workflows")?,
             workers: tree("workers")?,
+            profiles: tree("profiles")?,
+            meta: tree("meta")?,
             dir: dir.to_path_buf(),
             db,
         })
@@ -180,6 +185,43 @@ impl NodeDb {
                 codec::decode(&v).map_err(|e| db_err(&self.dir, e))
             })
             .collect()
+    }
+
+    // ------------------------------------------------------------ configuration, profiles
+
+    pub fn put_config(&self, c: &GlobalConfig) -> Result<(), ApiError> {
+        let bytes = codec::encode(c).map_err(|e| db_err(&self.dir, e))?;
+        self.meta
+            .insert("config", bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        self.flush_for_process_crash()
+    }
+
+    pub fn config(&self) -> Result<Option<GlobalConfig>, ApiError> {
+        match self.meta.get("config").map_err(|e| db_err(&self.dir, e))? {
+            None => Ok(None),
+            Some(v) => codec::decode(&v)
+                .map(Some)
+                .map_err(|e| db_err(&self.dir, e)),
+        }
+    }
+
+    pub fn put_profile(&self, p: &Profile) -> Result<(), ApiError> {
+        let bytes = codec::encode(p).map_err(|e| db_err(&self.dir, e))?;
+        self.profiles
+            .insert(p.name.as_bytes(), bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        self.flush_for_process_crash()
+    }
+
+    pub fn profiles(&self) -> Result<Vec<Profile>, ApiError> {
+        self.decode_all(&self.profiles)
+    }
+
+    pub fn clear_config_and_profiles(&self) -> Result<(), ApiError> {
+        self.meta.clear().map_err(|e| db_err(&self.dir, e))?;
+        self.profiles.clear().map_err(|e| db_err(&self.dir, e))?;
+        self.flush_for_process_crash()
     }
 
     // ------------------------------------------------------------ board workers

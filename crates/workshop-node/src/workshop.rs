@@ -50,7 +50,7 @@ fn check_prompt(name: &AgentName, prompt: &str) -> Result<(), ApiError> {
 pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
 
 /// Global defaults from `configure`: they apply to agents created afterwards only.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalConfig {
     pub context: Option<String>,
     pub defaults: AgentOptions,
@@ -58,7 +58,7 @@ pub struct GlobalConfig {
     pub max_cost_usd: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub name: String,
     pub role: Option<String>,
@@ -178,7 +178,17 @@ impl Workshop {
             c.max_cost_usd = max_cost_usd;
             self.inner.budgets.write().set_global(max_cost_usd);
         }
-        Ok(())
+        let saved = c.clone();
+        drop(c);
+        self.save_config(&saved)
+    }
+
+    /// Configuration and profiles survive a killed process (sled flush; not fdatasync'ed).
+    fn save_config(&self, c: &GlobalConfig) -> Result<(), ApiError> {
+        match &self.inner.db {
+            Some(db) => db.put_config(c),
+            None => Ok(()),
+        }
     }
 
     pub fn config(&self) -> GlobalConfig {
@@ -193,14 +203,15 @@ impl Workshop {
     ) -> Result<(), ApiError> {
         let name = parse_name(name)?.to_string();
         options.validate()?;
-        self.inner.profiles.write().insert(
-            name.clone(),
-            Profile {
-                name,
-                role,
-                options,
-            },
-        );
+        let profile = Profile {
+            name: name.clone(),
+            role,
+            options,
+        };
+        if let Some(db) = &self.inner.db {
+            db.put_profile(&profile)?;
+        }
+        self.inner.profiles.write().insert(name, profile);
         Ok(())
     }
 
@@ -386,6 +397,13 @@ impl Workshop {
             );
         }
         let n = records.len();
+        if let Some(c) = db.config()? {
+            self.inner.budgets.write().set_global(c.max_cost_usd);
+            *self.inner.config.write() = c;
+        }
+        for p in db.profiles()? {
+            self.inner.profiles.write().insert(p.name.clone(), p);
+        }
         let schedules = db.schedules()?;
         for wf in db.workflows()? {
             self.inner.workflows.write().insert(wf.name.clone(), wf);
@@ -534,6 +552,10 @@ impl Workshop {
         let total = self.total_cost();
         self.inner.budgets.write().reset(&costs, total);
         self.inner.config.write().max_cost_usd = None;
+        let saved = self.config();
+        if let Err(e) = self.save_config(&saved) {
+            tracing::error!(error = %e, "configuration not saved");
+        }
         self.publish(Topic::Budget, "reset", None, "[budget] reset".into());
     }
 
@@ -810,6 +832,11 @@ impl Workshop {
         *self.inner.config.write() = GlobalConfig::default();
         *self.inner.budgets.write() = Budgets::default();
         self.inner.profiles.write().clear();
+        if let Some(db) = &self.inner.db {
+            if let Err(e) = db.clear_config_and_profiles() {
+                tracing::error!(error = %e, "configuration not cleared on disk");
+            }
+        }
         self.publish(Topic::Agent, "reset_all", None, "[agent] reset_all".into());
     }
 

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use workshop_node::{ApiError, Node};
+use workshop_types::AgentOptions;
 
 #[tokio::test]
 async fn schedule_casts_when_idle_and_skips_while_busy() {
@@ -76,6 +77,18 @@ async fn durable_node_keeps_store_schedules_and_agents_across_restart() {
         w.ask("a", "hi").await.expect("ask");
         w.put("k", json!([1, 2, 3])).await.expect("put");
         w.every("a", "tick", 60_000).await.expect("every");
+        w.configure(
+            Some("Rust project.".into()),
+            AgentOptions::default(),
+            Some(5.0),
+        )
+        .expect("configure");
+        w.profile(
+            "coder",
+            Some("You write code.".into()),
+            AgentOptions::default(),
+        )
+        .expect("profile");
         node.shutdown().await;
     }
     let node = Node::open(dir.path()).await.expect("reopen");
@@ -88,6 +101,12 @@ async fn durable_node_keeps_store_schedules_and_agents_across_restart() {
     let info = w.info("a").await.expect("info");
     assert_eq!(info.turns, 1);
     assert_eq!(info.role.as_deref(), Some("role"));
+    assert_eq!(w.config().context.as_deref(), Some("Rust project."));
+    assert_eq!(w.budget().limit, Some(5.0));
+    assert_eq!(w.profiles().len(), 1);
+    w.from_profile("coder", "c1", AgentOptions::default())
+        .await
+        .expect("profile restored");
     node.shutdown().await;
 }
 
