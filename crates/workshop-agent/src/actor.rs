@@ -646,12 +646,6 @@ impl Actor for AgentActor {
                     st.finish_turn(&myself, outcome);
                 }
             }
-            AgentMsg::Watchdog(turn) => {
-                if st.in_flight.as_ref().is_some_and(|f| f.turn == turn) {
-                    let ms = st.spec.options.timeout_ms();
-                    st.finish_turn(&myself, Err(TurnError::Timeout(ms)));
-                }
-            }
         }
         Ok(())
     }

@@ -410,6 +410,19 @@ impl Board {
             .ok_or_else(|| BoardError::NotFound { id: id.to_string() })
     }
 
+    /// The console's tokenless complete/fail: only a claimed or in_progress item can move `to`.
+    fn leased_by_hand(&self, id: &str, to: Status) -> Result<&WorkItem, BoardError> {
+        let item = self.item(id)?;
+        if !item.status.is_leased() {
+            return Err(BoardError::InvalidTransition {
+                id: id.to_string(),
+                from: item.status,
+                to,
+            });
+        }
+        Ok(item)
+    }
+
     fn leased_item(&self, id: &str, token: u64) -> Result<WorkItem, BoardError> {
         let item = self.item(id)?;
         match &item.lease {
@@ -721,14 +734,7 @@ impl Board {
         result: impl Into<String>,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
-        let item = self.item(id)?;
-        if !item.status.is_leased() {
-            return Err(BoardError::InvalidTransition {
-                id: id.to_string(),
-                from: item.status,
-                to: Status::Done,
-            });
-        }
+        let item = self.leased_by_hand(id, Status::Done)?;
         let item = item.clone();
         Ok(self.do_complete(item, result.into(), now_ms))
     }
@@ -818,14 +824,7 @@ impl Board {
         error: impl Into<String>,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
-        let item = self.item(id)?;
-        if !item.status.is_leased() {
-            return Err(BoardError::InvalidTransition {
-                id: id.to_string(),
-                from: item.status,
-                to: Status::Failed,
-            });
-        }
+        let item = self.leased_by_hand(id, Status::Failed)?;
         let mut item = item.clone();
         item.attempts = item.attempts.saturating_add(1);
         item.lease = None;

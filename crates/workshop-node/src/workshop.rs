@@ -672,8 +672,24 @@ impl Workshop {
             .filter(|r| r.status == AgentStatus::Working || r.queued > 0)
             .map(|r| r.name)
             .collect();
-        let waits = busy.iter().map(|n| self.await_agent(n.as_str(), timeout));
-        futures_join_all(waits).await
+        // Every wait runs at once under its own timeout, so `await_all(t)` returns within `t`.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, name) in busy.into_iter().enumerate() {
+            let w = self.clone();
+            set.spawn(async move { (i, w.await_agent(name.as_str(), timeout).await) });
+        }
+        let mut out: Vec<(usize, Result<AwaitOutcome, ApiError>)> = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => out.push(r),
+                Err(e) => out.push((
+                    usize::MAX,
+                    Err(ApiError::Node(format!("await failed: {e}"))),
+                )),
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Wait for `from`, then send its last result to `to` (framed by `message`).
@@ -992,19 +1008,4 @@ fn refusal(agent: AgentName, r: Refusal) -> ApiError {
         Refusal::QueueFull(depth) => ApiError::QueueFull { agent, depth },
         Refusal::Halted => ApiError::Halted(agent),
     }
-}
-
-/// Join futures concurrently, keeping order (no extra dependency for this one helper).
-async fn futures_join_all<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T>,
-{
-    let futs: Vec<_> = futs.map(Box::pin).collect();
-    let mut out = Vec::with_capacity(futs.len());
-    // Await in order: each await runs while the others' agents keep working, so the total wait
-    // is the longest single wait, not the sum.
-    for f in futs {
-        out.push(f.await);
-    }
-    out
 }

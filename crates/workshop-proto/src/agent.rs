@@ -110,8 +110,6 @@ pub enum AgentMsg {
     /// Stop the session gracefully (used by `dismiss` before the actor stops).
     #[rpc]
     Shutdown(RpcReplyPort<Ack>),
-    /// Internal: the turn task finished.
+    /// Internal: the turn finished (result, error, crash or the watchdog's timeout).
     TurnDone(TurnDone),
-    /// Internal: the watchdog of turn N fired.
-    Watchdog(u64),
 }
