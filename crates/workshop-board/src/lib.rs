@@ -57,7 +57,8 @@
 
 pub mod codec;
 pub mod durable;
-pub mod item;
+/// The board's passive types live in `workshop-types` so the protocol can name them.
+pub use workshop_types::board as item;
 pub mod state;
 pub mod store;
 

@@ -147,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let result = match cli.command {
         Command::Demo => {
-            let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
+            let ctx = console::Ctx::new(node.client(), rt.handle().clone(), false);
             demo::run(&ctx)
         }
         Command::Console {
@@ -155,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let stdin_script = script.is_none() && !std::io::stdin().is_terminal();
             let ctx = console::Ctx::new(
-                node.workshop.clone(),
+                node.client(),
                 rt.handle().clone(),
                 script.is_none() && !stdin_script,
             );
@@ -180,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Board { .. } | Command::Work { .. } => Ok(()),
         Command::Node { no_setup, .. } => {
-            let ctx = console::Ctx::new(node.workshop.clone(), rt.handle().clone(), false);
+            let ctx = console::Ctx::new(node.client(), rt.handle().clone(), false);
             (|| {
                 if !no_setup && std::path::Path::new(console::SETUP_FILE).exists() {
                     console::load(&ctx, std::path::Path::new(console::SETUP_FILE))

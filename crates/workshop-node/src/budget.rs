@@ -2,6 +2,7 @@
 //! send. The turn that crosses a limit completes; the next send is refused. `reset_budget`
 //! clears the limits and starts the spent totals again from zero. Pure bookkeeping.
 
+use crate::BudgetView;
 use std::collections::HashMap;
 
 use workshop_types::AgentName;
@@ -12,19 +13,6 @@ pub struct Budgets {
     global_offset: f64,
     limits: HashMap<AgentName, f64>,
     offsets: HashMap<AgentName, f64>,
-}
-
-/// What `budget()` / `budget(name)` show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BudgetView {
-    pub limit: Option<f64>,
-    pub spent: f64,
-}
-
-impl BudgetView {
-    pub fn remaining(&self) -> Option<f64> {
-        self.limit.map(|l| (l - self.spent).max(0.0))
-    }
 }
 
 impl Budgets {

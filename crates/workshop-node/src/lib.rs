@@ -9,12 +9,14 @@
 
 pub mod agents;
 pub mod budget;
+pub mod client;
+pub mod cluster;
 pub mod directory;
-pub mod error;
 pub mod event_log;
 pub mod node;
 pub mod persist;
 pub mod schedule;
+pub mod server;
 pub mod store;
 pub mod supervisor;
 pub mod work;
@@ -22,9 +24,11 @@ pub mod worker;
 pub mod workflows;
 pub mod workshop;
 
-pub use budget::BudgetView;
-pub use error::ApiError;
+pub use client::Client;
 pub use node::Node;
-pub use work::WorkOptions;
-pub use worker::WorkerInfo;
-pub use workshop::{AwaitOutcome, GlobalConfig, Profile, Workshop};
+pub use workshop::Workshop;
+pub use workshop_proto::api::{
+    AwaitOutcome, BudgetView, GlobalConfig, Profile, ScheduleInfo, ScheduleSpec, WorkOptions,
+    WorkerInfo, WorkerOptions, WorkflowRun,
+};
+pub use workshop_proto::ApiError;

@@ -1,22 +1,31 @@
 //! Starting and stopping one node: the supervision tree plus the [`Workshop`] API over it.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Backends};
 
+use crate::client::Client;
+use crate::cluster::{self, Listener};
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
 use crate::persist::NodeDb;
+use crate::server::{Identity, NodeActor, NodeActorArgs};
 use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
 use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
+use workshop_proto::node::NodeMsg;
 
 pub struct Node {
     pub workshop: Workshop,
+    identity: Arc<Identity>,
+    node_actor: ActorRef<NodeMsg>,
+    data_dir: Option<PathBuf>,
+    listener: Option<Listener>,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -81,16 +90,79 @@ impl Node {
             agents_slot,
         );
         workshop.restore().await?;
+        let identity = Identity::new(
+            node_name(),
+            data_dir.map(|d| absolute(d).display().to_string()),
+        );
+        let (node_actor, _) = Actor::spawn(
+            None,
+            NodeActor,
+            NodeActorArgs {
+                workshop: workshop.clone(),
+                identity: identity.clone(),
+                scope: cluster::DEFAULT_SCOPE.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("the node actor did not start: {e}")))?;
         Ok(Node {
             workshop,
+            identity,
+            node_actor,
+            data_dir: data_dir.map(Path::to_path_buf),
+            listener: None,
             root,
             handle,
             sweeper,
         })
     }
 
+    /// A client of this node (in-process: no network, the same requests and replies).
+    pub fn client(&self) -> Client {
+        Client::local(self.node_actor.clone())
+    }
+
+    /// Who this node is.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// Resolves when a client asked this node to stop (`workshop stop`).
+    pub async fn stop_requested(&self) {
+        self.identity.stop.notified().await
+    }
+
+    /// Open the node's cluster port on `addr` (port 0: a free one) with `cookie`, so other
+    /// processes reach it with `Client::connect`. On a durable node the address is written to
+    /// `<data dir>/node.endpoint` for clients to find.
+    pub async fn listen(
+        &mut self,
+        addr: SocketAddr,
+        cookie: String,
+    ) -> Result<SocketAddr, ApiError> {
+        let listener = cluster::listen(addr, cookie, &self.identity.name).await?;
+        let bound = listener.addr;
+        *self.identity.addr.write() = Some(bound.to_string());
+        if let Some(dir) = &self.data_dir {
+            cluster::write_endpoint(
+                dir,
+                &cluster::Endpoint {
+                    addr: bound.to_string(),
+                    pid: std::process::id(),
+                },
+            )?;
+        }
+        self.listener = Some(listener);
+        Ok(bound)
+    }
+
     /// Stop every agent (the registry keeps them for the next start), then stop the tree.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let (Some(dir), Some(_)) = (&self.data_dir, &self.listener) {
+            cluster::remove_endpoint(dir);
+        }
+        self.listener = None;
+        self.node_actor.stop(Some("node shutdown".into()));
         self.workshop.stop_agents().await;
         self.sweeper.abort();
         if let Err(e) = self.workshop.board_handle().shutdown().await {
@@ -99,4 +171,18 @@ impl Node {
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;
     }
+}
+
+fn node_name() -> String {
+    std::env::var("WORKSHOP_NODE_NAME").unwrap_or_else(|_| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into())
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -14,8 +14,8 @@ use workshop_types::{AgentName, AgentSpec, Event};
 
 use crate::schedule::ScheduleSpec;
 use crate::worker::WorkerSpec;
-use crate::workshop::{GlobalConfig, Profile};
 use crate::ApiError;
+use crate::{GlobalConfig, Profile};
 use workshop_workflow::Workflow;
 
 /// One agent as the registry keeps it.

@@ -6,29 +6,14 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
-use serde::{Deserialize, Serialize};
+
 use tokio::task::JoinHandle;
 use workshop_types::{now_ms, AgentName, AgentStatus, Topic};
 
 use crate::workshop::parse_name;
 use crate::{ApiError, Workshop};
 
-/// A schedule as defined (and persisted).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleSpec {
-    pub agent: AgentName,
-    pub prompt: String,
-    pub interval_ms: u64,
-}
-
-/// A schedule as `schedules()` shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScheduleInfo {
-    pub spec: ScheduleSpec,
-    pub run_count: u64,
-    pub skipped: u64,
-    pub last_run_at_ms: Option<u64>,
-}
+pub use workshop_proto::api::{ScheduleInfo, ScheduleSpec};
 
 pub const MIN_INTERVAL_MS: u64 = 10;
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use workshop_board::durable::DurableError;
 use workshop_board::item::{NewItem, Status, WorkItem, WorkType};
 use workshop_board::state::ListFilter;
@@ -15,19 +14,7 @@ use crate::{ApiError, Workshop};
 /// Lease of a claim made by hand from the console (a worker renews its own by heartbeat).
 pub const MANUAL_LEASE_MS: u64 = 30 * 60 * 1000;
 
-/// Options of `work(id, title, ...)`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkOptions {
-    #[serde(rename = "type")]
-    pub work_type: Option<String>,
-    pub spec: Option<String>,
-    pub priority: Option<u8>,
-    pub depends_on: Vec<String>,
-    pub max_attempts: Option<u32>,
-    pub title: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-}
+pub use workshop_proto::api::WorkOptions;
 
 pub(crate) fn board_err(e: DurableError) -> ApiError {
     ApiError::Board(e.to_string())
@@ -185,13 +172,17 @@ impl Workshop {
             &[Topic::Work],
             timeout,
             |t| ApiError::Board(format!("{id} still open after {} ms", t.as_millis())),
-            async || {
-                let item = self.existing(id).await?;
-                Ok(matches!(
-                    item.status,
-                    Status::Done | Status::Failed | Status::Blocked | Status::Cancelled
-                )
-                .then_some(item))
+            || {
+                let ws = self.clone();
+                let id = id.to_string();
+                async move {
+                    let item = ws.existing(&id).await?;
+                    Ok(matches!(
+                        item.status,
+                        Status::Done | Status::Failed | Status::Blocked | Status::Cancelled
+                    )
+                    .then_some(item))
+                }
             },
         )
         .await

@@ -33,17 +33,7 @@ pub struct WorkerSpec {
     pub worktree: bool,
 }
 
-/// What `workers()` shows.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WorkerInfo {
-    pub name: AgentName,
-    pub work_type: String,
-    pub interval_ms: u64,
-    pub worktree: bool,
-    pub completed: u64,
-    pub failed: u64,
-    pub current_item: Option<String>,
-}
+pub use workshop_proto::api::WorkerInfo;
 
 #[derive(RactorMessage)]
 pub enum WorkerMsg {

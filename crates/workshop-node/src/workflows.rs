@@ -129,12 +129,18 @@ impl Workshop {
                     t.as_millis()
                 ))
             },
-            async || match self.workflow_status(name).await?.0 {
-                s @ (RunStatus::Completed | RunStatus::Failed) => Ok(Some(s)),
-                RunStatus::Defined => Err(ApiError::Board(format!(
-                    "workflow {name} is not running; run_workflow(\"{name}\") first"
-                ))),
-                RunStatus::Running => Ok(None),
+            || {
+                let ws = self.clone();
+                let name = name.to_string();
+                async move {
+                    match ws.workflow_status(&name).await?.0 {
+                        s @ (RunStatus::Completed | RunStatus::Failed) => Ok(Some(s)),
+                        RunStatus::Defined => Err(ApiError::Board(format!(
+                            "workflow {name} is not running; run_workflow(\"{name}\") first"
+                        ))),
+                        RunStatus::Running => Ok(None),
+                    }
+                }
             },
         )
         .await

@@ -17,10 +17,10 @@ use workshop_proto::agent::{
 };
 use workshop_types::{
     AgentInfo, AgentName, AgentOptions, AgentRow, AgentSpec, AgentStatus, Event, PollState,
-    RequestRef, Topic, TurnError, TurnResult,
+    RequestRef, Topic, TurnResult,
 };
 
-use crate::budget::{BudgetView, Budgets};
+use crate::budget::Budgets;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::persist::{AgentRecord, NodeDb};
@@ -29,6 +29,7 @@ use crate::store::Store;
 use crate::supervisor::{AgentsSlot, RootMsg};
 use crate::worker::WorkerMsg;
 use crate::ApiError;
+use crate::{AwaitOutcome, BudgetView, GlobalConfig, Profile};
 use workshop_board::durable::DurableBoard;
 use workshop_workflow::Workflow;
 
@@ -48,31 +49,6 @@ fn check_prompt(name: &AgentName, prompt: &str) -> Result<(), ApiError> {
 
 /// How long `dismiss` waits for a graceful stop before killing the agent.
 pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
-
-/// Global defaults from `configure`: they apply to agents created afterwards only.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GlobalConfig {
-    pub context: Option<String>,
-    pub defaults: AgentOptions,
-    /// Global budget in USD, checked before every send.
-    pub max_cost_usd: Option<f64>,
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Profile {
-    pub name: String,
-    pub role: Option<String>,
-    pub options: AgentOptions,
-}
-
-/// What `await` found.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AwaitOutcome {
-    pub agent: AgentName,
-    pub was_idle: bool,
-    pub status: AgentStatus,
-    pub last: Option<Result<TurnResult, TurnError>>,
-}
 
 #[derive(Clone)]
 pub struct Workshop {
@@ -948,6 +924,57 @@ impl Workshop {
         ractor::call!(log, |reply| EventLogMsg::Recent { last, topic, reply }).unwrap_or_default()
     }
 
+    /// Events after `after` (of `topic`, if given); waits up to `wait` for the first one.
+    pub async fn events_after(
+        &self,
+        after: u64,
+        topic: Option<Topic>,
+        wait: Duration,
+    ) -> Vec<Event> {
+        let wanted = |e: &Event| e.seq > after && topic.is_none_or(|t| t == e.topic);
+        // Subscribe first, so nothing published between the read and the wait is missed.
+        let mut rx = self.watch();
+        let have: Vec<Event> = self
+            .events(crate::event_log::RING, topic)
+            .await
+            .into_iter()
+            .filter(|e| wanted(e))
+            .collect();
+        if !have.is_empty() || wait.is_zero() {
+            return have;
+        }
+        let first = tokio::time::timeout(wait, async {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if wanted(&e) => return Some(e),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return None,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await;
+        match first {
+            Ok(Some(e)) => {
+                let mut out = vec![e];
+                while let Ok(e) = rx.try_recv() {
+                    if wanted(&e) {
+                        out.push(e);
+                    }
+                }
+                out
+            }
+            // Lagged: read what the ring holds instead.
+            Ok(None) => self
+                .events(crate::event_log::RING, topic)
+                .await
+                .into_iter()
+                .filter(|e| wanted(e))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub fn watch(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
     }
@@ -960,13 +987,17 @@ impl Workshop {
 
     /// Re-run `check` after every event of `topics` until it yields a value, the timeout passes
     /// (`on_timeout` says what was still open) or the node stops. Follows events, never polls.
-    pub(crate) async fn wait_until<T>(
+    pub(crate) async fn wait_until<T, F, Fut>(
         &self,
         topics: &[Topic],
         timeout: Option<Duration>,
         on_timeout: impl FnOnce(Duration) -> ApiError,
-        check: impl AsyncFn() -> Result<Option<T>, ApiError>,
-    ) -> Result<T, ApiError> {
+        check: F,
+    ) -> Result<T, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, ApiError>>,
+    {
         // Subscribe before the first check, so no event between the two is missed.
         let mut events = self.watch();
         let wait = async {

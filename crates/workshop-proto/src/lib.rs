@@ -5,7 +5,15 @@
 //! - [`agent`]: the agent actor's messages and replies. They derive `RactorClusterMessage`, so
 //!   an agent on another node is called exactly like a local one once the cluster is up.
 
+//! - [`api`]: every operation as a request struct naming its reply type, and the reply data.
+//! - [`node`]: the node actor's mailbox and the frames that carry requests and replies.
+//! - [`error`]: [`ApiError`], the typed error every operation returns, on the wire too.
+
 pub mod agent;
+pub mod api;
 pub mod codec;
+pub mod error;
+pub mod node;
 
 pub use codec::{decode, encode, CodecError};
+pub use error::ApiError;

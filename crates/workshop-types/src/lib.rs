@@ -3,6 +3,7 @@
 //! anything here can be built in a unit test and encoded with the one codec in `workshop-proto`.
 
 mod agent;
+pub mod board;
 mod event;
 mod name;
 mod options;

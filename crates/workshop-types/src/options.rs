@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum OptionError {
     #[error("invalid permission_mode {0:?}: use one of default, accept_edits, bypass_permissions, dont_ask, plan, auto")]
     PermissionMode(String),

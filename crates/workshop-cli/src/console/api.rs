@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use tokio::runtime::Handle;
-use workshop_node::{ApiError, Workshop};
+use workshop_node::{ApiError, Client};
 use workshop_types::{AgentName, AgentOptions, Topic, TurnResult};
 
 use super::print;
@@ -82,7 +82,7 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
 
 #[derive(Clone)]
 pub struct Ctx {
-    pub ws: Workshop,
+    pub ws: Client,
     pub rt: Handle,
     /// Ctrl-C cancels blocking calls instead of ending the process.
     pub interactive: bool,
@@ -90,7 +90,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(ws: Workshop, rt: Handle, interactive: bool) -> Self {
+    pub fn new(ws: Client, rt: Handle, interactive: bool) -> Self {
         Self {
             ws,
             rt,
@@ -162,7 +162,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
             ),
         };
         let opts = options(map)?;
-        c.ws.configure(context, opts, budget).map_err(err)
+        c.block(c.ws.configure(context, opts, budget))
     });
 
     for arity in 0..4 {
@@ -193,36 +193,35 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
     }
     let c = ctx.clone();
-    engine.register_fn("agents", move || -> Array {
-        c.ws.agents()
+    engine.register_fn("agents", move || -> R<Array> {
+        Ok(c.block(c.ws.agents())?
             .into_iter()
             .map(|n| Dynamic::from(n.to_string()))
-            .collect()
+            .collect())
     });
 
     let c = ctx.clone();
     engine.register_fn("profile", move |name: &str, role: &str| -> R<()> {
-        c.ws.profile(name, Some(role.to_string()), AgentOptions::default())
-            .map_err(err)
+        c.block(c.ws.profile(name, Some(role.to_string()), AgentOptions::default()))
     });
     let c = ctx.clone();
     engine.register_fn(
         "profile",
         move |name: &str, role: &str, map: Map| -> R<()> {
             let o = options(map)?;
-            c.ws.profile(name, Some(role.to_string()), o).map_err(err)
+            c.block(c.ws.profile(name, Some(role.to_string()), o))
         },
     );
     let c = ctx.clone();
-    engine.register_fn("profiles", move || -> Array {
-        let ps = c.ws.profiles();
+    engine.register_fn("profiles", move || -> R<Array> {
+        let ps = c.block(c.ws.profiles())?;
         if ps.is_empty() {
             println!("No profiles.");
         }
         for p in &ps {
             println!("{}: {}", p.name, p.role.as_deref().unwrap_or(""));
         }
-        ps.into_iter().map(|p| Dynamic::from(p.name)).collect()
+        Ok(ps.into_iter().map(|p| Dynamic::from(p.name)).collect())
     });
     let c = ctx.clone();
     engine.register_fn(
@@ -282,7 +281,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     for with_timeout in [false, true] {
         let c = ctx.clone();
         let f = move |timeout: Option<Duration>| -> R<()> {
-            let all = c.block(async { Ok(c.ws.await_all(timeout).await) })?;
+            let all = c.block(c.ws.await_all(timeout))?;
             if all.is_empty() {
                 println!("No busy agents.");
             }
@@ -324,7 +323,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     let c = ctx.clone();
     engine.register_fn("fan", move |message: &str, names: Array| -> R<Array> {
         let names: Vec<String> = names.into_iter().map(|d| d.to_string()).collect();
-        let refs = c.block(async { Ok(c.ws.fan(message, &names).await) })?;
+        let refs = c.block(c.ws.fan(message, &names))?;
         let mut out = Array::new();
         let mut sent = Vec::new();
         for r in refs {
@@ -340,7 +339,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         ($fname:literal, $method:ident) => {{
             let c = ctx.clone();
             engine.register_fn($fname, move |name: &str| -> R<()> {
-                c.ws.$method(name).map_err(err)
+                c.block(c.ws.$method(name))
             });
         }};
     }
@@ -349,7 +348,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     tell!("resume", resume);
     let c = ctx.clone();
     engine.register_fn("notify", move |name: &str, event: &str| -> R<()> {
-        c.ws.notify(name, event).map_err(err)
+        c.block(c.ws.notify(name, event))
     });
     let c = ctx.clone();
     engine.register_fn("reset", move |name: &str| -> R<()> {
@@ -360,16 +359,12 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         c.block(c.ws.dismiss(name))
     });
     let c = ctx.clone();
-    engine.register_fn("reset_all", move || -> R<()> {
-        c.block(async {
-            c.ws.reset_all().await;
-            Ok(())
-        })
-    });
+    engine.register_fn("reset_all", move || -> R<()> { c.block(c.ws.reset_all()) });
 
     let c = ctx.clone();
-    engine.register_fn("status", move || {
-        print!("{}", print::status_table(&c.ws.status()));
+    engine.register_fn("status", move || -> R<()> {
+        print!("{}", print::status_table(&c.block(c.ws.status())?));
+        Ok(())
     });
     let c = ctx.clone();
     engine.register_fn("info", move |name: &str| -> R<Dynamic> {
@@ -424,17 +419,19 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         }
     }
     let c = ctx.clone();
-    engine.register_fn("cost", move || -> f64 {
-        let total = c.ws.total_cost();
-        print!("{}", print::costs(&c.ws.costs(), total));
-        total
+    engine.register_fn("cost", move || -> R<f64> {
+        let total = c.block(c.ws.total_cost())?;
+        print!("{}", print::costs(&c.block(c.ws.costs())?, total));
+        Ok(total)
     });
     let c = ctx.clone();
     engine.register_fn("cost", move |name: &str| -> R<f64> {
-        c.ws.cost(name).map_err(err)
+        c.block(c.ws.cost(name))
     });
     let c = ctx.clone();
-    engine.register_fn("total_cost", move || -> f64 { c.ws.total_cost() });
+    engine.register_fn("total_cost", move || -> R<f64> {
+        c.block(c.ws.total_cost())
+    });
 
     for arity in 0..3 {
         let c = ctx.clone();
@@ -445,7 +442,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                     format!("unknown topic {t:?}: use agent, turn, work, workflow, schedule, store, budget, node or custom")
                 })?),
             };
-            let evs = c.block(async { Ok(c.ws.events(last, topic).await) })?;
+            let evs = c.block(c.ws.events(last, topic))?;
             if evs.is_empty() {
                 println!("No events.");
             }
@@ -463,26 +460,23 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
     }
     let c = ctx.clone();
-    engine.register_fn("watch", move || {
+    engine.register_fn("watch", move || -> R<()> {
         c.stop_watch();
-        let mut rx = c.ws.watch();
+        let mut rx = c.block(c.ws.watch())?;
         let h = c.rt.spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => println!("{}", e.line),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        println!("[watch] {n} events skipped (too fast to print)")
-                    }
-                    Err(_) => break,
-                }
+            while let Some(e) = rx.recv().await {
+                println!("{}", e.line);
             }
         });
         *c.watcher.lock() = Some(h);
+        Ok(())
     });
     let c = ctx.clone();
     engine.register_fn("unwatch", move || c.stop_watch());
     let c = ctx.clone();
-    engine.register_fn("clear_events", move || c.ws.clear_events());
+    engine.register_fn("clear_events", move || -> R<()> {
+        c.block(c.ws.clear_events())
+    });
     register_store(engine, ctx);
 
     engine.register_fn("help", || {
@@ -509,7 +503,7 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
     let get = {
         let c = ctx.clone();
         move |key: &Dynamic| -> R<Option<Dynamic>> {
-            match c.ws.get(&key_of(key)).map_err(err)? {
+            match c.block(c.ws.get(&key_of(key)))? {
                 Some(v) => Ok(Some(rhai::serde::to_dynamic(v)?)),
                 None => Ok(None),
             }
@@ -524,7 +518,7 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
     });
     let c = ctx.clone();
     engine.register_fn("store", move || -> R<()> {
-        let all = c.ws.store_all().map_err(err)?;
+        let all = c.block(c.ws.store_all())?;
         if all.is_empty() {
             println!("Store is empty.");
         }
@@ -535,9 +529,7 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
     });
     let c = ctx.clone();
     engine.register_fn("store_keys", move || -> R<Array> {
-        Ok(c.ws
-            .store_keys()
-            .map_err(err)?
+        Ok(c.block(c.ws.store_keys())?
             .into_iter()
             .map(Dynamic::from)
             .collect())
@@ -555,14 +547,19 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
         None => println!("{who}: ${:.4} spent, no limit", b.spent),
     };
     let c = ctx.clone();
-    engine.register_fn("budget", move || show("global", c.ws.budget()));
-    let c = ctx.clone();
-    engine.register_fn("budget", move |name: &str| -> R<()> {
-        show(name, c.ws.agent_budget(name).map_err(err)?);
+    engine.register_fn("budget", move || -> R<()> {
+        show("global", c.block(c.ws.budget())?);
         Ok(())
     });
     let c = ctx.clone();
-    engine.register_fn("reset_budget", move || c.ws.reset_budget());
+    engine.register_fn("budget", move |name: &str| -> R<()> {
+        show(name, c.block(c.ws.agent_budget(name))?);
+        Ok(())
+    });
+    let c = ctx.clone();
+    engine.register_fn("reset_budget", move || -> R<()> {
+        c.block(c.ws.reset_budget())
+    });
 
     let c = ctx.clone();
     engine.register_fn("every", move |name: &str, prompt: &str, ms: i64| -> R<()> {
@@ -574,7 +571,7 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
     });
     let c = ctx.clone();
     engine.register_fn("schedules", move || -> R<Array> {
-        let all = c.block(async { Ok(c.ws.schedules().await) })?;
+        let all = c.block(c.ws.schedules())?;
         if all.is_empty() {
             println!("No schedules.");
         }
@@ -606,7 +603,7 @@ mod tests {
             let _ = tokio::time::timeout(Duration::from_millis(1), tokio::signal::ctrl_c()).await;
         });
         let node = rt.block_on(workshop_node::Node::start()).expect("node");
-        let ctx = Ctx::new(node.workshop.clone(), rt.handle().clone(), true);
+        let ctx = Ctx::new(node.client(), rt.handle().clone(), true);
         let mut engine = Engine::new();
         register(&mut engine, &ctx);
         let name = engine

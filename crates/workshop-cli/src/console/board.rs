@@ -164,7 +164,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     }
     let c = ctx.clone();
     engine.register_fn("work_item", move |id: &str| -> R<Dynamic> {
-        match c.rt.block_on(c.ws.work_item(id)) {
+        match c.block(c.ws.work_item(id))? {
             Some(i) => item_map(&i),
             None => Ok(Dynamic::UNIT),
         }
@@ -239,10 +239,12 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
             let n = c.block(c.ws.board_worker(
                 name,
                 work_type,
-                profile.as_deref(),
-                overrides,
-                interval,
-                worktree,
+                workshop_node::WorkerOptions {
+                    profile,
+                    options: overrides,
+                    interval_ms: interval,
+                    worktree,
+                },
             ))?;
             Ok(n.to_string())
         };
@@ -254,7 +256,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     }
     let c = ctx.clone();
     engine.register_fn("workers", move || -> R<Array> {
-        let ws = c.block(async { Ok(c.ws.workers().await) })?;
+        let ws = c.block(c.ws.workers())?;
         if ws.is_empty() {
             println!("No board workers.");
         }
@@ -308,18 +310,19 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         Ok(status.to_string())
     });
     let c = ctx.clone();
-    engine.register_fn("workflows", move || -> Array {
-        let all = c.ws.workflows();
+    engine.register_fn("workflows", move || -> R<Array> {
+        let all = c.block(c.ws.workflows())?;
         if all.is_empty() {
             println!("No workflows.");
         }
-        all.into_iter()
+        Ok(all
+            .into_iter()
             .map(|w| {
                 let stages: Vec<&str> = w.stages.iter().map(|s| s.name.as_str()).collect();
                 println!("{}: {}", w.name, stages.join(" -> "));
                 Dynamic::from(w.name)
             })
-            .collect()
+            .collect())
     });
     for with_timeout in [false, true] {
         let c = ctx.clone();

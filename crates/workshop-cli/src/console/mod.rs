@@ -65,7 +65,7 @@ pub fn run_script(ctx: &Ctx, text: &str) -> Result<(), String> {
 }
 
 struct ConsoleHelper {
-    ws: workshop_node::Workshop,
+    ctx: Ctx,
 }
 
 impl Completer for ConsoleHelper {
@@ -84,7 +84,12 @@ impl Completer for ConsoleHelper {
         let in_string = line[..start].matches('"').count() % 2 == 1;
         let mut out = Vec::new();
         if in_string {
-            for n in self.ws.agents() {
+            let names = self
+                .ctx
+                .rt
+                .block_on(self.ctx.ws.agents())
+                .unwrap_or_default();
+            for n in names {
                 if n.as_str().starts_with(word) {
                     out.push(Pair {
                         display: n.to_string(),
@@ -124,7 +129,7 @@ impl Helper for ConsoleHelper {}
 /// The interactive REPL. Returns when the user types `exit`/`quit` or presses Ctrl-D.
 pub fn repl(ctx: &Ctx) -> anyhow::Result<()> {
     let mut editor: Editor<ConsoleHelper, rustyline::history::DefaultHistory> = Editor::new()?;
-    editor.set_helper(Some(ConsoleHelper { ws: ctx.ws.clone() }));
+    editor.set_helper(Some(ConsoleHelper { ctx: ctx.clone() }));
     let history = std::env::var_os("HOME")
         .map(|h| Path::new(&h).join(".workshop_history"))
         .unwrap_or_else(|| ".workshop_history".into());

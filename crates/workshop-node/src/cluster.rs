@@ -1,0 +1,339 @@
+//! Reaching a node over the network: its ractor_cluster `NodeServer` (loopback by default), the
+//! cookie (a 0600 file in the data dir, or `WORKSHOP_COOKIE`; never an argument, never logged),
+//! the endpoint file a running node writes in its data dir, and connecting to a node from
+//! another process.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use tokio::sync::mpsc;
+use workshop_proto::node::{NodeMsg, NODE_GROUP};
+use workshop_proto::ApiError;
+
+/// The node's cluster port when none is given.
+pub const DEFAULT_PORT: u16 = 4221;
+/// The pg scope of a cluster when none is given.
+pub const DEFAULT_SCOPE: &str = "workshop";
+/// The environment variable that carries the cookie (instead of the data dir's file).
+pub const COOKIE_ENV: &str = "WORKSHOP_COOKIE";
+/// Files a node keeps in its data dir.
+pub const COOKIE_FILE: &str = "cookie";
+pub const ENDPOINT_FILE: &str = "node.endpoint";
+/// How long connecting (TCP, authentication, the node's actors) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cookie: `WORKSHOP_COOKIE` if set, else the data dir's cookie file (created 0600 with a
+/// random value on first use when `create` is set).
+pub fn cookie(data_dir: Option<&Path>, create: bool) -> Result<String, ApiError> {
+    if let Ok(c) = std::env::var(COOKIE_ENV) {
+        if !c.trim().is_empty() {
+            return Ok(c.trim().to_string());
+        }
+    }
+    let Some(dir) = data_dir else {
+        return Err(ApiError::Node(format!(
+            "no cookie: set {COOKIE_ENV} (an ephemeral node has no data dir to keep one in)"
+        )));
+    };
+    let path = dir.join(COOKIE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(c) if !c.trim().is_empty() => return Ok(c.trim().to_string()),
+        Ok(_) => {
+            return Err(ApiError::Node(format!(
+                "the cookie file {} is empty; delete it (a new one is made at the next start) or set {COOKIE_ENV}",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::Node(format!(
+                "no cookie at {} (has a node ever run on this data dir?); set {COOKIE_ENV} or pass the node's --data-dir",
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(ApiError::Node(format!(
+                "cannot read the cookie file {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let value = random_cookie()?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ApiError::Node(format!("cannot create {}: {e}", dir.display())))?;
+    write_private(&path, &value)?;
+    Ok(value)
+}
+
+fn random_cookie() -> Result<String, ApiError> {
+    let mut buf = [0u8; 24];
+    let mut f = std::fs::File::open("/dev/urandom")
+        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a cookie: {e}")))?;
+    std::io::Read::read_exact(&mut f, &mut buf)
+        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a cookie: {e}")))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Write a file only its owner can read, atomically (temp file, fsync, rename).
+fn write_private(path: &Path, text: &str) -> Result<(), ApiError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let io = |e: std::io::Error| ApiError::Node(format!("cannot write {}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+/// What a running node writes in its data dir so clients find it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub addr: String,
+    pub pid: u32,
+}
+
+pub fn endpoint_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(ENDPOINT_FILE)
+}
+
+pub fn write_endpoint(data_dir: &Path, e: &Endpoint) -> Result<(), ApiError> {
+    write_private(
+        &endpoint_path(data_dir),
+        &format!("addr={}\npid={}\n", e.addr, e.pid),
+    )
+}
+
+pub fn remove_endpoint(data_dir: &Path) {
+    let _ = std::fs::remove_file(endpoint_path(data_dir));
+}
+
+/// The endpoint of the node that holds `data_dir`, if one wrote it.
+pub fn read_endpoint(data_dir: &Path) -> Option<Endpoint> {
+    let text = std::fs::read_to_string(endpoint_path(data_dir)).ok()?;
+    let mut addr = None;
+    let mut pid = None;
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("addr", v)) => addr = Some(v.trim().to_string()),
+            Some(("pid", v)) => pid = v.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    Some(Endpoint {
+        addr: addr?,
+        pid: pid?,
+    })
+}
+
+/// A free TCP port on `ip` (for tests and `--port 0`).
+pub fn free_port(ip: std::net::IpAddr) -> Result<u16, ApiError> {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| ApiError::Node(format!("no free port on {ip}: {e}")))
+}
+
+/// Session events, turned into messages (the subscription's methods must not block).
+#[derive(Debug)]
+enum SessionEvent {
+    Ready { node_id: u64 },
+    Closed { peer: String, authenticated: bool },
+}
+
+struct Watcher {
+    tx: mpsc::UnboundedSender<SessionEvent>,
+    /// Log peers whose connection closed before authentication (a wrong cookie, most often).
+    log_refusals: bool,
+}
+
+impl NodeEventSubscription for Watcher {
+    fn node_session_opened(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+    fn node_session_ready(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let _ = self.tx.send(SessionEvent::Ready {
+            node_id: ses.node_id,
+        });
+    }
+    fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        let authenticated = ses.peer_name.is_some();
+        if self.log_refusals && !authenticated {
+            tracing::warn!(peer = %ses.peer_addr, "connection from {} closed before authentication: wrong cookie, or not a workshop client", ses.peer_addr);
+        }
+        let _ = self.tx.send(SessionEvent::Closed {
+            peer: ses.peer_addr,
+            authenticated,
+        });
+    }
+}
+
+/// A node's cluster port: the NodeServer actor; stopped on drop.
+pub struct Listener {
+    server: ActorRef<NodeServerMessage>,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.server.stop(Some("node stopping".into()));
+    }
+}
+
+/// Start a NodeServer on `addr` (port 0 picks a free port).
+pub async fn listen(addr: SocketAddr, cookie: String, name: &str) -> Result<Listener, ApiError> {
+    let port = match addr.port() {
+        0 => free_port(addr.ip())?,
+        p => p,
+    };
+    let server = NodeServer::new(
+        port,
+        cookie,
+        name.to_string(),
+        addr.ip().to_string(),
+        None,
+        None,
+    )
+    .with_listen_addr(addr.ip());
+    let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| {
+        ApiError::Node(format!(
+            "cannot listen on {}:{port} ({e}); is another node running there? pass another --port",
+            addr.ip()
+        ))
+    })?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Drain the events: the node itself only logs refusals.
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let _ = server.cast(NodeServerMessage::SubscribeToEvents {
+        id: "workshop.listener".into(),
+        subscription: Box::new(Watcher {
+            tx,
+            log_refusals: true,
+        }),
+    });
+    Ok(Listener {
+        server,
+        addr: SocketAddr::new(addr.ip(), port),
+    })
+}
+
+/// A connection from this process to one node: our own NodeServer (the client side of
+/// ractor_cluster needs one) and the remote node actor.
+pub struct Connection {
+    server: ActorRef<NodeServerMessage>,
+    pub node: ActorRef<NodeMsg>,
+    pub addr: String,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.server.stop(Some("client done".into()));
+    }
+}
+
+/// Connect to the node at `addr`, authenticate with `cookie` and find its node actor.
+pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connection, ApiError> {
+    let no_node = |hint: String| ApiError::NoNode {
+        addr: addr.to_string(),
+        hint,
+    };
+    let name = format!("client-{}-{}", std::process::id(), next_client_id());
+    let server = NodeServer::new(0, cookie, name, "127.0.0.1".into(), None, None)
+        .with_listen_addr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let (server, _) = Actor::spawn(None, server, ())
+        .await
+        .map_err(|e| ApiError::Node(format!("cannot start this client's cluster endpoint: {e}")))?;
+    let guard = ServerGuard(Some(server.clone()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    server
+        .cast(NodeServerMessage::SubscribeToEvents {
+            id: "workshop.client".into(),
+            subscription: Box::new(Watcher {
+                tx,
+                log_refusals: false,
+            }),
+        })
+        .map_err(|e| ApiError::Node(format!("cannot watch the connection: {e}")))?;
+    ractor_cluster::client_connect(&server, addr)
+        .await
+        .map_err(|e| match e {
+            ractor_cluster::ClientConnectErr::Socket(e) => no_node(format!(
+                "{e}; is `workshop node` running? `workshop node` writes its address to <data dir>/{ENDPOINT_FILE}"
+            )),
+            other => ApiError::Node(format!("cannot connect to {addr}: {other}")),
+        })?;
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some(SessionEvent::Ready { node_id }) => return Ok(node_id),
+                Some(SessionEvent::Closed {
+                    authenticated: false,
+                    peer,
+                }) => {
+                    tracing::warn!(%peer, "the node at {peer} closed the connection during authentication");
+                    return Err(ApiError::Disconnected(format!(
+                        "the node at {addr} refused the connection: wrong cookie? (the cookie comes from {COOKIE_ENV} or the node's <data dir>/{COOKIE_FILE})"
+                    )));
+                }
+                Some(SessionEvent::Closed { .. }) | None => {
+                    return Err(ApiError::Disconnected(format!(
+                        "the connection to {addr} closed before it was ready"
+                    )))
+                }
+            }
+        }
+    };
+    let node_id = tokio::time::timeout(CONNECT_TIMEOUT, wait)
+        .await
+        .map_err(|_| {
+            no_node(format!(
+                "no answer within {} s; is it a workshop node?",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })??;
+    // The peer's pg groups are synchronised before its Ready, so the node actor is there now.
+    let member = ractor::pg::get_scoped_members(&scope.to_string(), &NODE_GROUP.to_string())
+        .into_iter()
+        .find(|c| c.get_id().node() == node_id)
+        .ok_or_else(|| {
+            no_node(format!(
+                "something answers there but has no workshop node actor in cluster scope {scope:?}"
+            ))
+        })?;
+    let mut guard = guard;
+    guard.0 = None;
+    Ok(Connection {
+        server,
+        node: ActorRef::from(member),
+        addr: addr.to_string(),
+    })
+}
+
+/// Stops a half-made connection's server when connecting fails.
+struct ServerGuard(Option<ActorRef<NodeServerMessage>>);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.stop(None);
+        }
+    }
+}
+
+fn next_client_id() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Keep a connection alive as long as a client holds it.
+pub type SharedConnection = Arc<Connection>;

@@ -1,0 +1,285 @@
+//! The API as plain data: one request struct per operation, each naming its reply type, and
+//! the data types replies carry. [`crate::node`] carries them to a node actor; `Client` (in
+//! `workshop-node`) sends them; the node actor answers them. In-process and remote callers go
+//! through exactly the same encoding, so they behave the same.
+//!
+//! Wire compatibility: request and reply types are encoded by field position (bincode), and the
+//! [`Request`] enum by variant position; new operations go at the end of the `requests!` list,
+//! and [`PROTOCOL_VERSION`] is bumped on any other change. The golden files in
+//! `tests/golden/` make every change to the encoding show in review.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use workshop_types::board::{Status as ItemStatus, WorkItem};
+use workshop_types::{
+    AgentInfo, AgentName, AgentOptions, AgentRow, AgentStatus, Event, PollState, RequestRef, Topic,
+    TurnError, TurnResult,
+};
+use workshop_workflow::{RunStatus, Workflow};
+
+use crate::ApiError;
+
+/// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// An operation: its request type names the reply type.
+pub trait Call: Into<Request> + Send + 'static {
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// Whether the call waits for something open-ended (a turn, an item, an agent): such calls
+    /// get the client's long timeout instead of the short one.
+    const WAITS: bool = false;
+}
+
+macro_rules! requests {
+    ($(
+        $(#[$m:meta])*
+        $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? } -> $reply:ty $(, waits = $waits:literal)?;
+    )*) => {
+        /// One struct per operation (the request), in the order of [`Request`]'s variants.
+        pub mod req {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                $(#[$m])*
+                #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+                pub struct $name { $($(#[$fm])* pub $field: $ty),* }
+                impl Call for $name {
+                    type Reply = $reply;
+                    $(const WAITS: bool = $waits;)?
+                }
+                impl From<$name> for Request {
+                    fn from(r: $name) -> Request { Request::$name(r) }
+                }
+            )*
+        }
+
+        /// Every operation a node answers.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub enum Request { $($name(req::$name)),* }
+
+        impl Request {
+            /// The operation's name (for logs and errors).
+            pub fn name(&self) -> &'static str {
+                match self { $(Request::$name(_) => stringify!($name)),* }
+            }
+            /// Whether the operation waits for something open-ended.
+            pub fn waits(&self) -> bool {
+                match self { $(Request::$name(_) => <req::$name as Call>::WAITS),* }
+            }
+        }
+    };
+}
+
+requests! {
+    /// Say hello: versions are compared, and the node says who it is.
+    Hello { client_version: String, protocol: u32 } -> NodeHello;
+
+    // ------------------------------------------------------------ configuration
+    Configure { context: Option<String>, options: AgentOptions, max_cost_usd: Option<f64> } -> ();
+    Config {} -> GlobalConfig;
+    DefineProfile { name: String, role: Option<String>, options: AgentOptions } -> ();
+    Profiles {} -> Vec<Profile>;
+
+    // ------------------------------------------------------------ agents
+    CreateAgent { name: String, role: Option<String>, options: AgentOptions } -> AgentName;
+    FromProfile { profile: String, name: String, overrides: AgentOptions } -> AgentName;
+    Agents {} -> Vec<AgentName>;
+    Ask { name: String, prompt: String, origin: String } -> TurnResult, waits = true;
+    Cast { name: String, prompt: String, origin: String } -> RequestRef;
+    Poll { reference: String } -> PollState;
+    AwaitAgent { name: String, timeout_ms: Option<u64> } -> AwaitOutcome, waits = true;
+    AwaitAll { timeout_ms: Option<u64> } -> Vec<Result<AwaitOutcome, ApiError>>, waits = true;
+    Pipe { from: String, to: String, message: Option<String> } -> AgentName, waits = true;
+    Fan { message: String, agents: Vec<String> } -> Vec<Result<RequestRef, ApiError>>;
+    Interrupt { name: String } -> ();
+    Halt { name: String } -> ();
+    Resume { name: String } -> ();
+    Notify { name: String, event: String } -> ();
+    Reset { name: String } -> ();
+    Dismiss { name: String } -> ();
+    ResetAll {} -> ();
+
+    // ------------------------------------------------------------ inspection
+    Status {} -> Vec<AgentRow>;
+    Info { name: String } -> AgentInfo;
+    LastResult { name: String } -> Option<TurnResult>;
+    /// The last `last` turns (all when None), cut to fit one frame (`truncated` says so).
+    History { name: String, last: Option<u64> } -> Page<TurnResult>;
+    Cost { name: String } -> f64;
+    Costs {} -> Vec<(AgentName, f64)>;
+    TotalCost {} -> f64;
+
+    // ------------------------------------------------------------ shared store (JSON text)
+    Put { key: String, json: String } -> ();
+    Get { key: String } -> Option<String>;
+    StoreAll {} -> Page<(String, String)>;
+    StoreDelete { key: String } -> ();
+
+    // ------------------------------------------------------------ schedules and budgets
+    Every { agent: String, prompt: String, interval_ms: u64 } -> ();
+    CancelSchedule { agent: String } -> ();
+    Schedules {} -> Vec<ScheduleInfo>;
+    Budget {} -> BudgetView;
+    AgentBudget { name: String } -> BudgetView;
+    ResetBudget {} -> ();
+
+    // ------------------------------------------------------------ events
+    Events { last: u64, topic: Option<Topic> } -> Vec<Event>;
+    /// Events after `after_seq`; waits up to `wait_ms` for the first one (a long poll, so a
+    /// remote `watch` follows the log without a polling loop).
+    EventsAfter { after_seq: u64, topic: Option<Topic>, wait_ms: u64 } -> Vec<Event>, waits = true;
+    ClearEvents {} -> ();
+    Emit { topic: Topic, line: String } -> ();
+
+    // ------------------------------------------------------------ board
+    AddWork { id: String, title: String, options: WorkOptions } -> WorkItem;
+    /// Items (filtered), cut to fit one frame (`truncated` says so).
+    Board { status: Option<ItemStatus>, work_type: Option<String> } -> Page<WorkItem>;
+    GetWork { id: String } -> Option<WorkItem>;
+    BoardCounts {} -> BTreeMap<ItemStatus, u64>;
+    ClaimWork { id: String, agent: String } -> WorkItem;
+    StartWork { id: String } -> WorkItem;
+    CompleteWork { id: String, result: Option<String> } -> WorkItem;
+    FailWork { id: String, error: Option<String> } -> WorkItem;
+    CancelWork { id: String } -> WorkItem;
+    AwaitWork { id: String, timeout_ms: Option<u64> } -> WorkItem, waits = true;
+    WorkFromResult { agent: String, id: String, options: WorkOptions } -> WorkItem;
+    BoardWorker { name: String, work_type: String, options: WorkerOptions } -> AgentName;
+    Workers {} -> Vec<WorkerInfo>;
+
+    // ------------------------------------------------------------ workflows
+    DefineWorkflow { workflow: Workflow } -> ();
+    Workflows {} -> Vec<Workflow>;
+    RunWorkflow { name: String } -> Vec<WorkItem>;
+    WorkflowStatus { name: String } -> WorkflowRun;
+    AwaitWorkflow { name: String, timeout_ms: Option<u64> } -> RunStatus, waits = true;
+    ResetWorkflow { name: String } -> ();
+
+    // ------------------------------------------------------------ the node
+    NodeInfo {} -> NodeHello;
+    /// Stop the node gracefully (as SIGTERM does).
+    StopNode {} -> ();
+}
+
+/// Who a node is (the reply to `Hello` and `NodeInfo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeHello {
+    pub name: String,
+    pub version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    /// Where the node keeps its state (None: ephemeral).
+    pub data_dir: Option<String>,
+    /// The address its cluster port listens on (None: not listening).
+    pub addr: Option<String>,
+    pub started_at_ms: u64,
+    pub agents: u64,
+    pub workers: u64,
+}
+
+/// A list cut to fit one frame: `truncated` items were left off (ask for fewer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub truncated: u64,
+}
+
+/// Global defaults from `configure`: they apply to agents created afterwards only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GlobalConfig {
+    pub context: Option<String>,
+    pub defaults: AgentOptions,
+    /// Global budget in USD, checked before every send.
+    pub max_cost_usd: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    pub role: Option<String>,
+    pub options: AgentOptions,
+}
+
+/// What `await` found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AwaitOutcome {
+    pub agent: AgentName,
+    pub was_idle: bool,
+    pub status: AgentStatus,
+    pub last: Option<Result<TurnResult, TurnError>>,
+}
+
+/// What `budget()` / `budget(name)` show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub limit: Option<f64>,
+    pub spent: f64,
+}
+
+impl BudgetView {
+    pub fn remaining(&self) -> Option<f64> {
+        self.limit.map(|l| (l - self.spent).max(0.0))
+    }
+}
+
+/// A schedule as defined (and persisted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    pub agent: AgentName,
+    pub prompt: String,
+    pub interval_ms: u64,
+}
+
+/// A schedule as `schedules()` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    pub spec: ScheduleSpec,
+    pub run_count: u64,
+    pub skipped: u64,
+    pub last_run_at_ms: Option<u64>,
+}
+
+/// Options of `work(id, title, ...)`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkOptions {
+    #[serde(rename = "type")]
+    pub work_type: Option<String>,
+    pub spec: Option<String>,
+    pub priority: Option<u8>,
+    pub depends_on: Vec<String>,
+    pub max_attempts: Option<u32>,
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Options of `board_worker(name, type, ...)`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerOptions {
+    /// A profile the worker's agent is made from (`options` override it).
+    pub profile: Option<String>,
+    pub options: AgentOptions,
+    pub interval_ms: Option<u64>,
+    pub worktree: bool,
+}
+
+/// What `workers()` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: AgentName,
+    pub work_type: String,
+    pub interval_ms: u64,
+    pub worktree: bool,
+    pub completed: u64,
+    pub failed: u64,
+    pub current_item: Option<String>,
+}
+
+/// A workflow run: its status and each stage's item (None before the first run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRun {
+    pub status: RunStatus,
+    pub stages: Vec<(String, Option<WorkItem>)>,
+}
