@@ -23,7 +23,11 @@
 //!
 //! Fencing tokens come from one board-wide counter, so they strictly increase; `start`,
 //! `heartbeat`, `complete` and `fail` must present the current lease's token or get
-//! [`BoardError::StaleToken`]. Every mutation returns an [`Outcome`]: its value plus the exact
+//! [`BoardError::StaleToken`]. `complete` and `fail` are idempotent: the item records the token
+//! that settled it and how (`WorkItem::last_settle`, kept through a retry's re-queue), so the
+//! same holder repeating the same call (a lost reply, a retried request) gets the current item
+//! and changes nothing, while the opposite outcome with that token is
+//! [`BoardError::AlreadySettled`] and any other token is still stale. Every mutation returns an [`Outcome`]: its value plus the exact
 //! list of [`Change`]s (item snapshots), which is what gets persisted and published. Refused
 //! operations change nothing.
 //!
@@ -62,6 +66,6 @@ pub mod state;
 pub mod store;
 
 pub use durable::{CommitEvent, DurableBoard, DurableError, DurableOptions, StatsSnapshot};
-pub use item::{ItemId, Lease, NewItem, Status, WorkItem, WorkType};
+pub use item::{ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType};
 pub use state::{Board, BoardConfig, BoardError, Change, ChangeKind, ListFilter, Meta, Outcome};
 pub use store::{BoardStore, MemoryStore, SledStore, StoreError};

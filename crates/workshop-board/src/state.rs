@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{
-    InvalidIdReason, ItemId, Lease, NewItem, Status, WorkItem, WorkType, PRIORITY_HIGHEST,
-    PRIORITY_LOWEST,
+    InvalidIdReason, ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType,
+    PRIORITY_HIGHEST, PRIORITY_LOWEST,
 };
 
 /// Every refusal of the board, with the item and what to do about it.
@@ -55,6 +55,16 @@ pub enum BoardError {
         presented: u64,
         current: Option<u64>,
         status: Status,
+    },
+    #[error(
+        "work item `{id}` was already {settled} with fencing token {token}, so it cannot also be \
+         {attempted}; check its status with work_item(id)"
+    )]
+    AlreadySettled {
+        id: String,
+        token: u64,
+        settled: SettleKind,
+        attempted: SettleKind,
     },
     #[error(
         "cannot remove work item `{id}`: {} depend on it; remove them first",
@@ -200,6 +210,33 @@ impl ListFilter {
                 .claimed_by
                 .as_deref()
                 .is_none_or(|h| item.claimed_by.as_deref() == Some(h))
+    }
+}
+
+/// Is a lease holder's `complete`/`fail` with `token` a repeat of the settle recorded on
+/// `item`? See [`settle_repeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleRepeat {
+    /// Not a repeat: the usual token check decides.
+    No,
+    /// `token` already settled the item the same way: answer with the item, change nothing.
+    Same,
+    /// `token` already settled the item the other way (the kind it was settled with).
+    Opposite(SettleKind),
+}
+
+/// The idempotency rule of `complete`/`fail`: a call is a repeat when its token is the one
+/// recorded in `item.last_settle` (tokens are unique per claim, so only that holder's settle
+/// can match), and the current lease's token is a different one. Same outcome: success;
+/// opposite outcome: refused. Result and error texts are not compared (the first one stands).
+pub fn settle_repeat(item: &WorkItem, token: u64, kind: SettleKind) -> SettleRepeat {
+    if item.token() == Some(token) {
+        return SettleRepeat::No;
+    }
+    match item.last_settle {
+        Some(Settle { token: t, kind: k }) if t == token && k == kind => SettleRepeat::Same,
+        Some(Settle { token: t, kind: k }) if t == token => SettleRepeat::Opposite(k),
+        _ => SettleRepeat::No,
     }
 }
 
@@ -423,6 +460,28 @@ impl Board {
         Ok(item)
     }
 
+    /// A lease holder's `complete`/`fail` repeated: `Ok(Some(item))` when `token` already
+    /// settled the item the same way (answer with the item, change nothing), `Err` when it
+    /// settled it the other way, `Ok(None)` when this is not a repeat (go on as usual).
+    fn repeated_settle(
+        &self,
+        id: &str,
+        token: u64,
+        kind: SettleKind,
+    ) -> Result<Option<WorkItem>, BoardError> {
+        let item = self.item(id)?;
+        match settle_repeat(item, token, kind) {
+            SettleRepeat::No => Ok(None),
+            SettleRepeat::Same => Ok(Some(item.clone())),
+            SettleRepeat::Opposite(settled) => Err(BoardError::AlreadySettled {
+                id: id.to_string(),
+                token,
+                settled,
+                attempted: kind,
+            }),
+        }
+    }
+
     fn leased_item(&self, id: &str, token: u64) -> Result<WorkItem, BoardError> {
         let item = self.item(id)?;
         match &item.lease {
@@ -528,6 +587,7 @@ impl Board {
             completed_at_ms: None,
             seq: self.meta.last_seq,
             metadata: new.metadata,
+            last_settle: None,
         };
         self.link_deps(&item);
         let mut changes = Vec::with_capacity(1);
@@ -723,7 +783,17 @@ impl Board {
         result: impl Into<String>,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
-        let item = self.leased_item(id, token)?;
+        if let Some(item) = self.repeated_settle(id, token, SettleKind::Completed)? {
+            return Ok(Outcome {
+                value: item,
+                changes: Vec::new(),
+            });
+        }
+        let mut item = self.leased_item(id, token)?;
+        item.last_settle = Some(Settle {
+            token,
+            kind: SettleKind::Completed,
+        });
         Ok(self.do_complete(item, result.into(), now_ms))
     }
 
@@ -735,7 +805,8 @@ impl Board {
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
         let item = self.leased_by_hand(id, Status::Done)?;
-        let item = item.clone();
+        let mut item = item.clone();
+        item.last_settle = None;
         Ok(self.do_complete(item, result.into(), now_ms))
     }
 
@@ -787,7 +858,17 @@ impl Board {
         retry: bool,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
+        if let Some(item) = self.repeated_settle(id, token, SettleKind::Failed)? {
+            return Ok(Outcome {
+                value: item,
+                changes: Vec::new(),
+            });
+        }
         let mut item = self.leased_item(id, token)?;
+        item.last_settle = Some(Settle {
+            token,
+            kind: SettleKind::Failed,
+        });
         let error = error.into();
         item.attempts = item.attempts.saturating_add(1);
         item.lease = None;
@@ -828,6 +909,7 @@ impl Board {
         let mut item = item.clone();
         item.attempts = item.attempts.saturating_add(1);
         item.lease = None;
+        item.last_settle = None;
         Ok(self.do_fail(item, error.into(), ChangeKind::Failed, now_ms))
     }
 

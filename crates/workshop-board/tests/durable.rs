@@ -261,3 +261,44 @@ async fn a_storage_failure_poisons_the_board() {
     assert_eq!(board.get("a").await.unwrap().status, Status::Ready);
     board.claim("a", "w", 1_000).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_repeated_settle_is_answered_without_a_write() {
+    let store = MemoryStore::new();
+    let board = DurableBoard::with_store(store.clone(), DurableOptions::default()).unwrap();
+    board.add(NewItem::new("a", "A")).await.unwrap();
+    board.add(NewItem::new("r", "R")).await.unwrap();
+    let ta = board.claim("a", "w", 1_000).await.unwrap().token().unwrap();
+    let tr = board.claim("r", "w", 1_000).await.unwrap().token().unwrap();
+    let done = board.complete("a", ta, "first").await.unwrap();
+    let retrying = board.fail("r", tr, "flaky", true).await.unwrap();
+    assert_eq!(retrying.status, Status::Ready);
+    assert!(retrying.not_before_ms > 0);
+
+    let (stats, syncs) = (board.stats(), store.syncs());
+    // the same holder, the same outcome: the item, nothing written, nothing synced
+    assert_eq!(board.complete("a", ta, "second").await.unwrap(), done);
+    assert_eq!(board.fail("r", tr, "flaky", true).await.unwrap(), retrying);
+    let after = board.stats();
+    assert_eq!(after.items_written, stats.items_written, "no write");
+    assert_eq!(after.syncs, stats.syncs, "no sync");
+    assert_eq!(store.syncs(), syncs);
+    assert_eq!(after.ops, stats.ops + 2, "both went through the committer");
+    // the opposite outcome and other tokens are refused
+    assert!(matches!(
+        board.fail("a", ta, "late", false).await,
+        Err(DurableError::Board(BoardError::AlreadySettled { .. }))
+    ));
+    assert!(matches!(
+        board.complete("r", tr, "late").await,
+        Err(DurableError::Board(BoardError::AlreadySettled { .. }))
+    ));
+    assert!(matches!(
+        board.complete("a", ta + 100, "x").await,
+        Err(DurableError::Board(BoardError::StaleToken { .. }))
+    ));
+    // the settle record survives a restart
+    board.shutdown().await.unwrap();
+    let board = DurableBoard::with_store(store, DurableOptions::default()).unwrap();
+    assert_eq!(board.complete("a", ta, "again").await.unwrap(), done);
+}
