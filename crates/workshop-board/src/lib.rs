@@ -48,7 +48,9 @@
 //! one clock reading and writes the changed items (last state per item) to sled; the
 //! **syncer** takes every batch written so far, makes them durable with ONE flush + fdatasync,
 //! applies them to the read replica, pushes newly ready items to `subscribe_ready()`
-//! receivers, and only then answers each request (oneshot). While one sync runs the committer
+//! receivers, and only then answers each request (oneshot). A retried item is pushed again when
+//! its backoff passes: a tokio task (the backoff waker, started by the first `subscribe_ready`)
+//! sleeps until [`Board::next_wake`] by the board's clock and is re-armed by every new backoff. While one sync runs the committer
 //! already applies and writes the next batch, so one sync covers everything that arrived
 //! during the previous one (group commit). Reads (`get`, `list`, `counts`) come from the read
 //! replica, which only ever contains durable state. A failed write or sync poisons the board:

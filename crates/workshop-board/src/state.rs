@@ -258,6 +258,8 @@ pub struct Board {
     ready_by_type: BTreeMap<WorkType, BTreeSet<ReadyKey>>,
     /// (lease expiry, id) of every leased item.
     leases: BTreeSet<(u64, ItemId)>,
+    /// not_before_ms -> ready items with a retry backoff (`not_before_ms > 0`), passed or not.
+    backoffs: BTreeMap<u64, BTreeSet<ItemId>>,
     meta: Meta,
 }
 
@@ -349,6 +351,29 @@ impl Board {
         self.leases.first().map(|(t, _)| *t)
     }
 
+    /// When the next retry backoff passes: the earliest `not_before_ms` after `now_ms` of a
+    /// ready item. `None` when no ready item is waiting out a backoff.
+    pub fn next_wake(&self, now_ms: u64) -> Option<u64> {
+        let from = now_ms.checked_add(1)?;
+        self.backoffs.range(from..).next().map(|(t, _)| *t)
+    }
+
+    /// Ready items whose backoff passed in `(after_ms, upto_ms]`, earliest first: what to push
+    /// to workers when the clock moves from `after_ms` to `upto_ms`.
+    pub fn backoffs_passed(&self, after_ms: u64, upto_ms: u64) -> Vec<&WorkItem> {
+        let Some(from) = after_ms.checked_add(1) else {
+            return Vec::new();
+        };
+        if from > upto_ms {
+            return Vec::new();
+        }
+        self.backoffs
+            .range(from..=upto_ms)
+            .flat_map(|(_, ids)| ids.iter())
+            .filter_map(|id| self.items.get(id))
+            .collect()
+    }
+
     // ---------------------------------------------------------------- index maintenance
 
     fn link_deps(&mut self, item: &WorkItem) {
@@ -373,6 +398,14 @@ impl Board {
 
     fn unindex(&mut self, item: &WorkItem) {
         if item.status == Status::Ready {
+            if item.not_before_ms > 0 {
+                if let Some(set) = self.backoffs.get_mut(&item.not_before_ms) {
+                    set.remove(&item.id);
+                    if set.is_empty() {
+                        self.backoffs.remove(&item.not_before_ms);
+                    }
+                }
+            }
             let key = ready_key(item);
             self.ready.remove(&key);
             if let Some(set) = self.ready_by_type.get_mut(&item.work_type) {
@@ -389,6 +422,12 @@ impl Board {
 
     fn index(&mut self, item: &WorkItem) {
         if item.status == Status::Ready {
+            if item.not_before_ms > 0 {
+                self.backoffs
+                    .entry(item.not_before_ms)
+                    .or_default()
+                    .insert(item.id.clone());
+            }
             let key = ready_key(item);
             self.ready.insert(key.clone());
             self.ready_by_type
@@ -1054,6 +1093,7 @@ impl Board {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut ready = 0usize;
         let mut leased = 0usize;
+        let mut backing_off = 0usize;
         for (id, item) in &self.items {
             if id != &item.id {
                 return Err(format!("item stored under `{id}` has id `{}`", item.id));
@@ -1114,6 +1154,16 @@ impl Board {
                 if !self.ready.contains(&ready_key(item)) {
                     return Err(format!("`{id}` missing from the ready index"));
                 }
+                if item.not_before_ms > 0 {
+                    backing_off += 1;
+                    if !self
+                        .backoffs
+                        .get(&item.not_before_ms)
+                        .is_some_and(|s| s.contains(id))
+                    {
+                        return Err(format!("`{id}` missing from the backoff index"));
+                    }
+                }
             }
             for d in &item.depends_on {
                 if !self.dependents.get(d).is_some_and(|s| s.contains(id)) {
@@ -1134,6 +1184,12 @@ impl Board {
         if by_type != ready {
             return Err(format!(
                 "ready-by-type index has {by_type} entries, {ready} ready"
+            ));
+        }
+        let backoffs: usize = self.backoffs.values().map(BTreeSet::len).sum();
+        if backoffs != backing_off {
+            return Err(format!(
+                "backoff index has {backoffs} entries, {backing_off} ready items have a backoff"
             ));
         }
         if leased != self.leases.len() {

@@ -790,3 +790,43 @@ fn settle_repeat_rule() {
         SettleRepeat::No
     );
 }
+
+#[test]
+fn next_wake_is_the_earliest_pending_backoff() {
+    let cfg = BoardConfig {
+        backoff_base_ms: 1_000,
+        backoff_max_ms: 10_000,
+        jitter_seed: 7,
+    };
+    let mut b = Board::with_config(cfg);
+    add(&mut b, "a", &[]);
+    add(&mut b, "b", &[]);
+    add(&mut b, "c", &[]);
+    assert_eq!(b.next_wake(0), None, "plain ready items wait for nothing");
+    let ta = claim(&mut b, "a");
+    let tb = claim(&mut b, "b");
+    let a = ok(b.fail("a", ta, "x", true, 1_000)).value;
+    let b_item = ok(b.fail("b", tb, "x", true, 1_200)).value;
+    let (na, nb) = (a.not_before_ms, b_item.not_before_ms);
+    let (first, second) = if na <= nb { (na, nb) } else { (nb, na) };
+    assert_eq!(b.next_wake(1_200), Some(first));
+    assert_eq!(b.next_wake(first), (second != first).then_some(second));
+    assert_eq!(b.next_wake(second), None);
+    // what passes between two clock readings, earliest first
+    assert!(b.backoffs_passed(1_200, first - 1).is_empty());
+    let passed: Vec<_> = b
+        .backoffs_passed(1_200, second)
+        .iter()
+        .map(|i| i.not_before_ms)
+        .collect();
+    assert_eq!(passed, vec![first, second]);
+    assert!(b.backoffs_passed(second, u64::MAX).is_empty());
+    assert!(b.backoffs_passed(u64::MAX, u64::MAX).is_empty());
+    assert_eq!(b.next_wake(u64::MAX), None);
+    // claimed or cancelled items wait for nothing
+    ok(b.claim("a", "w", LEASE, 1_300));
+    ok(b.cancel("b", 1_300));
+    assert_eq!(b.next_wake(0), None);
+    assert!(b.backoffs_passed(0, u64::MAX).is_empty());
+    b.check_invariants().unwrap();
+}

@@ -172,6 +172,9 @@ proptest! {
             if let Err(e) = b.check_invariants() {
                 return Err(TestCaseError::fail(format!("after {op:?}: {e}")));
             }
+            // the next wake-up is the earliest backoff still to pass of a ready item
+            let expect_wake = b.items().filter(|i| i.status == Status::Ready && i.not_before_ms > now).map(|i| i.not_before_ms).min();
+            prop_assert_eq!(b.next_wake(now), expect_wake);
             // every item is in exactly one state
             let counts = b.counts();
             prop_assert_eq!(counts.values().sum::<usize>(), b.len());
