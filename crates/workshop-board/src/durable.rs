@@ -41,12 +41,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use crate::item::{ItemId, NewItem, Status, WorkItem, WorkType};
 use crate::state::{Board, BoardConfig, BoardError, Change, ListFilter};
@@ -241,6 +241,9 @@ struct Shared {
     stats: Arc<CommitStats>,
     ready_tx: broadcast::Sender<WorkItem>,
     clock: Clock,
+    /// Rings the backoff waker: a new retry backoff was made durable, or the board shut down.
+    wake: Arc<Notify>,
+    waker_started: AtomicBool,
 }
 
 /// The durable board handle: cheap to clone, `Send + Sync`. See the module docs.
@@ -277,6 +280,7 @@ impl DurableBoard {
         let store = Arc::new(store);
         let poisoned: Poison = Arc::default();
         let (to_syncer, from_committer) = std::sync::mpsc::channel();
+        let wake = Arc::new(Notify::new());
         let committer = Committer {
             store: store.clone(),
             board,
@@ -296,6 +300,7 @@ impl DurableBoard {
             ready_tx: ready_tx.clone(),
             observer: options.observer,
             poisoned,
+            wake: wake.clone(),
         };
         let location = store.location();
         drop(store);
@@ -319,6 +324,8 @@ impl DurableBoard {
                 stats,
                 ready_tx,
                 clock: options.clock,
+                wake,
+                waker_started: AtomicBool::new(false),
             }),
         })
     }
@@ -523,10 +530,35 @@ impl DurableBoard {
     }
 
     /// A receiver of every item that became ready (added ready, unblocked, retried, lease
-    /// expired), sent once the change is durable. Items retried with a backoff carry
-    /// `not_before_ms`. A slow receiver may see `Lagged`; then re-read `list(status: ready)`.
+    /// expired), sent once the change is durable. An item retried with a backoff is sent when
+    /// the retry is durable (carrying `not_before_ms`) and again when its backoff has passed
+    /// by the board's clock, so a worker can claim it then instead of on its next poll. A slow
+    /// receiver may see `Lagged`; then re-read `list(status: ready)`.
+    ///
+    /// The first call from inside a tokio runtime starts the backoff waker on that runtime (see
+    /// [`DurableBoard::start_backoff_waker`]).
     pub fn subscribe_ready(&self) -> broadcast::Receiver<WorkItem> {
-        self.shared.ready_tx.subscribe()
+        let rx = self.shared.ready_tx.subscribe();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.start_backoff_waker(&rt);
+        }
+        rx
+    }
+
+    /// Starts (once per board) the task that pushes ready items to `subscribe_ready` when
+    /// their retry backoff passes: it sleeps (`tokio::time::sleep`, so a paused test clock
+    /// drives it) until the earliest pending `not_before_ms` ([`Board::next_wake`] on the
+    /// durable replica, by the board's clock), publishes the items whose backoff passed
+    /// ([`Board::backoffs_passed`]) and sleeps again; a newly durable backoff re-arms it. It
+    /// holds no strong handle, and ends when the board shuts down or every handle is dropped.
+    pub fn start_backoff_waker(&self, rt: &tokio::runtime::Handle) {
+        if self.shared.waker_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let wake = self.shared.wake.clone();
+        let checked = (self.shared.clock)();
+        rt.spawn(backoff_waker(shared, wake, checked));
     }
 
     /// Committer counters (batches, ops, syncs, items written).
@@ -562,9 +594,52 @@ impl DurableBoard {
     /// Commits everything queued before this call, closes the store (releasing the database
     /// lock) and stops the committer. Later calls fail with `Closed`.
     pub async fn shutdown(&self) -> Result<(), DurableError> {
-        match self.call(Op::Shutdown).await {
+        let r = match self.call(Op::Shutdown).await {
             Ok(_) | Err(DurableError::Closed) => Ok(()),
             Err(e) => Err(e),
+        };
+        self.shared.wake.notify_one();
+        r
+    }
+}
+
+/// The backoff waker's loop (see [`DurableBoard::start_backoff_waker`]). `checked` is the
+/// clock reading up to which passed backoffs have been handled: items whose backoff passed
+/// before the waker started, or before the retry became durable, were already announced as
+/// ready items and are claimable at once.
+async fn backoff_waker(shared: Weak<Shared>, wake: Arc<Notify>, mut checked: u64) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.tx.is_closed() {
+                return;
+            }
+            let now = (shared.clock)();
+            let (passed, next) = {
+                let view = shared.view.read();
+                let passed: Vec<WorkItem> = view
+                    .backoffs_passed(checked, now)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                (passed, view.next_wake(now))
+            };
+            for item in passed {
+                let _ = shared.ready_tx.send(item);
+            }
+            checked = checked.max(now);
+            next.map(|t| Duration::from_millis(t.saturating_sub(now).max(1)))
+        };
+        match next {
+            Some(delay) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
         }
     }
 }
@@ -716,6 +791,7 @@ struct Syncer<S: BoardStore> {
     ready_tx: broadcast::Sender<WorkItem>,
     observer: Option<Observer>,
     poisoned: Poison,
+    wake: Arc<Notify>,
 }
 
 impl<S: BoardStore> Syncer<S> {
@@ -764,6 +840,14 @@ impl<S: BoardStore> Syncer<S> {
             let mut view = self.view.write();
             for p in group.iter() {
                 view.apply_changes(&p.changes);
+            }
+            drop(view);
+            let new_backoff = group.iter().flat_map(|p| &p.changes).any(|c| {
+                c.kind == crate::state::ChangeKind::Retrying
+                    && c.ready_item().is_some_and(|i| i.not_before_ms > 0)
+            });
+            if new_backoff {
+                self.wake.notify_one();
             }
         }
         emit(&self.observer, CommitEvent::Replying { ops });

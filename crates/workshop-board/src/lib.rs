@@ -23,7 +23,11 @@
 //!
 //! Fencing tokens come from one board-wide counter, so they strictly increase; `start`,
 //! `heartbeat`, `complete` and `fail` must present the current lease's token or get
-//! [`BoardError::StaleToken`]. Every mutation returns an [`Outcome`]: its value plus the exact
+//! [`BoardError::StaleToken`]. `complete` and `fail` are idempotent: the item records the token
+//! that settled it and how (`WorkItem::last_settle`, kept through a retry's re-queue), so the
+//! same holder repeating the same call (a lost reply, a retried request) gets the current item
+//! and changes nothing, while the opposite outcome with that token is
+//! [`BoardError::AlreadySettled`] and any other token is still stale. Every mutation returns an [`Outcome`]: its value plus the exact
 //! list of [`Change`]s (item snapshots), which is what gets persisted and published. Refused
 //! operations change nothing.
 //!
@@ -44,7 +48,9 @@
 //! one clock reading and writes the changed items (last state per item) to sled; the
 //! **syncer** takes every batch written so far, makes them durable with ONE flush + fdatasync,
 //! applies them to the read replica, pushes newly ready items to `subscribe_ready()`
-//! receivers, and only then answers each request (oneshot). While one sync runs the committer
+//! receivers, and only then answers each request (oneshot). A retried item is pushed again when
+//! its backoff passes: a tokio task (the backoff waker, started by the first `subscribe_ready`)
+//! sleeps until [`Board::next_wake`] by the board's clock and is re-armed by every new backoff. While one sync runs the committer
 //! already applies and writes the next batch, so one sync covers everything that arrived
 //! during the previous one (group commit). Reads (`get`, `list`, `counts`) come from the read
 //! replica, which only ever contains durable state. A failed write or sync poisons the board:
@@ -63,6 +69,6 @@ pub mod state;
 pub mod store;
 
 pub use durable::{CommitEvent, DurableBoard, DurableError, DurableOptions, StatsSnapshot};
-pub use item::{ItemId, Lease, NewItem, Status, WorkItem, WorkType};
+pub use item::{ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType};
 pub use state::{Board, BoardConfig, BoardError, Change, ChangeKind, ListFilter, Meta, Outcome};
 pub use store::{BoardStore, MemoryStore, SledStore, StoreError};

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{
-    InvalidIdReason, ItemId, Lease, NewItem, Status, WorkItem, WorkType, PRIORITY_HIGHEST,
-    PRIORITY_LOWEST,
+    InvalidIdReason, ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType,
+    PRIORITY_HIGHEST, PRIORITY_LOWEST,
 };
 
 /// Every refusal of the board, with the item and what to do about it.
@@ -55,6 +55,16 @@ pub enum BoardError {
         presented: u64,
         current: Option<u64>,
         status: Status,
+    },
+    #[error(
+        "work item `{id}` was already {settled} with fencing token {token}, so it cannot also be \
+         {attempted}; check its status with work_item(id)"
+    )]
+    AlreadySettled {
+        id: String,
+        token: u64,
+        settled: SettleKind,
+        attempted: SettleKind,
     },
     #[error(
         "cannot remove work item `{id}`: {} depend on it; remove them first",
@@ -203,6 +213,33 @@ impl ListFilter {
     }
 }
 
+/// Is a lease holder's `complete`/`fail` with `token` a repeat of the settle recorded on
+/// `item`? See [`settle_repeat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleRepeat {
+    /// Not a repeat: the usual token check decides.
+    No,
+    /// `token` already settled the item the same way: answer with the item, change nothing.
+    Same,
+    /// `token` already settled the item the other way (the kind it was settled with).
+    Opposite(SettleKind),
+}
+
+/// The idempotency rule of `complete`/`fail`: a call is a repeat when its token is the one
+/// recorded in `item.last_settle` (tokens are unique per claim, so only that holder's settle
+/// can match), and the current lease's token is a different one. Same outcome: success;
+/// opposite outcome: refused. Result and error texts are not compared (the first one stands).
+pub fn settle_repeat(item: &WorkItem, token: u64, kind: SettleKind) -> SettleRepeat {
+    if item.token() == Some(token) {
+        return SettleRepeat::No;
+    }
+    match item.last_settle {
+        Some(Settle { token: t, kind: k }) if t == token && k == kind => SettleRepeat::Same,
+        Some(Settle { token: t, kind: k }) if t == token => SettleRepeat::Opposite(k),
+        _ => SettleRepeat::No,
+    }
+}
+
 /// Ready-queue order: priority, then oldest, then insertion order.
 type ReadyKey = (u8, u64, u64, ItemId);
 
@@ -221,6 +258,8 @@ pub struct Board {
     ready_by_type: BTreeMap<WorkType, BTreeSet<ReadyKey>>,
     /// (lease expiry, id) of every leased item.
     leases: BTreeSet<(u64, ItemId)>,
+    /// not_before_ms -> ready items with a retry backoff (`not_before_ms > 0`), passed or not.
+    backoffs: BTreeMap<u64, BTreeSet<ItemId>>,
     meta: Meta,
 }
 
@@ -312,6 +351,29 @@ impl Board {
         self.leases.first().map(|(t, _)| *t)
     }
 
+    /// When the next retry backoff passes: the earliest `not_before_ms` after `now_ms` of a
+    /// ready item. `None` when no ready item is waiting out a backoff.
+    pub fn next_wake(&self, now_ms: u64) -> Option<u64> {
+        let from = now_ms.checked_add(1)?;
+        self.backoffs.range(from..).next().map(|(t, _)| *t)
+    }
+
+    /// Ready items whose backoff passed in `(after_ms, upto_ms]`, earliest first: what to push
+    /// to workers when the clock moves from `after_ms` to `upto_ms`.
+    pub fn backoffs_passed(&self, after_ms: u64, upto_ms: u64) -> Vec<&WorkItem> {
+        let Some(from) = after_ms.checked_add(1) else {
+            return Vec::new();
+        };
+        if from > upto_ms {
+            return Vec::new();
+        }
+        self.backoffs
+            .range(from..=upto_ms)
+            .flat_map(|(_, ids)| ids.iter())
+            .filter_map(|id| self.items.get(id))
+            .collect()
+    }
+
     // ---------------------------------------------------------------- index maintenance
 
     fn link_deps(&mut self, item: &WorkItem) {
@@ -336,6 +398,14 @@ impl Board {
 
     fn unindex(&mut self, item: &WorkItem) {
         if item.status == Status::Ready {
+            if item.not_before_ms > 0 {
+                if let Some(set) = self.backoffs.get_mut(&item.not_before_ms) {
+                    set.remove(&item.id);
+                    if set.is_empty() {
+                        self.backoffs.remove(&item.not_before_ms);
+                    }
+                }
+            }
             let key = ready_key(item);
             self.ready.remove(&key);
             if let Some(set) = self.ready_by_type.get_mut(&item.work_type) {
@@ -352,6 +422,12 @@ impl Board {
 
     fn index(&mut self, item: &WorkItem) {
         if item.status == Status::Ready {
+            if item.not_before_ms > 0 {
+                self.backoffs
+                    .entry(item.not_before_ms)
+                    .or_default()
+                    .insert(item.id.clone());
+            }
             let key = ready_key(item);
             self.ready.insert(key.clone());
             self.ready_by_type
@@ -421,6 +497,28 @@ impl Board {
             });
         }
         Ok(item)
+    }
+
+    /// A lease holder's `complete`/`fail` repeated: `Ok(Some(item))` when `token` already
+    /// settled the item the same way (answer with the item, change nothing), `Err` when it
+    /// settled it the other way, `Ok(None)` when this is not a repeat (go on as usual).
+    fn repeated_settle(
+        &self,
+        id: &str,
+        token: u64,
+        kind: SettleKind,
+    ) -> Result<Option<WorkItem>, BoardError> {
+        let item = self.item(id)?;
+        match settle_repeat(item, token, kind) {
+            SettleRepeat::No => Ok(None),
+            SettleRepeat::Same => Ok(Some(item.clone())),
+            SettleRepeat::Opposite(settled) => Err(BoardError::AlreadySettled {
+                id: id.to_string(),
+                token,
+                settled,
+                attempted: kind,
+            }),
+        }
     }
 
     fn leased_item(&self, id: &str, token: u64) -> Result<WorkItem, BoardError> {
@@ -528,6 +626,7 @@ impl Board {
             completed_at_ms: None,
             seq: self.meta.last_seq,
             metadata: new.metadata,
+            last_settle: None,
         };
         self.link_deps(&item);
         let mut changes = Vec::with_capacity(1);
@@ -723,7 +822,17 @@ impl Board {
         result: impl Into<String>,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
-        let item = self.leased_item(id, token)?;
+        if let Some(item) = self.repeated_settle(id, token, SettleKind::Completed)? {
+            return Ok(Outcome {
+                value: item,
+                changes: Vec::new(),
+            });
+        }
+        let mut item = self.leased_item(id, token)?;
+        item.last_settle = Some(Settle {
+            token,
+            kind: SettleKind::Completed,
+        });
         Ok(self.do_complete(item, result.into(), now_ms))
     }
 
@@ -735,7 +844,8 @@ impl Board {
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
         let item = self.leased_by_hand(id, Status::Done)?;
-        let item = item.clone();
+        let mut item = item.clone();
+        item.last_settle = None;
         Ok(self.do_complete(item, result.into(), now_ms))
     }
 
@@ -787,7 +897,17 @@ impl Board {
         retry: bool,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
+        if let Some(item) = self.repeated_settle(id, token, SettleKind::Failed)? {
+            return Ok(Outcome {
+                value: item,
+                changes: Vec::new(),
+            });
+        }
         let mut item = self.leased_item(id, token)?;
+        item.last_settle = Some(Settle {
+            token,
+            kind: SettleKind::Failed,
+        });
         let error = error.into();
         item.attempts = item.attempts.saturating_add(1);
         item.lease = None;
@@ -828,6 +948,7 @@ impl Board {
         let mut item = item.clone();
         item.attempts = item.attempts.saturating_add(1);
         item.lease = None;
+        item.last_settle = None;
         Ok(self.do_fail(item, error.into(), ChangeKind::Failed, now_ms))
     }
 
@@ -972,6 +1093,7 @@ impl Board {
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut ready = 0usize;
         let mut leased = 0usize;
+        let mut backing_off = 0usize;
         for (id, item) in &self.items {
             if id != &item.id {
                 return Err(format!("item stored under `{id}` has id `{}`", item.id));
@@ -1032,6 +1154,16 @@ impl Board {
                 if !self.ready.contains(&ready_key(item)) {
                     return Err(format!("`{id}` missing from the ready index"));
                 }
+                if item.not_before_ms > 0 {
+                    backing_off += 1;
+                    if !self
+                        .backoffs
+                        .get(&item.not_before_ms)
+                        .is_some_and(|s| s.contains(id))
+                    {
+                        return Err(format!("`{id}` missing from the backoff index"));
+                    }
+                }
             }
             for d in &item.depends_on {
                 if !self.dependents.get(d).is_some_and(|s| s.contains(id)) {
@@ -1052,6 +1184,12 @@ impl Board {
         if by_type != ready {
             return Err(format!(
                 "ready-by-type index has {by_type} entries, {ready} ready"
+            ));
+        }
+        let backoffs: usize = self.backoffs.values().map(BTreeSet::len).sum();
+        if backoffs != backing_off {
+            return Err(format!(
+                "backoff index has {backoffs} entries, {backing_off} ready items have a backoff"
             ));
         }
         if leased != self.leases.len() {

@@ -306,9 +306,10 @@ fn complete_unblocks_dependents_when_all_deps_done() {
         ]
     );
     assert!(out.changes[1].ready_item().is_some());
-    // the old token is now stale
+    // the same holder repeating itself is answered with the item; any other token is stale
+    assert!(ok(b.complete("b", tb, "again", 1)).changes.is_empty());
     assert!(matches!(
-        b.complete("b", tb, "again", 1),
+        b.complete("b", tb - 1, "again", 1),
         Err(BoardError::StaleToken {
             status: Status::Done,
             ..
@@ -408,8 +409,10 @@ fn fail_without_retry_blocks_dependents_transitively() {
         ]
     );
     assert_eq!(status(&b, "other"), Status::Ready);
+    // a repeat by the same holder changes nothing; another token is stale
+    assert!(ok(b.fail("a", t, "again", false, 1)).changes.is_empty());
     assert!(matches!(
-        b.fail("a", t, "again", false, 1),
+        b.fail("a", t + 1, "again", false, 1),
         Err(BoardError::StaleToken { .. })
     ));
     b.check_invariants().unwrap();
@@ -667,4 +670,163 @@ fn replica_follows_changes_and_reload_keeps_counters() {
     assert_eq!(c.meta().last_seq, 2);
     ok(c.add(NewItem::new("q", "q"), 5));
     assert_eq!(c.get("q").unwrap().seq, 3);
+}
+
+#[test]
+fn complete_and_fail_are_idempotent_for_the_settling_token() {
+    let cfg = BoardConfig {
+        backoff_base_ms: 1_000,
+        backoff_max_ms: 10_000,
+        jitter_seed: 7,
+    };
+    let mut b = Board::with_config(cfg);
+    add(&mut b, "a", &[]);
+    add(&mut b, "r", &[]);
+    add(&mut b, "dead", &[]);
+
+    // complete, then complete again with the same token: the item, no change
+    let t = claim(&mut b, "a");
+    let done = ok(b.complete("a", t, "first", 300)).value;
+    assert_eq!(
+        done.last_settle,
+        Some(Settle {
+            token: t,
+            kind: SettleKind::Completed
+        })
+    );
+    let again = ok(b.complete("a", t, "second", 400));
+    assert!(again.changes.is_empty(), "a repeat changes nothing");
+    assert_eq!(again.value, done, "answered with the item as settled");
+    assert_eq!(b.get("a").unwrap().result.as_deref(), Some("first"));
+    // the opposite outcome with that token is refused, naming both
+    let e = b.fail("a", t, "late", true, 500).unwrap_err();
+    assert_eq!(
+        e,
+        BoardError::AlreadySettled {
+            id: "a".into(),
+            token: t,
+            settled: SettleKind::Completed,
+            attempted: SettleKind::Failed
+        }
+    );
+    assert!(e
+        .to_string()
+        .contains("already completed with fencing token"));
+    // another token is still stale
+    assert!(matches!(
+        b.complete("a", t + 100, "x", 1),
+        Err(BoardError::StaleToken { .. })
+    ));
+
+    // fail with a retry left: back to ready with a backoff; the repeat is still recognised
+    let tr = claim(&mut b, "r");
+    let retrying = ok(b.fail("r", tr, "flaky", true, 1_000)).value;
+    assert_eq!(retrying.status, Status::Ready);
+    assert!(retrying.not_before_ms > 1_000);
+    let again = ok(b.fail("r", tr, "flaky", true, 1_001));
+    assert!(again.changes.is_empty());
+    assert_eq!(again.value, retrying);
+    assert_eq!(b.get("r").unwrap().attempts, 1, "no second attempt counted");
+    assert!(matches!(
+        b.complete("r", tr, "late", 1_002),
+        Err(BoardError::AlreadySettled {
+            settled: SettleKind::Failed,
+            attempted: SettleKind::Completed,
+            ..
+        })
+    ));
+    // ... even after someone else claimed it: the answer is the current item
+    let tr2 = ok(b.claim("r", "w2", LEASE, 1_003)).value.token().unwrap();
+    let again = ok(b.fail("r", tr, "flaky", true, 1_004));
+    assert!(again.changes.is_empty());
+    assert_eq!(again.value.token(), Some(tr2));
+    // and the new holder's own settle is not a repeat
+    let out = ok(b.fail("r", tr2, "flaky", false, 1_005));
+    assert_eq!(out.value.status, Status::Failed);
+    assert_eq!(out.value.attempts, 2);
+
+    // fail with no retries left (dead-lettered), repeated
+    let td = claim(&mut b, "dead");
+    let failed = ok(b.fail("dead", td, "boom", false, 2_000)).value;
+    assert_eq!(failed.status, Status::Failed);
+    let again = ok(b.fail("dead", td, "boom", true, 2_001));
+    assert!(again.changes.is_empty());
+    assert_eq!(again.value, failed);
+
+    // a tokenless settle by hand records no holder's settle
+    add(&mut b, "h", &[]);
+    let th = claim(&mut b, "h");
+    ok(b.complete_work("h", "by hand", 3_000));
+    assert_eq!(b.get("h").unwrap().last_settle, None);
+    assert!(matches!(
+        b.complete("h", th, "mine", 3_001),
+        Err(BoardError::StaleToken { .. })
+    ));
+    b.check_invariants().unwrap();
+}
+
+#[test]
+fn settle_repeat_rule() {
+    let mut b = Board::new();
+    add(&mut b, "a", &[]);
+    let t = claim(&mut b, "a");
+    let leased = b.get("a").unwrap().clone();
+    // the current lease's token is never a repeat
+    assert_eq!(
+        settle_repeat(&leased, t, SettleKind::Completed),
+        SettleRepeat::No
+    );
+    let done = ok(b.complete("a", t, "r", 1)).value;
+    assert_eq!(
+        settle_repeat(&done, t, SettleKind::Completed),
+        SettleRepeat::Same
+    );
+    assert_eq!(
+        settle_repeat(&done, t, SettleKind::Failed),
+        SettleRepeat::Opposite(SettleKind::Completed)
+    );
+    assert_eq!(
+        settle_repeat(&done, t + 1, SettleKind::Completed),
+        SettleRepeat::No
+    );
+}
+
+#[test]
+fn next_wake_is_the_earliest_pending_backoff() {
+    let cfg = BoardConfig {
+        backoff_base_ms: 1_000,
+        backoff_max_ms: 10_000,
+        jitter_seed: 7,
+    };
+    let mut b = Board::with_config(cfg);
+    add(&mut b, "a", &[]);
+    add(&mut b, "b", &[]);
+    add(&mut b, "c", &[]);
+    assert_eq!(b.next_wake(0), None, "plain ready items wait for nothing");
+    let ta = claim(&mut b, "a");
+    let tb = claim(&mut b, "b");
+    let a = ok(b.fail("a", ta, "x", true, 1_000)).value;
+    let b_item = ok(b.fail("b", tb, "x", true, 1_200)).value;
+    let (na, nb) = (a.not_before_ms, b_item.not_before_ms);
+    let (first, second) = if na <= nb { (na, nb) } else { (nb, na) };
+    assert_eq!(b.next_wake(1_200), Some(first));
+    assert_eq!(b.next_wake(first), (second != first).then_some(second));
+    assert_eq!(b.next_wake(second), None);
+    // what passes between two clock readings, earliest first
+    assert!(b.backoffs_passed(1_200, first - 1).is_empty());
+    let passed: Vec<_> = b
+        .backoffs_passed(1_200, second)
+        .iter()
+        .map(|i| i.not_before_ms)
+        .collect();
+    assert_eq!(passed, vec![first, second]);
+    assert!(b.backoffs_passed(second, u64::MAX).is_empty());
+    assert!(b.backoffs_passed(u64::MAX, u64::MAX).is_empty());
+    assert_eq!(b.next_wake(u64::MAX), None);
+    // claimed or cancelled items wait for nothing
+    ok(b.claim("a", "w", LEASE, 1_300));
+    ok(b.cancel("b", 1_300));
+    assert_eq!(b.next_wake(0), None);
+    assert!(b.backoffs_passed(0, u64::MAX).is_empty());
+    b.check_invariants().unwrap();
 }

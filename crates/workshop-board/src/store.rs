@@ -95,7 +95,7 @@ where
             continue;
         }
         let shown = String::from_utf8_lossy(&key).into_owned();
-        let item: WorkItem = crate::codec::decode(&value)
+        let item: WorkItem = crate::codec::decode_item(&value)
             .map_err(|e| corrupt(format!("work item `{shown}`: {e}")))?;
         if item.id.as_str().as_bytes() != key.as_slice() {
             return Err(corrupt(format!(

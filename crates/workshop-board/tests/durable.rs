@@ -261,3 +261,115 @@ async fn a_storage_failure_poisons_the_board() {
     assert_eq!(board.get("a").await.unwrap().status, Status::Ready);
     board.claim("a", "w", 1_000).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_repeated_settle_is_answered_without_a_write() {
+    let store = MemoryStore::new();
+    let board = DurableBoard::with_store(store.clone(), DurableOptions::default()).unwrap();
+    board.add(NewItem::new("a", "A")).await.unwrap();
+    board.add(NewItem::new("r", "R")).await.unwrap();
+    let ta = board.claim("a", "w", 1_000).await.unwrap().token().unwrap();
+    let tr = board.claim("r", "w", 1_000).await.unwrap().token().unwrap();
+    let done = board.complete("a", ta, "first").await.unwrap();
+    let retrying = board.fail("r", tr, "flaky", true).await.unwrap();
+    assert_eq!(retrying.status, Status::Ready);
+    assert!(retrying.not_before_ms > 0);
+
+    let (stats, syncs) = (board.stats(), store.syncs());
+    // the same holder, the same outcome: the item, nothing written, nothing synced
+    assert_eq!(board.complete("a", ta, "second").await.unwrap(), done);
+    assert_eq!(board.fail("r", tr, "flaky", true).await.unwrap(), retrying);
+    let after = board.stats();
+    assert_eq!(after.items_written, stats.items_written, "no write");
+    assert_eq!(after.syncs, stats.syncs, "no sync");
+    assert_eq!(store.syncs(), syncs);
+    assert_eq!(after.ops, stats.ops + 2, "both went through the committer");
+    // the opposite outcome and other tokens are refused
+    assert!(matches!(
+        board.fail("a", ta, "late", false).await,
+        Err(DurableError::Board(BoardError::AlreadySettled { .. }))
+    ));
+    assert!(matches!(
+        board.complete("r", tr, "late").await,
+        Err(DurableError::Board(BoardError::AlreadySettled { .. }))
+    ));
+    assert!(matches!(
+        board.complete("a", ta + 100, "x").await,
+        Err(DurableError::Board(BoardError::StaleToken { .. }))
+    ));
+    // the settle record survives a restart
+    board.shutdown().await.unwrap();
+    let board = DurableBoard::with_store(store, DurableOptions::default()).unwrap();
+    assert_eq!(board.complete("a", ta, "again").await.unwrap(), done);
+}
+
+/// The board's clock follows tokio's clock, so a paused test runtime drives both the board's
+/// idea of "now" and the backoff waker's sleep. The committer calls it from its own thread,
+/// hence the runtime handle.
+fn paused_clock(base_ms: u64) -> workshop_board::durable::Clock {
+    let rt = tokio::runtime::Handle::current();
+    let start = tokio::time::Instant::now();
+    Arc::new(move || {
+        let _in_runtime = rt.enter();
+        let elapsed = tokio::time::Instant::now().duration_since(start);
+        base_ms + u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_is_pushed_to_subscribers_when_its_backoff_passes() {
+    let real_start = std::time::Instant::now();
+    let options = DurableOptions {
+        clock: paused_clock(1_000_000),
+        board: workshop_board::BoardConfig {
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 1_000,
+            jitter_seed: 1,
+        },
+        ..DurableOptions::default()
+    };
+    let board = DurableBoard::with_store(MemoryStore::new(), options).unwrap();
+    let mut ready = board.subscribe_ready();
+    board.add(NewItem::new("a", "A")).await.unwrap();
+    assert_eq!(ready.recv().await.unwrap().id.as_str(), "a");
+    let t = board
+        .claim("a", "w", 60_000)
+        .await
+        .unwrap()
+        .token()
+        .unwrap();
+    let failed_at = tokio::time::Instant::now();
+    let retrying = board.fail("a", t, "flaky", true).await.unwrap();
+    assert_eq!(retrying.status, Status::Ready);
+    let backoff_ms = retrying.not_before_ms - 1_000_000;
+    assert!((500..=1_000).contains(&backoff_ms), "backoff {backoff_ms}");
+
+    // A worker: woken by each push, it claims what it can. Its fallback poll is 60 s, so only
+    // the board's own wake-up can get the item claimed within the backoff. (Only the wait for
+    // a push is bounded: a pending timer while the board's threads work would let the paused
+    // clock jump to it.)
+    let poll = failed_at + std::time::Duration::from_secs(60);
+    let claimed = loop {
+        let item = tokio::time::timeout_at(poll, ready.recv())
+            .await
+            .expect("the retry is pushed once its backoff passes, before the 60 s poll")
+            .unwrap();
+        assert_eq!(item.id.as_str(), "a");
+        if let Some(got) = board.claim_next(None, "w", 60_000).await.unwrap() {
+            break got;
+        }
+    };
+    let waited = tokio::time::Instant::now().duration_since(failed_at);
+    assert_eq!(claimed.id.as_str(), "a");
+    assert!(claimed.claimed_at_ms.unwrap() >= retrying.not_before_ms);
+    assert!(
+        waited.as_millis() <= u128::from(backoff_ms) + 50,
+        "claimed {waited:?} after the failure; the backoff was {backoff_ms} ms"
+    );
+    assert!(
+        real_start.elapsed() < std::time::Duration::from_millis(900),
+        "virtual time, not real waiting: {:?}",
+        real_start.elapsed()
+    );
+    board.shutdown().await.unwrap();
+}

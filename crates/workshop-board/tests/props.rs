@@ -1,12 +1,16 @@
 //! Property test: random operation sequences on the pure board keep every invariant, report
 //! exactly the items they changed, change nothing when refused, and hand out strictly
-//! increasing fencing tokens.
+//! increasing fencing tokens; a lease holder's `complete`/`fail` repeated with the token that
+//! settled the item is answered with the item and changes nothing, the opposite outcome is
+//! refused.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use workshop_board::{Board, BoardConfig, ListFilter, NewItem, Status, WorkItem, WorkType};
+use workshop_board::{
+    Board, BoardConfig, BoardError, ListFilter, NewItem, SettleKind, Status, WorkItem, WorkType,
+};
 
 const IDS: usize = 10;
 
@@ -35,6 +39,8 @@ enum Op {
     Remove(usize),
     Expire,
     Advance(u64),
+    /// complete (true) or fail with the token recorded as the item's last settle.
+    Resettle(usize, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => i.clone().prop_map(Op::Remove),
         1 => Just(Op::Expire),
         2 => (1u64..5_000).prop_map(Op::Advance),
+        2 => (i.clone(), any::<bool>()).prop_map(|(i, c)| Op::Resettle(i, c)),
     ]
 }
 
@@ -121,11 +128,53 @@ proptest! {
                 Op::Remove(i) => b.remove(&id(i)).map(|o| o.changes).map_err(|e| e.to_string()),
                 Op::Expire => Ok(b.expire_leases(now).changes),
                 Op::Advance(ms) => { now += ms; Ok(Vec::new()) }
+                Op::Resettle(i, complete) => {
+                    let settle = b.get(&id(i)).and_then(|x| x.last_settle);
+                    let t = settle.map_or(b.last_token(), |s| s.token);
+                    let r = if complete {
+                        b.complete(&id(i), t, "r2", now)
+                    } else {
+                        b.fail(&id(i), t, "e2", true, now)
+                    };
+                    let kind = if complete { SettleKind::Completed } else { SettleKind::Failed };
+                    if let (Some(s), Some(item)) = (settle, b.get(&id(i))) {
+                        if item.token() != Some(s.token) {
+                            match &r {
+                                Ok(o) => {
+                                    prop_assert_eq!(s.kind, kind, "{:?}", op);
+                                    prop_assert!(o.changes.is_empty(), "a repeat changed {:?}", o.changes);
+                                    prop_assert_eq!(&o.value, item);
+                                }
+                                Err(e) => prop_assert_eq!(
+                                    e,
+                                    &BoardError::AlreadySettled { id: id(i), token: s.token, settled: s.kind, attempted: kind }
+                                ),
+                            }
+                        }
+                    }
+                    r.map(|o| o.changes).map_err(|e| e.to_string())
+                }
             };
+            // a successful settle by the lease holder, repeated at once, is answered with the
+            // item and changes nothing; the opposite outcome with that token is refused
+            if let (Op::Complete(i, _) | Op::Fail(i, _, _), Ok(_)) = (&op, &result) {
+                let item = b.get(&id(*i)).cloned().unwrap();
+                let s = item.last_settle.unwrap();
+                let again = match op { Op::Complete(..) => b.complete(&id(*i), s.token, "x", now), _ => b.fail(&id(*i), s.token, "x", false, now) }.unwrap();
+                prop_assert!(again.changes.is_empty());
+                prop_assert_eq!(&again.value, &item);
+                let other = match op { Op::Complete(..) => b.fail(&id(*i), s.token, "x", true, now), _ => b.complete(&id(*i), s.token, "x", now) };
+                let refused = matches!(other, Err(BoardError::AlreadySettled { .. }));
+                prop_assert!(refused, "{:?}", other);
+                prop_assert_eq!(b.get(&id(*i)), Some(&item));
+            }
             let after = snapshot(&b);
             if let Err(e) = b.check_invariants() {
                 return Err(TestCaseError::fail(format!("after {op:?}: {e}")));
             }
+            // the next wake-up is the earliest backoff still to pass of a ready item
+            let expect_wake = b.items().filter(|i| i.status == Status::Ready && i.not_before_ms > now).map(|i| i.not_before_ms).min();
+            prop_assert_eq!(b.next_wake(now), expect_wake);
             // every item is in exactly one state
             let counts = b.counts();
             prop_assert_eq!(counts.values().sum::<usize>(), b.len());

@@ -6,13 +6,19 @@
 //! with the error (a failed turn is a failed item, retried with backoff by the board up to its
 //! max attempts). The agent gets a fresh session between items; with `worktree: true` each item
 //! runs in its own git worktree and branch (removed after success, kept after failure).
+//!
+//! If the board refuses a heartbeat (the lease expired, the item was cancelled or re-claimed),
+//! the worker has lost the item: it interrupts the agent's turn, records nothing with its stale
+//! token, removes the item's worktree (the branch stays) and publishes a `lease_lost` event.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use workshop_board::durable::DurableError;
 use workshop_board::item::{WorkItem, WorkType};
 use workshop_types::{AgentName, AgentOptions, Topic};
 
@@ -39,12 +45,22 @@ pub use workshop_proto::api::WorkerInfo;
 pub enum WorkerMsg {
     /// Look for work (pushed on ready items, and on the fallback interval).
     Wake,
-    /// The item in flight settled.
+    /// The item in flight ended.
     Done {
         id: String,
-        ok: bool,
+        end: ItemEnd,
     },
     Info(RpcReplyPort<WorkerInfo>),
+}
+
+/// How a worker's item ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemEnd {
+    Completed,
+    /// Failed (or handed back for a retry), or the result could not be recorded.
+    Failed,
+    /// The board refused a heartbeat: the turn was interrupted and nothing was recorded.
+    LeaseLost,
 }
 
 pub struct BoardWorker;
@@ -151,8 +167,8 @@ impl Actor for BoardWorker {
                         let me = me.clone();
                         tokio::spawn(async move {
                             let id = item.id.to_string();
-                            let ok = run_item(&ws, &spec, item).await;
-                            let _ = me.cast(WorkerMsg::Done { id, ok });
+                            let end = run_item(&ws, &spec, item).await;
+                            let _ = me.cast(WorkerMsg::Done { id, end });
                         });
                     }
                     Ok(None) => {}
@@ -164,14 +180,14 @@ impl Actor for BoardWorker {
                     ),
                 }
             }
-            WorkerMsg::Done { id, ok } => {
+            WorkerMsg::Done { id, end } => {
                 if st.current.as_deref() == Some(id.as_str()) {
                     st.current = None;
                 }
-                if ok {
-                    st.completed += 1;
-                } else {
-                    st.failed += 1;
+                match end {
+                    ItemEnd::Completed => st.completed += 1,
+                    ItemEnd::Failed => st.failed += 1,
+                    ItemEnd::LeaseLost => {}
                 }
                 me.cast(WorkerMsg::Wake)?;
             }
@@ -191,12 +207,12 @@ impl Actor for BoardWorker {
     }
 }
 
-/// Run one claimed item to the end; true if it completed.
-async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
+/// Run one claimed item to the end.
+async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> ItemEnd {
     let board = ws.board_handle();
     let id = item.id.to_string();
     let Some(token) = item.token() else {
-        return false;
+        return ItemEnd::Failed;
     };
     let name = spec.name.as_str();
     // Mark it in progress while the turn starts; ordering is kept by awaiting it before the end.
@@ -205,6 +221,9 @@ async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
         let id = id.clone();
         tokio::spawn(async move { board.start(&id, token).await })
     };
+    // Renews the lease; a refusal by the board (stale token: the lease expired, the item was
+    // cancelled or re-claimed) means the item is no longer ours, and is reported on `lost`.
+    let (lost_tx, mut lost) = oneshot::channel::<String>();
     let heartbeat = {
         let board = board.clone();
         let id = id.clone();
@@ -213,8 +232,17 @@ async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
             let every = Duration::from_millis((lease / 3).max(10));
             loop {
                 tokio::time::sleep(every).await;
-                if board.heartbeat(&id, token, lease).await.is_err() {
-                    break;
+                match board.heartbeat(&id, token, lease).await {
+                    Ok(_) => {}
+                    Err(DurableError::Board(refused)) => {
+                        let _ = lost_tx.send(refused.to_string());
+                        break;
+                    }
+                    // Storage trouble or shutdown: stop renewing; settling reports the error.
+                    Err(e) => {
+                        tracing::warn!(item = %id, error = %e, "heartbeat failed");
+                        break;
+                    }
                 }
             }
         })
@@ -226,7 +254,7 @@ async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
                 heartbeat.abort();
                 let _ = start.await;
                 settle(ws, &id, token, Err(format!("worktree: {e}"))).await;
-                return false;
+                return ItemEnd::Failed;
             }
         }
     } else {
@@ -239,9 +267,28 @@ async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
         format!("[board_worker] {name} started {id}"),
     );
     let prompt = ws.stage_prompt_for(&item).await;
-    let outcome = ws.ask_from(name, &prompt, "board").await;
+    let ask = ws.ask_from(name, &prompt, "board");
+    tokio::pin!(ask);
+    let (outcome, lease_lost) = tokio::select! {
+        biased;
+        outcome = &mut ask => (outcome, None),
+        Ok(reason) = &mut lost => {
+            // The item is not ours any more: stop the turn instead of finishing work nobody
+            // will record, and wait for it to end before touching its worktree.
+            if let Err(e) = ws.interrupt(name) {
+                tracing::debug!(worker = name, error = %e, "interrupt after a lost lease failed");
+            }
+            (ask.await, Some(reason))
+        }
+    };
     heartbeat.abort();
     let _ = start.await;
+    // A refusal that raced with the end of the turn still means the token is stale.
+    let lease_lost = lease_lost.or_else(|| lost.try_recv().ok());
+    if let Some(reason) = lease_lost {
+        release_lost_item(ws, spec, &id, &reason, outcome.is_ok(), worktree).await;
+        return ItemEnd::LeaseLost;
+    }
     let ok = outcome.is_ok();
     settle(
         ws,
@@ -264,11 +311,57 @@ async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> bool {
                 ),
             );
         }
-    } else if let Err(e) = ws.reset(name).await {
+    } else {
+        reset_agent(ws, name).await;
+    }
+    if ok {
+        ItemEnd::Completed
+    } else {
+        ItemEnd::Failed
+    }
+}
+
+async fn reset_agent(ws: &Workshop, name: &str) {
+    if let Err(e) = ws.reset(name).await {
         // During shutdown the agent may already be gone; that is not worth a warning.
         tracing::debug!(worker = name, error = %e, "agent reset between items failed");
     }
-    ok
+}
+
+/// The board refused a heartbeat: nothing is recorded with the stale token; the item's
+/// worktree is removed (its branch stays), the agent starts afresh, and the loss is published.
+async fn release_lost_item(
+    ws: &Workshop,
+    spec: &WorkerSpec,
+    id: &str,
+    reason: &str,
+    turn_finished: bool,
+    worktree: Option<PathBuf>,
+) {
+    let name = spec.name.as_str();
+    let turn = if turn_finished {
+        "its result is discarded"
+    } else {
+        "turn interrupted"
+    };
+    let released = match worktree {
+        Some(path) if remove_worktree(&path).await => {
+            format!("; worktree {} removed", path.display())
+        }
+        Some(path) => format!("; worktree {} could not be removed", path.display()),
+        None => {
+            reset_agent(ws, name).await;
+            String::new()
+        }
+    };
+    ws.emit_about(
+        Topic::Work,
+        "lease_lost",
+        id,
+        format!(
+            "[work] {id}: {name} lost its lease, {turn}, nothing recorded{released} ({reason})"
+        ),
+    );
 }
 
 async fn settle(ws: &Workshop, id: &str, token: u64, outcome: Result<String, String>) {
@@ -343,17 +436,22 @@ async fn prepare_worktree(
     Ok(path)
 }
 
-async fn remove_worktree(path: &Path) {
+/// Removes an item's worktree (its branch stays); false (and a warning) if that failed.
+async fn remove_worktree(path: &Path) -> bool {
     let Some(repo) = path.ancestors().nth(3) else {
-        return;
+        return false;
     };
-    if let Err(e) = git(
+    match git(
         repo,
         &["worktree", "remove", "--force", &path.to_string_lossy()],
     )
     .await
     {
-        tracing::warn!(path = %path.display(), error = %e, "worktree not removed");
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "worktree not removed");
+            false
+        }
     }
 }
 
@@ -391,6 +489,7 @@ impl Workshop {
         worktree: bool,
     ) -> Result<AgentName, ApiError> {
         let work_type = crate::work::parse_type(work_type)?;
+        let name = AgentName::new(name)?;
         let (role, options) = match profile {
             Some(p) => {
                 let p = self
@@ -404,18 +503,28 @@ impl Workshop {
             }
             None => (None, overrides),
         };
-        let name = self.agent(name, role.clone(), options.clone()).await?;
-        let spec = WorkerSpec {
-            name: name.clone(),
-            work_type: work_type.clone(),
+        self.board_worker_with(WorkerSpec {
+            name,
+            work_type,
             role,
             options,
-            interval_ms: interval_ms
-                .unwrap_or(crate::worker::DEFAULT_INTERVAL_MS)
-                .max(10),
-            lease_ms: crate::worker::DEFAULT_LEASE_MS,
+            interval_ms: interval_ms.unwrap_or(DEFAULT_INTERVAL_MS),
+            lease_ms: DEFAULT_LEASE_MS,
             worktree,
-        };
+        })
+        .await
+    }
+
+    /// Start a board worker from a full spec: its agent is made from `role` and `options`
+    /// (no profile lookup), and `lease_ms` is the lease it claims under, renewed by heartbeat
+    /// every third of it (at least 10 ms each). The interval is at least 10 ms.
+    pub async fn board_worker_with(&self, spec: WorkerSpec) -> Result<AgentName, ApiError> {
+        let mut spec = spec;
+        spec.name = self
+            .agent(spec.name.as_str(), spec.role.clone(), spec.options.clone())
+            .await?;
+        spec.interval_ms = spec.interval_ms.max(10);
+        spec.lease_ms = spec.lease_ms.max(30);
         if let Some(db) = &self.inner.db {
             db.put_worker(&spec)?;
             db.sync().await?;

@@ -5,8 +5,10 @@ mod common;
 
 use common::*;
 use workshop_board::item::Status;
+use workshop_board::item::WorkType;
+use workshop_node::worker::WorkerSpec;
 use workshop_node::{ApiError, Node, WorkOptions};
-use workshop_types::{AgentOptions, Topic};
+use workshop_types::{AgentName, AgentOptions, AgentStatus, Topic};
 use workshop_workflow::{RunStatus, Source, Stage, Workflow};
 
 fn typed(t: &str) -> WorkOptions {
@@ -109,14 +111,14 @@ async fn failed_turns_are_retried_until_max_attempts() {
     let mut o = typed("code");
     o.max_attempts = Some(2);
     w.work("flaky", "Flaky job", o).await.expect("work");
-    // First attempt errors, the retry (after the board's backoff) succeeds. The interval
-    // fallback wakes the worker once the backoff has passed.
+    // First attempt errors, the retry (after the board's backoff, at most 1 s) succeeds. The
+    // fallback poll is a minute: the board itself pushes the item again when its backoff passes.
     w.board_worker(
         "dev",
         "code",
         None,
         script(vec![error("transient"), text("ok now")]),
-        Some(50),
+        Some(60_000),
         false,
     )
     .await
@@ -335,8 +337,8 @@ async fn git(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[tokio::test]
-async fn worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_failure() {
+/// A git repository with one empty commit on `main`.
+async fn repo() -> tempfile::TempDir {
     let repo = tempfile::tempdir().expect("repo");
     git(repo.path(), &["init", "-q", "-b", "main"]).await;
     git(
@@ -354,6 +356,12 @@ async fn worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_fai
         ],
     )
     .await;
+    repo
+}
+
+#[tokio::test]
+async fn worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_failure() {
+    let repo = repo().await;
     let node = node().await;
     let w = &node.workshop;
     let mut ev = w.watch();
@@ -382,5 +390,87 @@ async fn worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_fai
     let wt = repo.path().join(".workshop/worktrees");
     assert!(!wt.join("ok-a0").exists(), "worktree removed after success");
     assert!(wt.join("bad-a0").exists(), "worktree kept after failure");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
+    let repo = repo().await;
+    let node = node().await;
+    let w = &node.workshop;
+    let mut ev = w.watch();
+    // A short lease (heartbeat every 100 ms) and a turn that only ends when interrupted.
+    let mut options = script(vec![hang()]);
+    options.working_dir = Some(repo.path().to_string_lossy().into_owned());
+    w.board_worker_with(WorkerSpec {
+        name: AgentName::new("dev").expect("name"),
+        work_type: WorkType::Code,
+        role: None,
+        options,
+        interval_ms: 60_000,
+        lease_ms: 300,
+        worktree: true,
+    })
+    .await
+    .expect("worker");
+    w.work("x", "Never ends", typed("code"))
+        .await
+        .expect("work");
+    until_line(&mut ev, "[board_worker] dev started x").await;
+    until_info(w, "dev", "the turn to run", |i| {
+        i.status == AgentStatus::Working
+    })
+    .await;
+    let worktree = repo.path().join(".workshop/worktrees/x-a0");
+    assert!(worktree.exists(), "the item runs in its worktree");
+
+    // The lease is taken away: the worker's next heartbeat is refused.
+    w.cancel_work("x").await.expect("cancel");
+    let interrupted = std::cell::Cell::new(false);
+    let lost = next_event(&mut ev, "the lease_lost event", |e| {
+        if e.line == "[error] dev: interrupted" {
+            interrupted.set(true);
+        }
+        e.kind == "lease_lost" && e.subject.as_deref() == Some("x")
+    })
+    .await;
+    assert!(
+        interrupted.get(),
+        "the turn in flight was interrupted first"
+    );
+    assert!(lost.line.contains("dev lost its lease"), "{}", lost.line);
+    assert!(lost.line.contains("turn interrupted"), "{}", lost.line);
+    assert!(lost.line.contains("stale fencing token"), "{}", lost.line);
+    assert!(!worktree.exists(), "the worktree was removed");
+    let branches = git(repo.path(), &["branch", "--list", "workshop/*"]).await;
+    assert!(
+        branches.contains("workshop/x-a0"),
+        "the branch stays: {branches}"
+    );
+    assert_eq!(w.info("dev").await.expect("info").status, AgentStatus::Idle);
+
+    // Nothing was recorded with the stale token: the item is as the cancel left it, and the
+    // worker neither completed nor failed anything.
+    let item = w.work_item("x").await.expect("item");
+    assert_eq!(item.status, Status::Cancelled);
+    assert_eq!((item.result, item.last_settle), (None, None));
+    within("the worker to be free", async {
+        loop {
+            let info = w.workers().await.pop().expect("worker");
+            if info.current_item.is_none() {
+                assert_eq!((info.completed, info.failed), (0, 0));
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let events = w.events(500, Some(Topic::Work)).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.kind == "error" || e.kind == "failed"),
+        "{events:?}"
+    );
     node.shutdown().await;
 }

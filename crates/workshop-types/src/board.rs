@@ -284,6 +284,43 @@ pub struct WorkItem {
     /// Insertion order on this board; breaks `created_at_ms` ties ("oldest first").
     pub seq: u64,
     pub metadata: BTreeMap<String, String>,
+    /// The last settle by a lease holder (`complete`/`fail` with a token), so that a repeat of
+    /// that same call is recognised and answered without a change. Kept when the item goes
+    /// back to ready for a retry; replaced by the next settle; cleared by a tokenless settle.
+    /// Last field on purpose: records written before it existed decode through
+    /// [`crate::codec::decode_item`].
+    pub last_settle: Option<Settle>,
+}
+
+/// How a lease holder settled an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SettleKind {
+    /// `complete`: the item is done.
+    Completed,
+    /// `fail`: the item failed, or went back to ready for a retry.
+    Failed,
+}
+
+impl SettleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettleKind::Completed => "completed",
+            SettleKind::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for SettleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fencing token that settled an item and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Settle {
+    pub token: u64,
+    pub kind: SettleKind,
 }
 
 impl WorkItem {
