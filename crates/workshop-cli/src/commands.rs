@@ -1,6 +1,5 @@
-//! Thin client commands on a node's data directory: `workshop board`, `workshop work ...`.
-//! They open the board directly (no node is started), so they work while no node runs; while a
-//! node holds the data directory they say so (use that node's console instead).
+//! `workshop board` and `workshop work ...` on a data directory that no node holds: they open
+//! the board directly (no node is started). While a node runs, `remote` sends them to it.
 
 use std::path::Path;
 
@@ -121,10 +120,17 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
         WorkCommand::Fail { id, error } => board.fail_work(&id, error).await?,
         WorkCommand::Cancel { id } => board.cancel(&id).await?,
     };
+    print_full(&item, json)?;
+    board.shutdown().await?;
+    Ok(())
+}
+
+/// One item in full (text or JSON).
+pub fn print_full(item: &WorkItem, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&item)?);
+        println!("{}", serde_json::to_string_pretty(item)?);
     } else {
-        print_item(&item, false)?;
+        print_item(item, false)?;
         if !item.spec.is_empty() {
             println!("spec: {}", item.spec);
         }
@@ -132,6 +138,5 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
             println!("result: {r}");
         }
     }
-    board.shutdown().await?;
     Ok(())
 }

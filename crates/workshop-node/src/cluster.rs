@@ -148,32 +148,54 @@ pub fn free_port(ip: std::net::IpAddr) -> Result<u16, ApiError> {
 /// Session events, turned into messages (the subscription's methods must not block).
 #[derive(Debug)]
 enum SessionEvent {
+    Authenticated { node_id: u64 },
     Ready { node_id: u64 },
-    Closed { peer: String, authenticated: bool },
+    Closed { node_id: u64, peer: String },
 }
 
 struct Watcher {
     tx: mpsc::UnboundedSender<SessionEvent>,
     /// Log peers whose connection closed before authentication (a wrong cookie, most often).
     log_refusals: bool,
+    authenticated: parking_lot::Mutex<std::collections::HashSet<u64>>,
+}
+
+impl Watcher {
+    fn new(tx: mpsc::UnboundedSender<SessionEvent>, log_refusals: bool) -> Self {
+        Self {
+            tx,
+            log_refusals,
+            authenticated: Default::default(),
+        }
+    }
 }
 
 impl NodeEventSubscription for Watcher {
     fn node_session_opened(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
-    fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
+    fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
+        self.authenticated.lock().insert(ses.node_id);
+        let _ = self.tx.send(SessionEvent::Authenticated {
+            node_id: ses.node_id,
+        });
+    }
     fn node_session_ready(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         let _ = self.tx.send(SessionEvent::Ready {
             node_id: ses.node_id,
         });
     }
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
-        let authenticated = ses.peer_name.is_some();
+        let authenticated = self.authenticated.lock().remove(&ses.node_id);
         if self.log_refusals && !authenticated {
-            tracing::warn!(peer = %ses.peer_addr, "connection from {} closed before authentication: wrong cookie, or not a workshop client", ses.peer_addr);
+            let name = ses
+                .peer_name
+                .as_ref()
+                .map(|n| n.name.clone())
+                .unwrap_or_else(|| "unnamed".into());
+            tracing::warn!(peer = %ses.peer_addr, "refused a connection from {} ({name}): it did not authenticate (wrong cookie, or not a workshop client)", ses.peer_addr);
         }
         let _ = self.tx.send(SessionEvent::Closed {
+            node_id: ses.node_id,
             peer: ses.peer_addr,
-            authenticated,
         });
     }
 }
@@ -216,10 +238,7 @@ pub async fn listen(addr: SocketAddr, cookie: String, name: &str) -> Result<List
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let _ = server.cast(NodeServerMessage::SubscribeToEvents {
         id: "workshop.listener".into(),
-        subscription: Box::new(Watcher {
-            tx,
-            log_refusals: true,
-        }),
+        subscription: Box::new(Watcher::new(tx, true)),
     });
     Ok(Listener {
         server,
@@ -258,10 +277,7 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
     server
         .cast(NodeServerMessage::SubscribeToEvents {
             id: "workshop.client".into(),
-            subscription: Box::new(Watcher {
-                tx,
-                log_refusals: false,
-            }),
+            subscription: Box::new(Watcher::new(tx, false)),
         })
         .map_err(|e| ApiError::Node(format!("cannot watch the connection: {e}")))?;
     ractor_cluster::client_connect(&server, addr)
@@ -273,16 +289,19 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
             other => ApiError::Node(format!("cannot connect to {addr}: {other}")),
         })?;
     let wait = async {
+        let mut authenticated = std::collections::HashSet::new();
         loop {
             match rx.recv().await {
+                Some(SessionEvent::Authenticated { node_id }) => {
+                    authenticated.insert(node_id);
+                }
                 Some(SessionEvent::Ready { node_id }) => return Ok(node_id),
-                Some(SessionEvent::Closed {
-                    authenticated: false,
-                    peer,
-                }) => {
-                    tracing::warn!(%peer, "the node at {peer} closed the connection during authentication");
+                Some(SessionEvent::Closed { node_id, peer })
+                    if !authenticated.contains(&node_id) =>
+                {
+                    tracing::warn!(%peer, "the node at {peer} refused this client during authentication");
                     return Err(ApiError::Disconnected(format!(
-                        "the node at {addr} refused the connection: wrong cookie? (the cookie comes from {COOKIE_ENV} or the node's <data dir>/{COOKIE_FILE})"
+                        "the node at {addr} refused the connection during authentication: wrong cookie? (the cookie comes from {COOKIE_ENV}, else the node's <data dir>/{COOKIE_FILE})"
                     )));
                 }
                 Some(SessionEvent::Closed { .. }) | None => {
@@ -337,3 +356,15 @@ fn next_client_id() -> u64 {
 
 /// Keep a connection alive as long as a client holds it.
 pub type SharedConnection = Arc<Connection>;
+
+/// Whether a process runs (a zombie does not count).
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            // The state follows the command name in parentheses.
+            s.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false)
+}

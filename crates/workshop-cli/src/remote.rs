@@ -1,0 +1,355 @@
+//! Commands that act on a running node through a `Client`: `workshop status`, `ask`, `board`...
+//! The node is the one at `--node ADDR`, else the one that holds `--data-dir` (found from the
+//! endpoint file it writes there). `board` and `work` open the data dir directly when no node
+//! holds it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use workshop_node::cluster;
+use workshop_node::{ApiError, Client};
+use workshop_types::Topic;
+
+use crate::commands::{self, WorkCommand};
+use crate::console::board::line;
+use crate::console::print;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Target {
+    /// The node to act on (host:port); default: the node that holds --data-dir.
+    #[arg(long, value_name = "ADDR", env = "WORKSHOP_NODE")]
+    pub node: Option<String>,
+    /// The node's data directory (its endpoint and cookie files are read from there).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".workshop",
+        env = "WORKSHOP_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Target {
+    /// `console --attach [ADDR]`: an empty ADDR means the node of the data dir.
+    pub fn attach(addr: String, data_dir: PathBuf) -> Self {
+        Self {
+            node: (!addr.is_empty()).then_some(addr),
+            data_dir,
+            json: false,
+        }
+    }
+
+    fn dir_hint(&self) -> String {
+        let abs = std::path::absolute(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        format!(
+            "is `workshop node` running? its data dir is {}",
+            abs.display()
+        )
+    }
+
+    /// Connect to the target node.
+    pub async fn client(&self) -> Result<Client, ApiError> {
+        let addr = match &self.node {
+            Some(a) => a.clone(),
+            None => match cluster::read_endpoint(&self.data_dir) {
+                Some(e) => e.addr,
+                None => {
+                    return Err(ApiError::NoNode {
+                        addr: format!(
+                            "{} (no {} there)",
+                            self.data_dir.display(),
+                            cluster::ENDPOINT_FILE
+                        ),
+                        hint: self.dir_hint(),
+                    })
+                }
+            },
+        };
+        let cookie = cluster::cookie(Some(&self.data_dir), false)?;
+        match Client::connect(&addr, cookie).await {
+            Err(ApiError::NoNode { addr, .. }) => Err(ApiError::NoNode {
+                addr,
+                hint: self.dir_hint(),
+            }),
+            other => other,
+        }
+    }
+}
+
+/// Print an error as text (stderr) or JSON (stdout: `{"error": {"code", "message"}}`).
+pub fn print_error(e: &anyhow::Error, json: bool) {
+    let (code, message) = match e.downcast_ref::<ApiError>() {
+        Some(api) => (api.code(), api.to_string()),
+        None => ("error", format!("{e:#}")),
+    };
+    if json {
+        let v = serde_json::json!({ "error": { "code": code, "message": message } });
+        println!("{v}");
+    } else {
+        eprintln!("workshop: {message}");
+    }
+}
+
+fn out<T: serde::Serialize>(
+    t: &Target,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if t.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
+pub async fn status(t: &Target) -> anyhow::Result<()> {
+    let rows = t.client().await?.status().await?;
+    out(t, &rows, |r| print::status_table(r))
+}
+
+pub async fn agents(t: &Target) -> anyhow::Result<()> {
+    let names = t.client().await?.agents().await?;
+    out(t, &names, |n| {
+        n.iter().map(|n| format!("{n}\n")).collect::<String>()
+    })
+}
+
+pub async fn ask(t: &Target, name: &str, prompt: &str) -> anyhow::Result<()> {
+    let r = t.client().await?.ask(name, prompt).await?;
+    out(t, &r, |r| format!("{}\n", r.text))
+}
+
+pub async fn cast(t: &Target, name: &str, prompt: &str) -> anyhow::Result<()> {
+    let r = t.client().await?.cast(name, prompt).await?;
+    out(t, &r.to_string(), |r| format!("{r}\n"))
+}
+
+pub async fn await_agent(t: &Target, name: &str, timeout_ms: Option<u64>) -> anyhow::Result<()> {
+    let o = t
+        .client()
+        .await?
+        .await_agent(name, timeout_ms.map(Duration::from_millis))
+        .await?;
+    out(t, &o, |o| match &o.last {
+        Some(Ok(r)) if !o.was_idle => print::turn(&o.agent, r),
+        Some(Err(e)) if !o.was_idle => format!("{}: {e}\n", o.agent),
+        _ => format!("{} is {}.\n", o.agent, o.status),
+    })
+}
+
+pub async fn workers(t: &Target) -> anyhow::Result<()> {
+    let ws = t.client().await?.workers().await?;
+    out(t, &ws, |ws| {
+        if ws.is_empty() {
+            return "No board workers.\n".into();
+        }
+        ws.iter()
+            .map(|w| {
+                format!(
+                    "{} ({}): {} done, {} failed{}\n",
+                    w.name,
+                    w.work_type,
+                    w.completed,
+                    w.failed,
+                    w.current_item
+                        .as_ref()
+                        .map(|i| format!(", working on {i}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    })
+}
+
+pub async fn events(
+    t: &Target,
+    last: u64,
+    topic: Option<String>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let topic = match topic {
+        None => None,
+        Some(s) => Some(Topic::parse(&s).ok_or_else(|| {
+            anyhow::anyhow!("unknown topic {s:?}: use agent, turn, work, workflow, schedule, store, budget, node or custom")
+        })?),
+    };
+    let client = t.client().await?;
+    let evs = client.events(last as usize, topic).await?;
+    let mut after = evs.last().map(|e| e.seq).unwrap_or(0);
+    let show = |e: &workshop_types::Event| -> anyhow::Result<()> {
+        if t.json {
+            println!("{}", serde_json::to_string(e)?);
+        } else {
+            println!("{}", e.line);
+        }
+        Ok(())
+    };
+    if evs.is_empty() && !t.json && !follow {
+        println!("No events.");
+    }
+    for e in &evs {
+        show(e)?;
+    }
+    while follow {
+        let batch = tokio::select! {
+            b = client.events_after(after, topic, Duration::from_secs(30)) => b?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        for e in &batch {
+            after = after.max(e.seq);
+            show(e)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn cost(t: &Target) -> anyhow::Result<()> {
+    let client = t.client().await?;
+    let costs = client.costs().await?;
+    let total = client.total_cost().await?;
+    if t.json {
+        let per: serde_json::Map<String, serde_json::Value> = costs
+            .iter()
+            .map(|(n, c)| (n.to_string(), serde_json::json!(c)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "agents": per, "total": total }))?
+        );
+    } else {
+        print!("{}", print::costs(&costs, total));
+    }
+    Ok(())
+}
+
+pub async fn nodes(t: &Target) -> anyhow::Result<()> {
+    let h = t.client().await?.node_info().await?;
+    let now = workshop_types::now_ms();
+    out(t, &vec![h], |hs| {
+        hs.iter()
+            .map(|h| {
+                format!(
+                    "{}  {}  up {}  {} agents  {} workers  pid {}  v{}\n",
+                    h.name,
+                    h.addr.as_deref().unwrap_or("-"),
+                    uptime(now.saturating_sub(h.started_at_ms)),
+                    h.agents,
+                    h.workers,
+                    h.pid,
+                    h.version
+                )
+            })
+            .collect()
+    })
+}
+
+fn uptime(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+pub async fn stop(t: &Target) -> anyhow::Result<()> {
+    let client = t.client().await?;
+    let info = client.node_info().await?;
+    client.stop_node().await?;
+    drop(client);
+    // Wait for the process to be gone (it removes its endpoint file on the way out).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while cluster::pid_alive(info.pid) && info.pid != std::process::id() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the node (pid {}) is still stopping after 60 s; it finishes in-flight work first",
+                info.pid
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if t.json {
+        println!(
+            "{}",
+            serde_json::json!({ "stopped": info.name, "pid": info.pid })
+        );
+    } else {
+        println!("stopped {} (pid {})", info.name, info.pid);
+    }
+    Ok(())
+}
+
+/// Whether to fall back to opening the data dir: only when no node answers for it.
+async fn node_or_dir(t: &Target) -> anyhow::Result<Option<Client>> {
+    match t.client().await {
+        Ok(c) => Ok(Some(c)),
+        Err(ApiError::NoNode { .. }) if t.node.is_none() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn board(
+    t: &Target,
+    status: Option<String>,
+    work_type: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(client) = node_or_dir(t).await? else {
+        return commands::board(&t.data_dir, status, work_type, t.json).await;
+    };
+    let items = client
+        .board(status.as_deref(), work_type.as_deref())
+        .await?;
+    if items.is_empty() && !t.json {
+        println!("Board is empty.");
+    }
+    for i in &items {
+        if t.json {
+            println!("{}", serde_json::to_string(i)?);
+        } else {
+            println!("{}", line(i));
+        }
+    }
+    Ok(())
+}
+
+pub async fn work(t: &Target, cmd: WorkCommand) -> anyhow::Result<()> {
+    let Some(client) = node_or_dir(t).await? else {
+        return commands::work(&t.data_dir, cmd, t.json).await;
+    };
+    let item = match cmd {
+        WorkCommand::Add {
+            id,
+            title,
+            work_type,
+            spec,
+            priority,
+            depends_on,
+        } => {
+            client
+                .work(
+                    &id,
+                    &title,
+                    workshop_node::WorkOptions {
+                        work_type: Some(work_type),
+                        spec: Some(spec),
+                        priority: Some(priority),
+                        depends_on,
+                        ..Default::default()
+                    },
+                )
+                .await?
+        }
+        WorkCommand::Show { id } => match client.work_item(&id).await? {
+            Some(i) => i,
+            None => anyhow::bail!("no work item {id}; `workshop board` lists them"),
+        },
+        WorkCommand::Complete { id, result } => client.complete_work(&id, Some(result)).await?,
+        WorkCommand::Fail { id, error } => client.fail_work(&id, Some(error)).await?,
+        WorkCommand::Cancel { id } => client.cancel_work(&id).await?,
+    };
+    commands::print_full(&item, t.json)
+}
