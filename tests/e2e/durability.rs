@@ -21,7 +21,7 @@ fn start_node(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, boo
     let ready = BufReader::new(stderr)
         .lines()
         .map_while(Result::ok)
-        .any(|l| l.contains("workshop node running"));
+        .any(|l| l.contains("workshop node listening"));
     (node, ready)
 }
 

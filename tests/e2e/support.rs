@@ -7,6 +7,10 @@ use std::process::{Command, Output, Stdio};
 pub fn workshop() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_workshop"));
     c.env_remove("WORKSHOP_LOG");
+    // Tests run in parallel: every node listens on a free port (found via its endpoint file).
+    c.env("WORKSHOP_LISTEN", "127.0.0.1:0");
+    c.env_remove("WORKSHOP_COOKIE");
+    c.env_remove("WORKSHOP_NODE");
     c
 }
 
