@@ -192,6 +192,11 @@ enum Op {
         token: u64,
         lease_ms: u64,
     },
+    Release {
+        id: String,
+        token: u64,
+        reason: String,
+    },
     Complete {
         id: String,
         token: u64,
@@ -407,6 +412,16 @@ impl DurableBoard {
             id: id.into(),
             token,
             lease_ms,
+        })
+        .await
+    }
+
+    /// Hands a leased item back unfinished: ready again at once, no attempt counted.
+    pub async fn release(&self, id: &str, token: u64, reason: &str) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::Release {
+            id: id.into(),
+            token,
+            reason: reason.into(),
         })
         .await
     }
@@ -906,6 +921,7 @@ fn apply(
             Ok(Reply::MaybeItem(out.value))
         }
         Op::Start { id, token } => item(board.start(&id, token, now), changes),
+        Op::Release { id, token, reason } => item(board.release(&id, token, reason), changes),
         Op::Heartbeat {
             id,
             token,

@@ -105,6 +105,8 @@ pub enum ChangeKind {
     /// A dependent (transitively) of a failed or cancelled item.
     Blocked,
     Removed,
+    /// Handed back by its lease holder (a node stopping): ready again, no attempt counted.
+    Released,
 }
 
 /// One changed item: its state after the operation (`None` when removed).
@@ -807,6 +809,29 @@ impl Board {
         }
         let mut changes = Vec::with_capacity(1);
         self.put_change(ChangeKind::Heartbeat, item.clone(), &mut changes);
+        Ok(Outcome {
+            value: item,
+            changes,
+        })
+    }
+
+    /// The lease holder gives the item back unfinished (its node is stopping): claimed or
+    /// in_progress -> ready, with no attempt counted and the token retired.
+    pub fn release(
+        &mut self,
+        id: &str,
+        token: u64,
+        reason: impl Into<String>,
+    ) -> Result<Outcome<WorkItem>, BoardError> {
+        let mut item = self.leased_item(id, token)?;
+        let holder = item.lease.take().map(|l| l.holder).unwrap_or_default();
+        item.status = Status::Ready;
+        item.claimed_by = None;
+        item.claimed_at_ms = None;
+        item.started_at_ms = None;
+        item.error = Some(format!("released by {holder}: {}", reason.into()));
+        let mut changes = Vec::with_capacity(1);
+        self.put_change(ChangeKind::Released, item.clone(), &mut changes);
         Ok(Outcome {
             value: item,
             changes,

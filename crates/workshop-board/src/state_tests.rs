@@ -830,3 +830,31 @@ fn next_wake_is_the_earliest_pending_backoff() {
     assert!(b.backoffs_passed(0, u64::MAX).is_empty());
     b.check_invariants().unwrap();
 }
+
+#[test]
+fn release_hands_the_item_back_without_counting_an_attempt() {
+    let mut b = Board::new();
+    add(&mut b, "a", &[]);
+    let t = claim(&mut b, "a");
+    ok(b.start("a", t, 300));
+    let out = ok(b.release("a", t, "node stopping"));
+    assert_eq!(kinds(&out.changes), vec![(ChangeKind::Released, "a".into())]);
+    let a = b.get("a").unwrap();
+    assert_eq!(a.status, Status::Ready);
+    assert_eq!(a.attempts, 0);
+    assert!(a.lease.is_none() && a.claimed_by.is_none());
+    assert!(a.error.as_deref().unwrap().contains("node stopping"));
+    // The token is retired: neither it nor a second release settles anything.
+    assert!(matches!(
+        b.complete("a", t, "late", 400),
+        Err(BoardError::StaleToken { .. })
+    ));
+    assert!(matches!(
+        b.release("a", t, "again"),
+        Err(BoardError::StaleToken { .. })
+    ));
+    // Ready again for anyone.
+    let t2 = claim(&mut b, "a");
+    assert!(t2 > t);
+    b.check_invariants().unwrap();
+}
