@@ -9,7 +9,7 @@ use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Back
 
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
-use crate::persist::NodeDb;
+use crate::persist::{NodeDb, RowWriterStats};
 use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
 use workshop_board::durable::{DurableBoard, DurableOptions};
@@ -89,8 +89,16 @@ impl Node {
         })
     }
 
+    /// Counters of the agents' status row writer (a durable node only), for tests and benches.
+    pub fn row_writer_stats(&self) -> Option<RowWriterStats> {
+        self.workshop.db().map(|db| db.row_writer_stats())
+    }
+
     /// Stop every agent (the registry keeps them for the next start), then stop the tree.
     pub async fn shutdown(self) {
+        // Once the agents are stopped, `stop_agents` syncs the node database, which first
+        // writes the status rows still queued for the background writer: a clean stop loses
+        // none (persist/rows.rs).
         self.workshop.stop_agents().await;
         self.sweeper.abort();
         if let Err(e) = self.workshop.board_handle().shutdown().await {
