@@ -4,8 +4,8 @@
 //! are JSON text, since they are arbitrary user data). Acknowledged operations (agent created or
 //! dismissed, store writes) are flushed and then `fdatasync`ed before they return: sled 0.34.7's
 //! `flush()` only issues `sync_file_range`, which survives a killed process but not a machine
-//! crash. Agents' status rows go through a background writer that coalesces and batches them
-//! (`rows.rs`, which states their durability contract).
+//! crash. Agents' status rows and the event tail go through a background writer that coalesces
+//! and batches them (`rows.rs`, which states their durability contract).
 
 use std::path::{Path, PathBuf};
 
@@ -81,13 +81,14 @@ impl NodeDb {
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| db_err(dir, e));
         let agents = tree("agents")?;
-        let rows = RowWriter::start(db.clone(), agents.clone())
+        let events = tree("events")?;
+        let rows = RowWriter::start(db.clone(), agents.clone(), events.clone())
             .map_err(|e| db_err(dir, format!("cannot start the status row writer: {e}")))?;
         Ok(Self {
             agents,
             rows,
             store: tree("store")?,
-            events: tree("events")?,
+            events,
             schedules: tree("schedules")?,
             workflows: tree("workflows")?,
             workers: tree("workers")?,
@@ -325,18 +326,11 @@ impl NodeDb {
 
     // ------------------------------------------------------------ events
 
-    /// Append to the persisted tail (key: big-endian sequence number), trimming to EVENT_TAIL.
+    /// Append to the persisted tail (key: big-endian sequence number), trimmed to EVENT_TAIL.
+    /// Encoded here, written and flushed by the background writer (`rows.rs`).
     pub fn append_event(&self, ev: &Event) -> Result<(), ApiError> {
         let bytes = codec::encode(ev).map_err(|e| db_err(&self.dir, e))?;
-        self.events
-            .insert(ev.seq.to_be_bytes(), bytes)
-            .map_err(|e| db_err(&self.dir, e))?;
-        if ev.seq > EVENT_TAIL as u64 {
-            let cut = (ev.seq - EVENT_TAIL as u64).to_be_bytes();
-            for k in self.events.range(..cut).keys().flatten() {
-                let _ = self.events.remove(k);
-            }
-        }
+        self.rows.queue_event(ev.seq, bytes);
         Ok(())
     }
 
@@ -350,7 +344,7 @@ impl NodeDb {
     }
 
     pub fn clear_events(&self) -> Result<(), ApiError> {
-        self.events.clear().map_err(|e| db_err(&self.dir, e))
+        self.rows.clear_events().map_err(|e| db_err(&self.dir, e))
     }
 }
 

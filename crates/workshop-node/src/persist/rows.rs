@@ -1,10 +1,14 @@
-//! The background writer of the agents' status rows (one thread per node database).
+//! The background writer of the agents' status rows and of the event tail (one thread per node
+//! database).
 //!
 //! An agent reports its row about three times per turn. A sled flush per report, on the agent's
 //! own thread, cost ≈ 350 µs per ask (BENCHMARKS.md, issue 9). So the hooks only hand the row
 //! over: the writer keeps the latest row per agent (a newer row replaces a queued one), and
 //! writes whatever accumulated as one batch followed by one sled flush. While a flush runs, new
-//! rows accumulate for the next batch (group commit, no timer).
+//! rows accumulate for the next batch (group commit, no timer). The event log hands its
+//! persisted events over the same way (a sled insert and a trim per event were a fifth of a
+//! durable node's CPU per ask); they are flushed with the batch, where before they waited for
+//! sled's 500 ms background flush.
 //!
 //! Durability contract of a status row (session id, cost, turns, turn in flight):
 //! - **Best-effort latest after a crash.** A killed process loses at most the rows queued since
@@ -27,7 +31,7 @@
 //!   `Node::shutdown`, calls after the agents stopped) first writes every queued row, and
 //!   dropping the database drains the writer before its thread ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -36,7 +40,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use workshop_proto::codec;
 use workshop_types::{AgentName, AgentRow, AgentSpec};
 
-use super::AgentRecord;
+use super::{AgentRecord, EVENT_TAIL};
 
 /// A status row waiting for the writer (the spec is shared, not copied, on the agent's thread).
 pub struct PendingRow {
@@ -87,7 +91,15 @@ pub struct RowWriterStats {
 #[derive(Default)]
 struct Queue {
     rows: HashMap<AgentName, PendingRow>,
+    /// Encoded events by sequence number, at most the last `EVENT_TAIL`.
+    events: VecDeque<(u64, Vec<u8>)>,
     closed: bool,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.events.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -109,13 +121,19 @@ struct Shared {
     counters: Counters,
     db: sled::Db,
     agents: sled::Tree,
+    events: sled::Tree,
 }
 
 impl Shared {
-    /// Take every queued row and write it (no flush). The caller holds `apply`.
+    /// Take every queued row and event and write them (no flush); returns how many. The caller
+    /// holds `apply`.
     fn write_queued(&self, _apply: &MutexGuard<'_, ()>) -> usize {
-        let rows = std::mem::take(&mut self.queue.lock().rows);
-        let n = rows.len();
+        let (rows, events) = {
+            let mut q = self.queue.lock();
+            (std::mem::take(&mut q.rows), std::mem::take(&mut q.events))
+        };
+        let n = rows.len() + events.len();
+        self.write_events(events);
         let mut written = 0;
         for row in rows.into_values() {
             match self.insert(&row.record()) {
@@ -130,6 +148,29 @@ impl Shared {
         n
     }
 
+    /// Append events to the persisted tail and trim it to the last `EVENT_TAIL`.
+    fn write_events(&self, events: VecDeque<(u64, Vec<u8>)>) {
+        let Some(last) = events.back().map(|(seq, _)| *seq) else {
+            return;
+        };
+        let mut failed = 0;
+        for (seq, bytes) in events {
+            if self.events.insert(seq.to_be_bytes(), bytes).is_err() {
+                failed += 1;
+            }
+        }
+        if last > EVENT_TAIL as u64 {
+            let cut = (last - EVENT_TAIL as u64).to_be_bytes();
+            for k in self.events.range(..cut).keys().flatten() {
+                let _ = self.events.remove(k);
+            }
+        }
+        if failed > 0 {
+            self.counters.errors.fetch_add(failed, Ordering::Relaxed);
+            tracing::warn!(failed, "events not persisted");
+        }
+    }
+
     fn insert(&self, rec: &AgentRecord) -> Result<(), String> {
         let bytes = codec::encode(rec).map_err(|e| e.to_string())?;
         self.agents
@@ -142,10 +183,10 @@ impl Shared {
         loop {
             {
                 let mut q = self.queue.lock();
-                while q.rows.is_empty() && !q.closed {
+                while q.is_empty() && !q.closed {
                     self.wake.wait(&mut q);
                 }
-                if q.rows.is_empty() && q.closed {
+                if q.is_empty() && q.closed {
                     return;
                 }
             }
@@ -171,7 +212,7 @@ pub struct RowWriter {
 }
 
 impl RowWriter {
-    pub fn start(db: sled::Db, agents: sled::Tree) -> std::io::Result<Self> {
+    pub fn start(db: sled::Db, agents: sled::Tree, events: sled::Tree) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -179,6 +220,7 @@ impl RowWriter {
             counters: Counters::default(),
             db,
             agents,
+            events,
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -194,12 +236,33 @@ impl RowWriter {
     pub fn queue(&self, row: PendingRow) {
         self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
         let mut q = self.shared.queue.lock();
-        let wake = q.rows.is_empty();
+        let wake = q.is_empty();
         q.rows.insert(row.spec.name.clone(), row);
         drop(q);
         if wake {
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Hand an encoded event to the writer (only the last `EVENT_TAIL` queued are kept).
+    pub fn queue_event(&self, seq: u64, bytes: Vec<u8>) {
+        let mut q = self.shared.queue.lock();
+        let wake = q.is_empty();
+        q.events.push_back((seq, bytes));
+        if q.events.len() > EVENT_TAIL {
+            q.events.pop_front();
+        }
+        drop(q);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Clear the persisted events, and those still queued.
+    pub fn clear_events(&self) -> Result<(), String> {
+        let _apply = self.shared.apply.lock();
+        self.shared.queue.lock().events.clear();
+        self.shared.events.clear().map_err(|e| e.to_string())
     }
 
     /// Write `rec` now (superseding the agent's queued row); the caller flushes.
@@ -385,5 +448,35 @@ mod tests {
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(all.len(), 3);
         assert!(all.iter().all(|r| r.turns == 7), "{all:?}");
+    }
+
+    fn event(seq: u64) -> workshop_types::Event {
+        workshop_types::Event {
+            seq,
+            at_ms: 0,
+            topic: workshop_types::Topic::Agent,
+            kind: "k".into(),
+            subject: None,
+            line: format!("event {seq}"),
+        }
+    }
+
+    #[test]
+    fn the_event_tail_is_written_in_the_background_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = NodeDb::open(dir.path()).expect("open");
+            for seq in 1..=300 {
+                db.append_event(&event(seq)).expect("append");
+            }
+            // Cleared events, written or still queued, stay cleared.
+            db.clear_events().expect("clear");
+            for seq in 1..=1200 {
+                db.append_event(&event(seq)).expect("append");
+            }
+        }
+        let db = NodeDb::open(dir.path()).expect("reopen");
+        let seqs: Vec<u64> = db.event_tail().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (701..=1200).collect::<Vec<u64>>());
     }
 }
