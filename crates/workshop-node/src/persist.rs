@@ -141,6 +141,17 @@ impl NodeDb {
         Ok(())
     }
 
+    /// Write the status rows still queued and flush them (sled flush, on sled's thread pool,
+    /// not the caller's). A cast is acknowledged after this, so the turn it started is on disk.
+    pub async fn flush_rows(&self) -> Result<(), ApiError> {
+        self.rows.drain();
+        self.db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| db_err(&self.dir, e))
+    }
+
     /// Counters of the status row writer.
     pub fn row_writer_stats(&self) -> RowWriterStats {
         self.rows.stats()
@@ -345,6 +356,17 @@ impl NodeDb {
 
     pub fn clear_events(&self) -> Result<(), ApiError> {
         self.rows.clear_events().map_err(|e| db_err(&self.dir, e))
+    }
+}
+
+impl crate::Workshop {
+    /// On a durable node, the status rows reported so far are on disk (survive a killed
+    /// process) when this returns; see `persist/rows.rs`.
+    pub(crate) async fn rows_durable(&self) -> Result<(), ApiError> {
+        match self.db() {
+            Some(db) => db.flush_rows().await,
+            None => Ok(()),
+        }
     }
 }
 

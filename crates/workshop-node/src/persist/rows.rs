@@ -14,15 +14,19 @@
 //! - **Best-effort latest after a crash.** A killed process loses at most the rows queued since
 //!   the writer's last flush began, i.e. the last batch: typically the last row change of the
 //!   agents that changed within the last flush (≈ 0.3–1 ms of sled flush here). After a restart
-//!   an agent's cost and turns may therefore lag by the last turn (less spend counted, so a
-//!   budget may be overrun by at most that turn's cost), and a turn started within that window
-//!   may not be reported as interrupted. Like the per-row flush before it, a batch survives a
-//!   killed process, not a machine crash (sled's flush does not `fdatasync`).
+//!   an agent's cost and turns may therefore lag by the turns that ended in that window (less
+//!   spend counted: a budget may be overrun by that much), and a turn started by an `ask` in that
+//!   window may not be reported as interrupted. Like the per-row flush before it, a batch
+//!   survives a killed process, not a machine crash (sled's flush does not `fdatasync`).
 //! - **A new session id is durable before the agent replies.** The row that carries it (the
 //!   first turn of a session, a reset, a resumed session replaced) is written and flushed in
 //!   `NodeHooks::row_changed`, before the caller hears back, because losing it loses the
 //!   conversation on resume. This is the one flush left on an agent's thread: once per session,
 //!   not per turn.
+//! - **A cast is acknowledged once the row it changed is on disk** (the turn it started, if
+//!   any): `Workshop::cast` waits for `NodeDb::flush_rows` (on the caller's task; sled flushes on
+//!   its own thread pool), so a kill -9 after a cast returned still reports that turn
+//!   interrupted after the restart.
 //! - **Creation and dismissal** never go through the writer: `Workshop` writes them and
 //!   `fdatasync`s before it answers. A dismissal also drops the agent's queued row, under the
 //!   same lock the writer holds while it writes a batch, so a late row cannot bring a dismissed
@@ -478,5 +482,30 @@ mod tests {
         let db = NodeDb::open(dir.path()).expect("reopen");
         let seqs: Vec<u64> = db.event_tail().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (701..=1200).collect::<Vec<u64>>());
+    }
+
+    #[tokio::test]
+    async fn a_cast_is_acknowledged_once_the_turn_it_started_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = crate::Node::open(dir.path()).await.expect("open");
+        let w = &node.workshop;
+        let hang = workshop_types::ScriptStep {
+            hang: true,
+            ..Default::default()
+        };
+        let options = AgentOptions {
+            script: Some(vec![hang]),
+            ..Default::default()
+        };
+        w.agent("h", None, options).await.expect("agent");
+        w.cast("h", "long job").await.expect("cast");
+        // No wait: the row naming the turn is in sled (and flushed) when the cast returns.
+        let db = w.db().expect("a durable node");
+        let rec = db
+            .agent(&AgentName::new("h").expect("name"))
+            .expect("read")
+            .expect("the agent's record");
+        assert_eq!(rec.task.as_deref(), Some("long job"));
+        node.shutdown().await;
     }
 }
