@@ -68,15 +68,18 @@ async fn a_clean_stop_writes_the_queued_row_of_a_turn_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let node = Node::open(dir.path()).await.expect("open");
-        let w = &node.workshop;
+        let w = node.workshop.clone();
         w.agent("h", None, script(vec![hang()]))
             .await
             .expect("agent");
-        w.cast("h", "long job").await.expect("cast");
-        // The row naming the turn was handed to the writer when the turn started, before the
-        // agent answers this.
-        until_info(w, "h", "the turn started", |i| i.task.is_some()).await;
+        // An ask (unlike a cast) is not acknowledged until its turn ends, so the row naming
+        // the turn is only handed to the writer; the stop must write it.
+        let asker = w.clone();
+        let ask = tokio::spawn(async move { asker.ask("h", "long job").await });
+        until_info(&w, "h", "the turn started", |i| i.task.is_some()).await;
         node.shutdown().await;
+        let interrupted = within("the ask's answer", ask).await.expect("the ask task");
+        assert!(interrupted.is_err(), "{interrupted:?}");
     }
     let node = Node::open(dir.path()).await.expect("reopen");
     let w = &node.workshop;

@@ -164,8 +164,9 @@ impl Shared {
             }
         }
         if last > EVENT_TAIL as u64 {
+            // Keep exactly the last EVENT_TAIL sequence numbers.
             let cut = (last - EVENT_TAIL as u64).to_be_bytes();
-            for k in self.events.range(..cut).keys().flatten() {
+            for k in self.events.range(..=cut).keys().flatten() {
                 let _ = self.events.remove(k);
             }
         }
