@@ -6,7 +6,10 @@ use workshop_types::{AgentName, AgentRow, Topic};
 pub trait AgentHooks: Send + Sync + 'static {
     /// Publish an event (`line` is the formatted text, AgentWorkshop style).
     fn publish(&self, topic: Topic, kind: &str, subject: &str, line: String);
-    /// The agent's status row changed (status, task, queue, cost, turns).
+    /// The agent's status row changed (status, task, queue, cost, turns). Called on the agent's
+    /// thread, before it replies to the request that changed the row, about three times per
+    /// turn: keep it cheap (the node only updates its directory and queues the row for a
+    /// background writer; it flushes here only for a new session id).
     fn row_changed(&self, row: AgentRow);
 }
 

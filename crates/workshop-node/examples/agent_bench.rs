@@ -2,7 +2,7 @@
 //! orchestration overhead of one `ask` turn, each next to a bare ractor baseline.
 //!
 //! ```text
-//! cargo run --release -p workshop-node --example agent_bench -- [--agents 10000,100000] [--asks 20000] [--only-ask] [--current-thread]
+//! cargo run --release -p workshop-node --example agent_bench -- [--agents 10000,100000] [--asks 20000] [--only-ask] [--only-durable] [--current-thread]
 //! ```
 //!
 //! Every memory case runs in a fresh child process (this binary re-executed with `--case`), so
@@ -13,6 +13,11 @@
 //! - `ractor`: a trivial ractor actor (`State = u64`), as research/perf.md §4a.
 //! - `actor`: the agent actor alone (`AgentActor` + script session + `NoHooks`), no node.
 //! - `node`: `workshop.agent(name, ..)` on a real node: actor + directory entry + events.
+//!
+//! The durable case (issue 9; `--only-durable` runs it alone) measures `workshop.ask` on an
+//! ephemeral node and on a durable node (a temporary data dir) in the same process,
+//! interleaved in blocks, and prints the ratio: what persisting the agent's status row costs
+//! an ask.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -283,6 +288,122 @@ async fn case_ask(asks: usize) -> Result<Vec<(&'static str, Latency)>, AnyErr> {
     ])
 }
 
+/// Figures of one series: p50, p90, p99 and mean (µs).
+struct Spread {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    mean: f64,
+}
+
+fn spread(mut v: Vec<Duration>) -> Spread {
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(Duration::as_secs_f64).sum::<f64>() / n * 1e6;
+    v.sort();
+    Spread {
+        p50: percentile(&v, 0.50),
+        p90: percentile(&v, 0.90),
+        p99: percentile(&v, 0.99),
+        mean,
+    }
+}
+
+struct DurableFigures {
+    ephemeral: Spread,
+    durable: Spread,
+    rows: workshop_node::persist::RowWriterStats,
+}
+
+/// `workshop.ask` (script backend, answers at once) on an ephemeral node and on a durable node
+/// (temporary data dir), same process, alternating blocks of 1000 so machine noise hits both.
+async fn case_durable(asks: usize) -> Result<DurableFigures, AnyErr> {
+    let dir = tempfile::tempdir()?;
+    let eph = Node::start().await?;
+    let dur = Node::open(dir.path()).await?;
+    for n in [&eph, &dur] {
+        n.workshop
+            .agent("bench", None, AgentOptions::default())
+            .await?;
+    }
+    for _ in 0..2000 {
+        eph.workshop.ask("bench", "x").await?;
+        dur.workshop.ask("bench", "x").await?;
+    }
+    for n in [&eph, &dur] {
+        n.workshop.reset("bench").await?;
+    }
+    let before = dur
+        .row_writer_stats()
+        .ok_or("the durable node has no row writer")?;
+    let (mut e, mut d) = (Vec::with_capacity(asks), Vec::with_capacity(asks));
+    let block = 1000;
+    for _ in 0..asks.div_ceil(block) {
+        for (node, out) in [(&eph, &mut e), (&dur, &mut d)] {
+            for _ in 0..block {
+                let s = Instant::now();
+                node.workshop.ask("bench", "x").await?;
+                out.push(s.elapsed());
+            }
+        }
+    }
+    let after = dur
+        .row_writer_stats()
+        .ok_or("the durable node has no row writer")?;
+    eph.shutdown().await;
+    dur.shutdown().await;
+    let rows = workshop_node::persist::RowWriterStats {
+        queued: after.queued - before.queued,
+        written: after.written - before.written,
+        flushes: after.flushes - before.flushes,
+        immediate: after.immediate - before.immediate,
+        errors: after.errors - before.errors,
+    };
+    Ok(DurableFigures {
+        ephemeral: spread(e),
+        durable: spread(d),
+        rows,
+    })
+}
+
+fn print_durable(asks: usize, flavor: &str, f: &DurableFigures) {
+    println!(
+        "\nask overhead, ephemeral vs durable node, {asks} sequential asks each (µs, {flavor}), \
+         alternating blocks of 1000"
+    );
+    println!(
+        "{:<44} {:>8} {:>8} {:>8} {:>8}",
+        "what", "p50", "p90", "p99", "mean"
+    );
+    for (what, s) in [
+        ("workshop.ask, ephemeral node", &f.ephemeral),
+        ("workshop.ask, durable node (temp data dir)", &f.durable),
+    ] {
+        println!(
+            "{what:<44} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            s.p50, s.p90, s.p99, s.mean
+        );
+    }
+    println!(
+        "{:<44} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "ratio durable / ephemeral",
+        f.durable.p50 / f.ephemeral.p50,
+        f.durable.p90 / f.ephemeral.p90,
+        f.durable.p99 / f.ephemeral.p99,
+        f.durable.mean / f.ephemeral.mean
+    );
+    let r = &f.rows;
+    println!(
+        "durable node's status rows while measured: {} changes queued, {} written, {} flushes \
+         ({:.1} changes per flush), {} flushed at once (new session id), {} errors",
+        r.queued,
+        r.written,
+        r.flushes,
+        r.queued as f64 / r.flushes.max(1) as f64,
+        r.immediate,
+        r.errors
+    );
+}
+
 // ------------------------------------------------------------------ driver
 
 fn machine() -> String {
@@ -390,7 +511,8 @@ fn main() -> Result<(), AnyErr> {
         "{:<44} {:>8} {:>10} {:>12} {:>12} {:>8}",
         "case", "count", "spawn s", "spawns/s", "B/agent", "ratio"
     );
-    let only_ask = args.iter().any(|a| a == "--only-ask");
+    let only_durable = args.iter().any(|a| a == "--only-durable");
+    let only_ask = only_durable || args.iter().any(|a| a == "--only-ask");
     for &n in counts.iter().filter(|_| !only_ask) {
         let mut base = 0.0;
         for (case, label) in [
@@ -419,6 +541,11 @@ fn main() -> Result<(), AnyErr> {
     } else {
         "multi-thread runtime"
     };
+    if only_durable {
+        let f = rt.block_on(case_durable(asks))?;
+        print_durable(asks, flavor, &f);
+        return Ok(());
+    }
     println!(
         "\nask overhead over {asks} sequential asks (µs, {flavor}), interleaved in blocks of 1000"
     );
@@ -432,5 +559,7 @@ fn main() -> Result<(), AnyErr> {
             l.p50, l.p99, l.p999, l.per_sec
         );
     }
+    let f = rt.block_on(case_durable(asks))?;
+    print_durable(asks, flavor, &f);
     Ok(())
 }

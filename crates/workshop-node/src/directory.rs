@@ -1,5 +1,7 @@
 //! The agent directory: name -> actor, and each agent's status row, kept current by the agents
 //! themselves (through `NodeHooks`) so `status()` reads a table instead of calling every agent.
+//! On a durable node a changed row is handed to the node database's background writer
+//! (`persist/rows.rs`); the agent's thread does no disk work for it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use workshop_proto::agent::AgentMsg;
 use workshop_types::{AgentName, AgentRow, AgentSpec, AgentStatus, Topic};
 
 use crate::event_log::EventLogHandle;
-use crate::persist::{AgentRecord, NodeDb};
+use crate::persist::{NodeDb, PendingRow};
 
 pub struct Entry {
     pub actor: ActorRef<AgentMsg>,
@@ -102,14 +104,23 @@ impl Directory {
         self.len() == 0
     }
 
-    /// Returns the spec when the row was current (so the caller can persist it).
-    fn update(&self, incarnation: u64, row: AgentRow) -> Option<Arc<AgentSpec>> {
+    /// Replace the row of the current incarnation. `persist` runs under the directory's write
+    /// lock, with the spec, the old row and the new one: a dismissal removes the entry under the
+    /// same lock before it deletes the record, so a row persisted here cannot outlive it.
+    /// Returns `persist`'s result when the row was current.
+    fn update_with<R>(
+        &self,
+        incarnation: u64,
+        row: AgentRow,
+        persist: impl FnOnce(&Arc<AgentSpec>, &AgentRow, &AgentRow) -> R,
+    ) -> Option<R> {
         let mut entries = self.entries.write();
         let e = entries.get_mut(&row.name)?;
         if e.incarnation == incarnation && e.row.status != AgentStatus::Crashed {
+            let out = persist(&e.spec, &e.row, &row);
             *self.total_cost.lock() += row.cost_usd - e.row.cost_usd;
             e.row = row;
-            return Some(e.spec.clone());
+            return Some(out);
         }
         None
     }
@@ -151,32 +162,37 @@ impl AgentHooks for NodeHooks {
     fn publish(&self, topic: Topic, kind: &str, subject: &str, line: String) {
         self.events.publish(topic, kind, Some(subject), line);
     }
+    /// Updates the directory and hands the row to the node database's background writer: no
+    /// disk work on the agent's thread, except for a row that carries a new session id (or a
+    /// reset, which clears it), which is written and flushed before the agent replies (see
+    /// `persist/rows.rs` for the durability contract).
     fn row_changed(&self, row: AgentRow) {
         let Some(db) = &self.db else {
-            self.directory.update(self.incarnation, row);
+            self.directory
+                .update_with(self.incarnation, row, |_, _, _| ());
             return;
         };
-        let (session_id, cost_usd, turns, task) = (
-            row.session_id.clone(),
-            row.cost_usd,
-            row.turns,
-            row.task.clone(),
-        );
-        if let Some(spec) = self.directory.update(self.incarnation, row) {
-            // Flushed so a killed process still knows which turn was in flight; creation and
-            // dismissal also fdatasync (see persist.rs).
-            let rec = AgentRecord {
-                spec: (*spec).clone(),
-                session_id,
-                cost_usd,
-                turns,
-                task,
-            };
-            if let Err(e) = db
-                .put_agent(&rec)
-                .and_then(|()| db.flush_for_process_crash())
-            {
-                tracing::error!(agent = %rec.spec.name, error = %e, "cannot persist agent");
+        let flush = self
+            .directory
+            .update_with(self.incarnation, row, |spec, old, new| {
+                let pending = PendingRow::new(spec.clone(), new);
+                if new.session_id == old.session_id && new.turns >= old.turns {
+                    db.queue_row(pending);
+                    return None;
+                }
+                match db.put_row_now(&pending) {
+                    Ok(()) => Some(new.name.clone()),
+                    Err(e) => {
+                        tracing::error!(agent = %new.name, error = %e, "cannot persist the agent's status row");
+                        None
+                    }
+                }
+            })
+            .flatten();
+        // Flushed outside the directory's lock, still before the agent replies.
+        if let Some(name) = flush {
+            if let Err(e) = db.flush_for_process_crash() {
+                tracing::error!(agent = %name, error = %e, "cannot persist the agent's status row");
             }
         }
     }

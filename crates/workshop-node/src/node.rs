@@ -12,7 +12,7 @@ use crate::client::Client;
 use crate::cluster::{self, Listener};
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
-use crate::persist::NodeDb;
+use crate::persist::{NodeDb, RowWriterStats};
 use crate::server::{Identity, NodeActor, NodeActorArgs};
 use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
@@ -156,7 +156,16 @@ impl Node {
         Ok(bound)
     }
 
+    /// Counters of the agents' status row writer (a durable node only), for tests and benches.
+    pub fn row_writer_stats(&self) -> Option<RowWriterStats> {
+        self.workshop.db().map(|db| db.row_writer_stats())
+    }
+
     /// Stop every agent (the registry keeps them for the next start), then stop the tree.
+    ///
+    /// Once the agents are stopped, `stop_agents` syncs the node database, which first writes
+    /// the status rows still queued for the background writer: a clean stop loses none
+    /// (persist/rows.rs).
     pub async fn shutdown(mut self) {
         if let (Some(dir), Some(_)) = (&self.data_dir, &self.listener) {
             cluster::remove_endpoint(dir);

@@ -4,7 +4,8 @@
 //! are JSON text, since they are arbitrary user data). Acknowledged operations (agent created or
 //! dismissed, store writes) are flushed and then `fdatasync`ed before they return: sled 0.34.7's
 //! `flush()` only issues `sync_file_range`, which survives a killed process but not a machine
-//! crash.
+//! crash. Agents' status rows and the event tail go through a background writer that coalesces
+//! and batches them (`rows.rs`, which states their durability contract).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,10 @@ use crate::worker::WorkerSpec;
 use crate::ApiError;
 use crate::{GlobalConfig, Profile};
 use workshop_workflow::Workflow;
+
+mod rows;
+use rows::RowWriter;
+pub use rows::{PendingRow, RowWriterStats};
 
 /// One agent as the registry keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +48,7 @@ pub struct NodeDb {
     workers: sled::Tree,
     profiles: sled::Tree,
     meta: sled::Tree,
+    rows: RowWriter,
 }
 
 fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -74,10 +80,15 @@ impl NodeDb {
                 other => db_err(dir, other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| db_err(dir, e));
+        let agents = tree("agents")?;
+        let events = tree("events")?;
+        let rows = RowWriter::start(db.clone(), agents.clone(), events.clone())
+            .map_err(|e| db_err(dir, format!("cannot start the status row writer: {e}")))?;
         Ok(Self {
-            agents: tree("agents")?,
+            agents,
+            rows,
             store: tree("store")?,
-            events: tree("events")?,
+            events,
             schedules: tree("schedules")?,
             workflows: tree("workflows")?,
             workers: tree("workers")?,
@@ -88,8 +99,10 @@ impl NodeDb {
         })
     }
 
-    /// Make everything written so far durable: sled flush, then fdatasync of its log file.
+    /// Make everything written so far durable: the status rows still queued are written, then
+    /// sled flush, then fdatasync of its log file.
     pub async fn sync(&self) -> Result<(), ApiError> {
+        self.rows.drain();
         self.db
             .flush_async()
             .await
@@ -101,8 +114,7 @@ impl NodeDb {
             .map_err(|e| db_err(&self.dir, format!("fdatasync failed: {e}")))
     }
 
-    /// sled flush only: survives a killed process (not a machine crash). Used for the agent
-    /// rows written on every turn start and end, so a kill -9 mid-turn is seen after restart.
+    /// sled flush only: survives a killed process (not a machine crash).
     pub fn flush_for_process_crash(&self) -> Result<(), ApiError> {
         self.db
             .flush()
@@ -110,12 +122,39 @@ impl NodeDb {
             .map_err(|e| db_err(&self.dir, e))
     }
 
+    /// Write an agent's record now (it supersedes the agent's queued status row; the caller
+    /// syncs).
     pub fn put_agent(&self, rec: &AgentRecord) -> Result<(), ApiError> {
-        let bytes = codec::encode(rec).map_err(|e| db_err(&self.dir, e))?;
-        self.agents
-            .insert(rec.spec.name.as_str().as_bytes(), bytes)
-            .map_err(|e| db_err(&self.dir, e))?;
+        self.rows.put_now(rec).map_err(|e| db_err(&self.dir, e))
+    }
+
+    /// Hand a status row to the background writer (no disk work on the caller's thread).
+    pub fn queue_row(&self, row: PendingRow) {
+        self.rows.queue(row);
+    }
+
+    /// Write a status row now, bypassing the writer (a row with a new session id); the caller
+    /// then flushes with `flush_for_process_crash`.
+    pub fn put_row_now(&self, row: &PendingRow) -> Result<(), ApiError> {
+        self.put_agent(&row.record())?;
+        self.rows.count_immediate();
         Ok(())
+    }
+
+    /// Write the status rows still queued and flush them (sled flush, on sled's thread pool,
+    /// not the caller's). A cast is acknowledged after this, so the turn it started is on disk.
+    pub async fn flush_rows(&self) -> Result<(), ApiError> {
+        self.rows.drain();
+        self.db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| db_err(&self.dir, e))
+    }
+
+    /// Counters of the status row writer.
+    pub fn row_writer_stats(&self) -> RowWriterStats {
+        self.rows.stats()
     }
 
     pub fn agent(&self, name: &AgentName) -> Result<Option<AgentRecord>, ApiError> {
@@ -131,11 +170,9 @@ impl NodeDb {
         }
     }
 
+    /// Delete an agent's record, and its status row still queued for the writer.
     pub fn delete_agent(&self, name: &AgentName) -> Result<(), ApiError> {
-        self.agents
-            .remove(name.as_str().as_bytes())
-            .map_err(|e| db_err(&self.dir, e))?;
-        Ok(())
+        self.rows.delete(name).map_err(|e| db_err(&self.dir, e))
     }
 
     /// Every agent record; undecodable records are reported, not dropped silently.
@@ -300,18 +337,11 @@ impl NodeDb {
 
     // ------------------------------------------------------------ events
 
-    /// Append to the persisted tail (key: big-endian sequence number), trimming to EVENT_TAIL.
+    /// Append to the persisted tail (key: big-endian sequence number), trimmed to EVENT_TAIL.
+    /// Encoded here, written and flushed by the background writer (`rows.rs`).
     pub fn append_event(&self, ev: &Event) -> Result<(), ApiError> {
         let bytes = codec::encode(ev).map_err(|e| db_err(&self.dir, e))?;
-        self.events
-            .insert(ev.seq.to_be_bytes(), bytes)
-            .map_err(|e| db_err(&self.dir, e))?;
-        if ev.seq > EVENT_TAIL as u64 {
-            let cut = (ev.seq - EVENT_TAIL as u64).to_be_bytes();
-            for k in self.events.range(..cut).keys().flatten() {
-                let _ = self.events.remove(k);
-            }
-        }
+        self.rows.queue_event(ev.seq, bytes);
         Ok(())
     }
 
@@ -325,7 +355,18 @@ impl NodeDb {
     }
 
     pub fn clear_events(&self) -> Result<(), ApiError> {
-        self.events.clear().map_err(|e| db_err(&self.dir, e))
+        self.rows.clear_events().map_err(|e| db_err(&self.dir, e))
+    }
+}
+
+impl crate::Workshop {
+    /// On a durable node, the status rows reported so far are on disk (survive a killed
+    /// process) when this returns; see `persist/rows.rs`.
+    pub(crate) async fn rows_durable(&self) -> Result<(), ApiError> {
+        match self.db() {
+            Some(db) => db.flush_rows().await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -601,7 +601,10 @@ impl Workshop {
             .call(&name, &actor, |r| AgentMsg::Cast(p, r), None)
             .await?
         {
-            CastReply::Queued(seq) => Ok(RequestRef { agent: name, seq }),
+            CastReply::Queued(seq) => self
+                .rows_durable()
+                .await
+                .map(|()| RequestRef { agent: name, seq }),
             CastReply::Refused(r) => Err(refusal(name, r)),
         }
     }
