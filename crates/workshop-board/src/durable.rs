@@ -417,7 +417,12 @@ impl DurableBoard {
     }
 
     /// Hands a leased item back unfinished: ready again at once, no attempt counted.
-    pub async fn release(&self, id: &str, token: u64, reason: &str) -> Result<WorkItem, DurableError> {
+    pub async fn release(
+        &self,
+        id: &str,
+        token: u64,
+        reason: &str,
+    ) -> Result<WorkItem, DurableError> {
         self.call_item(Op::Release {
             id: id.into(),
             token,

@@ -838,7 +838,10 @@ fn release_hands_the_item_back_without_counting_an_attempt() {
     let t = claim(&mut b, "a");
     ok(b.start("a", t, 300));
     let out = ok(b.release("a", t, "node stopping"));
-    assert_eq!(kinds(&out.changes), vec![(ChangeKind::Released, "a".into())]);
+    assert_eq!(
+        kinds(&out.changes),
+        vec![(ChangeKind::Released, "a".into())]
+    );
     let a = b.get("a").unwrap();
     assert_eq!(a.status, Status::Ready);
     assert_eq!(a.attempts, 0);

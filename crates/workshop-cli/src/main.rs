@@ -65,6 +65,15 @@ enum Command {
         /// Run in the background: log to <data dir>/node.log, pid in <data dir>/node.pid.
         #[arg(long)]
         detach: bool,
+        /// On stop (Ctrl-C, SIGTERM, `workshop stop`): how long board workers may finish their
+        /// items before the turns are interrupted and the items handed back to the board.
+        #[arg(
+            long,
+            value_name = "MS",
+            env = "WORKSHOP_STOP_GRACE_MS",
+            default_value_t = 5000
+        )]
+        grace_ms: u64,
         #[command(flatten)]
         data: DataArgs,
     },
@@ -274,9 +283,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node {
             no_setup,
             listen,
+            grace_ms,
             data,
             ..
-        } => run_node(&rt, data.dir(), listen, no_setup),
+        } => run_node(&rt, data.dir(), listen, no_setup, grace_ms),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "workshop", &mut std::io::stdout());
@@ -362,8 +372,10 @@ fn run_node(
     dir: Option<&Path>,
     listen: std::net::SocketAddr,
     no_setup: bool,
+    grace_ms: u64,
 ) -> anyhow::Result<()> {
     let mut node = open_node(rt, dir)?;
+    node.set_stop_grace(std::time::Duration::from_millis(grace_ms));
     let served = (|| -> anyhow::Result<Option<std::net::SocketAddr>> {
         let cookie = match workshop_node::cluster::cookie(dir, true) {
             Ok(c) => c,

@@ -20,12 +20,16 @@ use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
 use workshop_proto::node::NodeMsg;
 
+/// How long a stopping node lets board workers finish their items by default.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
+
 pub struct Node {
     pub workshop: Workshop,
     identity: Arc<Identity>,
     node_actor: ActorRef<NodeMsg>,
     data_dir: Option<PathBuf>,
     listener: Option<Listener>,
+    stop_grace: Duration,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -111,6 +115,7 @@ impl Node {
             node_actor,
             data_dir: data_dir.map(Path::to_path_buf),
             listener: None,
+            stop_grace: DEFAULT_STOP_GRACE,
             root,
             handle,
             sweeper,
@@ -120,6 +125,11 @@ impl Node {
     /// A client of this node (in-process: no network, the same requests and replies).
     pub fn client(&self) -> Client {
         Client::local(self.node_actor.clone())
+    }
+
+    /// How long a stop lets board workers finish their items before handing them back.
+    pub fn set_stop_grace(&mut self, grace: Duration) {
+        self.stop_grace = grace;
     }
 
     /// Who this node is.
@@ -172,6 +182,12 @@ impl Node {
         }
         self.listener = None;
         self.node_actor.stop(Some("node shutdown".into()));
+        // Workers first: no new claims; items in flight finish within the grace period or go
+        // back to the board, so none is left claimed by a node that is gone.
+        let released = self.workshop.drain_workers(self.stop_grace).await;
+        if released > 0 {
+            tracing::warn!(released, "items handed back to the board at shutdown");
+        }
         self.workshop.stop_agents().await;
         self.sweeper.abort();
         if let Err(e) = self.workshop.board_handle().shutdown().await {

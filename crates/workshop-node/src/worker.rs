@@ -26,6 +26,8 @@ use crate::{ApiError, Workshop};
 
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_LEASE_MS: u64 = 60_000;
+/// How long a stopping node waits for an interrupted item to be handed back.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// How a worker was defined (persisted, so workers come back after a restart).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -51,6 +53,11 @@ pub enum WorkerMsg {
         end: ItemEnd,
     },
     Info(RpcReplyPort<WorkerInfo>),
+    /// The node is stopping: claim nothing more; reply once the item in flight has ended.
+    Drain(RpcReplyPort<()>),
+    /// The node is stopping and the grace period is over: interrupt the turn in flight and
+    /// hand its item back to the board (ready again, no attempt counted).
+    Release,
 }
 
 /// How a worker's item ended.
@@ -61,6 +68,8 @@ pub enum ItemEnd {
     Failed,
     /// The board refused a heartbeat: the turn was interrupted and nothing was recorded.
     LeaseLost,
+    /// The node is stopping: the turn was interrupted and the item handed back.
+    Released,
 }
 
 pub struct BoardWorker;
@@ -69,6 +78,11 @@ pub struct WorkerState {
     ws: Workshop,
     spec: WorkerSpec,
     current: Option<String>,
+    /// Tells the item in flight to stop and hand its item back.
+    release: Option<oneshot::Sender<()>>,
+    /// Set by `Drain`: no more claims; the waiters are answered when the item in flight ends.
+    draining: bool,
+    drained: Vec<RpcReplyPort<()>>,
     completed: u64,
     failed: u64,
     tasks: Vec<JoinHandle<()>>,
@@ -113,6 +127,9 @@ impl Actor for BoardWorker {
             ws,
             spec,
             current: None,
+            release: None,
+            draining: false,
+            drained: Vec::new(),
             completed: 0,
             failed: 0,
             tasks: vec![push, timer],
@@ -140,7 +157,9 @@ impl Actor for BoardWorker {
             WorkerMsg::Wake => {
                 // Busy, or nothing of our type is ready: no durable claim (every claim costs an
                 // fdatasync, and an idle worker is woken by every interval tick).
-                if st.current.is_some() || !st.ws.board_handle().has_ready(Some(&st.spec.work_type))
+                if st.draining
+                    || st.current.is_some()
+                    || !st.ws.board_handle().has_ready(Some(&st.spec.work_type))
                 {
                     return Ok(());
                 }
@@ -165,9 +184,11 @@ impl Actor for BoardWorker {
                         let ws = st.ws.clone();
                         let spec = st.spec.clone();
                         let me = me.clone();
+                        let (release_tx, release_rx) = oneshot::channel();
+                        st.release = Some(release_tx);
                         tokio::spawn(async move {
                             let id = item.id.to_string();
-                            let end = run_item(&ws, &spec, item).await;
+                            let end = run_item(&ws, &spec, item, release_rx).await;
                             let _ = me.cast(WorkerMsg::Done { id, end });
                         });
                     }
@@ -183,13 +204,33 @@ impl Actor for BoardWorker {
             WorkerMsg::Done { id, end } => {
                 if st.current.as_deref() == Some(id.as_str()) {
                     st.current = None;
+                    st.release = None;
                 }
                 match end {
                     ItemEnd::Completed => st.completed += 1,
                     ItemEnd::Failed => st.failed += 1,
-                    ItemEnd::LeaseLost => {}
+                    ItemEnd::LeaseLost | ItemEnd::Released => {}
                 }
-                me.cast(WorkerMsg::Wake)?;
+                if st.draining {
+                    for w in st.drained.drain(..) {
+                        let _ = w.send(());
+                    }
+                } else {
+                    me.cast(WorkerMsg::Wake)?;
+                }
+            }
+            WorkerMsg::Drain(reply) => {
+                st.draining = true;
+                if st.current.is_none() {
+                    let _ = reply.send(());
+                } else {
+                    st.drained.push(reply);
+                }
+            }
+            WorkerMsg::Release => {
+                if let Some(tx) = st.release.take() {
+                    let _ = tx.send(());
+                }
             }
             WorkerMsg::Info(reply) => {
                 let _ = reply.send(WorkerInfo {
@@ -208,7 +249,12 @@ impl Actor for BoardWorker {
 }
 
 /// Run one claimed item to the end.
-async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> ItemEnd {
+async fn run_item(
+    ws: &Workshop,
+    spec: &WorkerSpec,
+    item: WorkItem,
+    mut release: oneshot::Receiver<()>,
+) -> ItemEnd {
     let board = ws.board_handle();
     let id = item.id.to_string();
     let Some(token) = item.token() else {
@@ -272,6 +318,34 @@ async fn run_item(ws: &Workshop, spec: &WorkerSpec, item: WorkItem) -> ItemEnd {
     let (outcome, lease_lost) = tokio::select! {
         biased;
         outcome = &mut ask => (outcome, None),
+        Ok(()) = &mut release => {
+            // The node is stopping and the grace period is over: stop the turn and give the
+            // item back unfinished, so another worker (or this node after its restart) runs it.
+            if let Err(e) = ws.interrupt(name) {
+                tracing::debug!(worker = name, error = %e, "interrupt for a release failed");
+            }
+            let _ = ask.await;
+            heartbeat.abort();
+            let _ = start.await;
+            match board.release(&id, token, "its node stopped before the turn ended").await {
+                Ok(_) => ws.emit_about(
+                    Topic::Work,
+                    "released",
+                    &id,
+                    format!("[work] {id} released by {name}: the node is stopping; ready again"),
+                ),
+                Err(e) => ws.emit_about(
+                    Topic::Work,
+                    "error",
+                    &id,
+                    format!("[error] {id} not released by {name}: {e} (its lease expires instead)"),
+                ),
+            }
+            if let Some(path) = worktree {
+                remove_worktree(&path).await;
+            }
+            return ItemEnd::Released;
+        }
         Ok(reason) = &mut lost => {
             // The item is not ours any more: stop the turn instead of finishing work nobody
             // will record, and wait for it to end before touching its worktree.
@@ -566,6 +640,39 @@ impl Workshop {
             }
         }
         out
+    }
+
+    /// For a graceful stop: every worker stops claiming; items in flight get `grace` to finish,
+    /// then their turns are interrupted and the items handed back (ready again, no attempt
+    /// counted). Returns how many items were handed back.
+    pub async fn drain_workers(&self, grace: Duration) -> usize {
+        let workers: Vec<(AgentName, ActorRef<WorkerMsg>)> = self
+            .inner
+            .workers
+            .read()
+            .iter()
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for (name, w) in workers {
+            set.spawn(async move {
+                let drained = w.call(WorkerMsg::Drain, Some(grace)).await;
+                if matches!(drained, Ok(ractor::rpc::CallResult::Success(()))) {
+                    return 0;
+                }
+                tracing::info!(worker = %name, "grace period over: handing its item back");
+                if w.cast(WorkerMsg::Release).is_err() {
+                    return 0;
+                }
+                let _ = w.call(WorkerMsg::Drain, Some(RELEASE_WAIT)).await;
+                1
+            });
+        }
+        let mut released = 0;
+        while let Some(n) = set.join_next().await {
+            released += n.unwrap_or(0);
+        }
+        released
     }
 
     pub(crate) fn stop_workers(&self) {
