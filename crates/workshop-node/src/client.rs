@@ -126,6 +126,23 @@ impl Client {
         }
     }
 
+    /// Send an already encoded frame (tests of malformed and foreign requests).
+    #[doc(hidden)]
+    pub async fn call_raw(
+        &self,
+        frame: workshop_proto::node::RequestFrame,
+    ) -> Result<workshop_proto::node::ReplyFrame, ApiError> {
+        match self
+            .node
+            .call(|port| NodeMsg::Call(frame, port), Some(self.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(reply)) => Ok(reply),
+            Ok(_) => Err(ApiError::Disconnected("no reply".into())),
+            Err(e) => Err(ApiError::Disconnected(e.to_string())),
+        }
+    }
+
     /// Exchange versions; refuses a node of another protocol version with both named.
     pub async fn hello(&self) -> Result<NodeHello, ApiError> {
         let h = self

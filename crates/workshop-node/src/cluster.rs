@@ -149,7 +149,7 @@ pub fn free_port(ip: std::net::IpAddr) -> Result<u16, ApiError> {
 #[derive(Debug)]
 enum SessionEvent {
     Authenticated { node_id: u64 },
-    Ready { node_id: u64 },
+    Ready { session: ractor::ActorCell },
     Closed { node_id: u64, peer: String },
 }
 
@@ -180,7 +180,7 @@ impl NodeEventSubscription for Watcher {
     }
     fn node_session_ready(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         let _ = self.tx.send(SessionEvent::Ready {
-            node_id: ses.node_id,
+            session: ses.actor.get_cell(),
         });
     }
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
@@ -295,7 +295,7 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
                 Some(SessionEvent::Authenticated { node_id }) => {
                     authenticated.insert(node_id);
                 }
-                Some(SessionEvent::Ready { node_id }) => return Ok(node_id),
+                Some(SessionEvent::Ready { session }) => return Ok(session),
                 Some(SessionEvent::Closed { node_id, peer })
                     if !authenticated.contains(&node_id) =>
                 {
@@ -312,7 +312,7 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
             }
         }
     };
-    let node_id = tokio::time::timeout(CONNECT_TIMEOUT, wait)
+    let session = tokio::time::timeout(CONNECT_TIMEOUT, wait)
         .await
         .map_err(|_| {
             no_node(format!(
@@ -321,9 +321,14 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
             ))
         })??;
     // The peer's pg groups are synchronised before its Ready, so the node actor is there now.
+    // Its local stand-in is a child of this session (node ids are per NodeServer, so several
+    // connections in one process could share one). A process advertises every node actor it
+    // runs, so a process with several nodes gives each its own scope (`Node::set_scope`).
+    let shims: std::collections::HashSet<ractor::ActorId> =
+        session.get_children().iter().map(|c| c.get_id()).collect();
     let member = ractor::pg::get_scoped_members(&scope.to_string(), &NODE_GROUP.to_string())
         .into_iter()
-        .find(|c| c.get_id().node() == node_id)
+        .find(|c| shims.contains(&c.get_id()))
         .ok_or_else(|| {
             no_node(format!(
                 "something answers there but has no workshop node actor in cluster scope {scope:?}"

@@ -30,6 +30,7 @@ pub struct Node {
     data_dir: Option<PathBuf>,
     listener: Option<Listener>,
     stop_grace: Duration,
+    scope: String,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
@@ -116,6 +117,7 @@ impl Node {
             data_dir: data_dir.map(Path::to_path_buf),
             listener: None,
             stop_grace: DEFAULT_STOP_GRACE,
+            scope: cluster::DEFAULT_SCOPE.to_string(),
             root,
             handle,
             sweeper,
@@ -130,6 +132,16 @@ impl Node {
     /// How long a stop lets board workers finish their items before handing them back.
     pub fn set_stop_grace(&mut self, grace: Duration) {
         self.stop_grace = grace;
+    }
+
+    /// Move the node to another cluster scope (pg groups are per process: tests that run
+    /// several nodes in one process give each its own scope, and clients connect with it).
+    pub fn set_scope(&mut self, scope: &str) {
+        let cell = self.node_actor.get_cell();
+        let group = workshop_proto::node::NODE_GROUP.to_string();
+        ractor::pg::leave_scoped(self.scope.clone(), group.clone(), vec![cell.clone()]);
+        ractor::pg::join_scoped(scope.to_string(), group, vec![cell]);
+        self.scope = scope.to_string();
     }
 
     /// Who this node is.
