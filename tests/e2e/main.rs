@@ -2,6 +2,7 @@
 
 mod claude;
 mod client_api;
+mod client_board_workers;
 mod console;
 mod durability;
 mod support;
