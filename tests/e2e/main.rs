@@ -5,4 +5,5 @@ mod client_api;
 mod client_board_workers;
 mod console;
 mod durability;
+mod remote_cli;
 mod support;
