@@ -14,7 +14,7 @@
 //! - `actor`: the agent actor alone (`AgentActor` + script session + `NoHooks`), no node.
 //! - `node`: `workshop.agent(name, ..)` on a real node: actor + directory entry + events.
 //!
-//! The durable case (issue 9; `--only-durable` runs it alone) measures `workshop.ask` on an
+//! The durable case (issue 9; `--only-durable` runs it alone) measures `Client::ask` on an
 //! ephemeral node and on a durable node (a temporary data dir) in the same process,
 //! interleaved in blocks, and prints the ratio: what persisting the agent's status row costs
 //! an ask.
@@ -314,23 +314,23 @@ struct DurableFigures {
     rows: workshop_node::persist::RowWriterStats,
 }
 
-/// `workshop.ask` (script backend, answers at once) on an ephemeral node and on a durable node
+/// `Client::ask` (script backend, answers at once) on an ephemeral node and on a durable node
 /// (temporary data dir), same process, alternating blocks of 1000 so machine noise hits both.
 async fn case_durable(asks: usize) -> Result<DurableFigures, AnyErr> {
     let dir = tempfile::tempdir()?;
     let eph = Node::start().await?;
     let dur = Node::open(dir.path()).await?;
-    for n in [&eph, &dur] {
-        n.workshop
-            .agent("bench", None, AgentOptions::default())
-            .await?;
+    // Through the `Client`, as every way in calls a node.
+    let (ce, cd) = (eph.client(), dur.client());
+    for c in [&ce, &cd] {
+        c.agent("bench", None, AgentOptions::default()).await?;
     }
     for _ in 0..2000 {
-        eph.workshop.ask("bench", "x").await?;
-        dur.workshop.ask("bench", "x").await?;
+        ce.ask("bench", "x").await?;
+        cd.ask("bench", "x").await?;
     }
-    for n in [&eph, &dur] {
-        n.workshop.reset("bench").await?;
+    for c in [&ce, &cd] {
+        c.reset("bench").await?;
     }
     let before = dur
         .row_writer_stats()
@@ -338,10 +338,10 @@ async fn case_durable(asks: usize) -> Result<DurableFigures, AnyErr> {
     let (mut e, mut d) = (Vec::with_capacity(asks), Vec::with_capacity(asks));
     let block = 1000;
     for _ in 0..asks.div_ceil(block) {
-        for (node, out) in [(&eph, &mut e), (&dur, &mut d)] {
+        for (client, out) in [(&ce, &mut e), (&cd, &mut d)] {
             for _ in 0..block {
                 let s = Instant::now();
-                node.workshop.ask("bench", "x").await?;
+                client.ask("bench", "x").await?;
                 out.push(s.elapsed());
             }
         }
@@ -375,8 +375,8 @@ fn print_durable(asks: usize, flavor: &str, f: &DurableFigures) {
         "what", "p50", "p90", "p99", "mean"
     );
     for (what, s) in [
-        ("workshop.ask, ephemeral node", &f.ephemeral),
-        ("workshop.ask, durable node (temp data dir)", &f.durable),
+        ("Client::ask, ephemeral node", &f.ephemeral),
+        ("Client::ask, durable node (temp data dir)", &f.durable),
     ] {
         println!(
             "{what:<44} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",

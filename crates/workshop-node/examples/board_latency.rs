@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use workshop_agent::backend::{script::ScriptBackend, Backend, BackendError, BoxFut, Session};
 use workshop_agent::{Backends, TurnContext};
 use workshop_node::{Node, WorkOptions};
-use workshop_types::{AgentOptions, AgentSpec, TurnError, TurnResult};
+use workshop_types::{AgentSpec, TurnError, TurnResult};
 
 struct Probe(mpsc::UnboundedSender<Instant>);
 
@@ -87,14 +87,14 @@ async fn main() {
     let node = Node::start_with(backends, Some(&scratch))
         .await
         .expect("node");
-    let w = &node.workshop;
+    let w = node.client();
     w.board_worker(
         "dev",
         "code",
-        None,
-        AgentOptions::default(),
-        Some(60_000),
-        false,
+        workshop_node::WorkerOptions {
+            interval_ms: Some(60_000),
+            ..Default::default()
+        },
     )
     .await
     .expect("worker");
