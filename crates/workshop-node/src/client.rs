@@ -88,16 +88,16 @@ impl Client {
     }
 
     /// Send one request and decode its typed reply.
-    pub async fn call<C: Call>(&self, request: C) -> Result<C::Reply, ApiError> {
+    pub async fn call<C: Call<Set = Request>>(&self, request: C) -> Result<C::Reply, ApiError> {
         self.call_within(request, None).await
     }
 
-    async fn call_within<C: Call>(
+    async fn call_within<C: Call<Set = Request>>(
         &self,
         request: C,
         own_timeout_ms: Option<u64>,
     ) -> Result<C::Reply, ApiError> {
-        let request: Request = request.into();
+        let request: Request = request.into_set();
         let name = request.name();
         let timeout = match (request.waits(), own_timeout_ms) {
             (true, Some(ms)) => Duration::from_millis(ms) + SLACK,

@@ -24,55 +24,94 @@ use crate::ApiError;
 /// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// An operation: its request type names the reply type.
-pub trait Call: Into<Request> + Send + 'static {
+/// A set of operations one actor answers (the node's [`Request`], the board's
+/// [`crate::board::BoardRequest`]): an enum with one variant per request struct.
+pub trait RequestSet:
+    Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + 'static
+{
+    /// The operation's name (for logs and errors).
+    fn name(&self) -> &'static str;
+    /// Whether the operation waits for something open-ended.
+    fn waits(&self) -> bool;
+}
+
+/// An operation: its request type names the reply type and the set it belongs to.
+pub trait Call: Sized + Send + 'static {
     type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// The enum that carries this request on the wire.
+    type Set: RequestSet + From<Self>;
+    /// This request as its set's variant.
+    fn into_set(self) -> Self::Set {
+        Self::Set::from(self)
+    }
     /// Whether the call waits for something open-ended (a turn, an item, an agent): such calls
     /// get the client's long timeout instead of the short one.
     const WAITS: bool = false;
 }
 
+/// Declares a set of operations: `requests! { enum Name in mod module; Op { field: T } -> Reply; ... }`
+/// makes one struct per operation in `module` (each a [`Call`] naming its reply), and the enum
+/// `Name` with one variant per operation, in order (variants are encoded by position: new
+/// operations go at the end).
 macro_rules! requests {
-    ($(
-        $(#[$m:meta])*
-        $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? } -> $reply:ty $(, waits = $waits:literal)?;
-    )*) => {
-        /// One struct per operation (the request), in the order of [`Request`]'s variants.
-        pub mod req {
+    (
+        $(#[$em:meta])*
+        enum $set:ident in mod $module:ident;
+        $(
+            $(#[$m:meta])*
+            $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? } -> $reply:ty $(, waits = $waits:literal)?;
+        )*
+    ) => {
+        /// One struct per operation (the request), in the order of the set's variants.
+        pub mod $module {
             #[allow(unused_imports)]
             use super::*;
             $(
                 $(#[$m])*
                 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
                 pub struct $name { $($(#[$fm])* pub $field: $ty),* }
-                impl Call for $name {
+                impl $crate::api::Call for $name {
                     type Reply = $reply;
+                    type Set = $set;
                     $(const WAITS: bool = $waits;)?
                 }
-                impl From<$name> for Request {
-                    fn from(r: $name) -> Request { Request::$name(r) }
+                impl From<$name> for $set {
+                    fn from(r: $name) -> $set { $set::$name(r) }
                 }
             )*
         }
 
-        /// Every operation a node answers.
+        $(#[$em])*
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-        pub enum Request { $($name(req::$name)),* }
+        pub enum $set { $($name($module::$name)),* }
 
-        impl Request {
+        impl $set {
             /// The operation's name (for logs and errors).
             pub fn name(&self) -> &'static str {
-                match self { $(Request::$name(_) => stringify!($name)),* }
+                match self { $($set::$name(_) => stringify!($name)),* }
             }
             /// Whether the operation waits for something open-ended.
             pub fn waits(&self) -> bool {
-                match self { $(Request::$name(_) => <req::$name as Call>::WAITS),* }
+                match self { $($set::$name(_) => <$module::$name as $crate::api::Call>::WAITS),* }
+            }
+        }
+
+        impl $crate::api::RequestSet for $set {
+            fn name(&self) -> &'static str {
+                $set::name(self)
+            }
+            fn waits(&self) -> bool {
+                $set::waits(self)
             }
         }
     };
 }
+pub(crate) use requests;
 
 requests! {
+    /// Every operation a node answers.
+    enum Request in mod req;
+
     /// Say hello: versions are compared, and the node says who it is.
     Hello { client_version: String, protocol: u32 } -> NodeHello;
 
@@ -184,6 +223,35 @@ pub struct NodeHello {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub truncated: u64,
+}
+
+impl<T: Serialize> Page<T> {
+    /// Keep as many items as fit in `budget` encoded bytes: the first ones, or the last ones
+    /// with `keep_last`; `truncated` counts the rest.
+    pub fn fit(mut items: Vec<T>, keep_last: bool, budget: usize) -> Page<T> {
+        let mut total = 0usize;
+        let mut fit = 0usize;
+        let size = |it: &T| crate::encode(it).map(|b| b.len()).unwrap_or(usize::MAX);
+        let sizes: Box<dyn Iterator<Item = usize> + '_> = if keep_last {
+            Box::new(items.iter().rev().map(size))
+        } else {
+            Box::new(items.iter().map(size))
+        };
+        for n in sizes {
+            if total.saturating_add(n) > budget {
+                break;
+            }
+            total += n;
+            fit += 1;
+        }
+        let truncated = (items.len() - fit) as u64;
+        if keep_last {
+            items.drain(..items.len() - fit);
+        } else {
+            items.truncate(fit);
+        }
+        Page { items, truncated }
+    }
 }
 
 /// Global defaults from `configure`: they apply to agents created afterwards only.

@@ -3,6 +3,7 @@
 //! stable name scripts and `--json` output match on.
 
 use serde::{Deserialize, Serialize};
+use workshop_types::board::{SettleKind, Status as ItemStatus};
 use workshop_types::{AgentName, NameError, OptionError, TurnError};
 
 /// Every error the Workshop API returns. Each message names the problem and what to do.
@@ -71,6 +72,33 @@ pub enum ApiError {
     /// The node could not decode or does not know the request.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A lease holder presented a fencing token that is not the item's current one: the lease
+    /// expired or the item was re-claimed, so the holder has lost the item.
+    #[error(
+        "stale fencing token {presented} for work item `{id}` (it is {status}, {}); the lease \
+         expired or the item was re-claimed, so stop working on it",
+        match current { Some(t) => format!("current token {t}"), None => "no lease".to_string() }
+    )]
+    StaleToken {
+        id: String,
+        presented: u64,
+        current: Option<u64>,
+        status: ItemStatus,
+    },
+    /// No work item with this id on the board.
+    #[error("no work item `{0}` on the board; check the id with board()")]
+    NoSuchItem(String),
+    /// The lease holder already settled the item the other way with this token.
+    #[error(
+        "work item `{id}` was already {settled} with fencing token {token}, so it cannot also be \
+         {attempted}; check its status with work_item(id)"
+    )]
+    AlreadySettled {
+        id: String,
+        token: u64,
+        settled: SettleKind,
+        attempted: SettleKind,
+    },
 }
 
 impl ApiError {
@@ -98,6 +126,9 @@ impl ApiError {
             ApiError::Version { .. } => "version_mismatch",
             ApiError::TooLarge { .. } => "too_large",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::StaleToken { .. } => "stale_token",
+            ApiError::NoSuchItem(_) => "no_such_item",
+            ApiError::AlreadySettled { .. } => "already_settled",
         }
     }
 }

@@ -7,10 +7,13 @@
 
 //! - [`api`]: every operation as a request struct naming its reply type, and the reply data.
 //! - [`node`]: the node actor's mailbox and the frames that carry requests and replies.
+//! - [`board`]: the board actor's operations (claim, heartbeat, settle with fencing tokens...)
+//!   and its mailbox, for board workers on any node.
 //! - [`error`]: [`ApiError`], the typed error every operation returns, on the wire too.
 
 pub mod agent;
 pub mod api;
+pub mod board;
 pub mod codec;
 pub mod error;
 pub mod node;

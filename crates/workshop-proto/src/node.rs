@@ -9,7 +9,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorClusterMessage;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::api::{Call, Request, PROTOCOL_VERSION};
+use crate::api::{Call, Request, RequestSet, PROTOCOL_VERSION};
 use crate::{codec, ApiError};
 
 /// The largest frame the API sends either way. ractor_cluster closes the whole node session on
@@ -19,12 +19,14 @@ pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// The pg group every node actor joins (within the cluster's scope).
 pub const NODE_GROUP: &str = "workshop.node";
 
-/// A request on the wire: who sends it (versions) and what it asks.
+/// A request on the wire: who sends it (versions) and what it asks. `R` is the set of
+/// operations of the actor it goes to (the node's [`Request`], or the board's
+/// [`crate::board::BoardRequest`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CallEnvelope {
+pub struct CallEnvelope<R = Request> {
     pub protocol: u32,
     pub client_version: String,
-    pub request: Request,
+    pub request: R,
 }
 
 /// An encoded [`CallEnvelope`].
@@ -60,8 +62,21 @@ pub enum NodeMsg {
     Call(RequestFrame, RpcReplyPort<ReplyFrame>),
 }
 
-/// Encode a request for the wire; refuses one over [`MAX_FRAME_BYTES`].
+/// Encode a node request for the wire; refuses one over [`MAX_FRAME_BYTES`].
 pub fn encode_request(request: Request, client_version: &str) -> Result<RequestFrame, ApiError> {
+    encode_frame(request, client_version)
+}
+
+/// Decode a node request frame on the node. Errors are replies, never panics.
+pub fn decode_request(frame: &RequestFrame) -> Result<CallEnvelope, ApiError> {
+    decode_frame(frame)
+}
+
+/// Encode a request of any operation set for the wire; refuses one over [`MAX_FRAME_BYTES`].
+pub fn encode_frame<R: RequestSet>(
+    request: R,
+    client_version: &str,
+) -> Result<RequestFrame, ApiError> {
     let name = request.name();
     let bytes = codec::encode(&CallEnvelope {
         protocol: PROTOCOL_VERSION,
@@ -80,9 +95,10 @@ pub fn encode_request(request: Request, client_version: &str) -> Result<RequestF
     Ok(RequestFrame(bytes))
 }
 
-/// Decode a request frame on the node. Errors are replies, never panics.
-pub fn decode_request(frame: &RequestFrame) -> Result<CallEnvelope, ApiError> {
-    match codec::decode::<CallEnvelope>(&frame.0) {
+/// Decode a request frame of any operation set (on the node actor, the board actor). Errors
+/// are replies, never panics.
+pub fn decode_frame<R: RequestSet>(frame: &RequestFrame) -> Result<CallEnvelope<R>, ApiError> {
+    match codec::decode::<CallEnvelope<R>>(&frame.0) {
         Ok(env) => Ok(env),
         Err(codec::CodecError::Version { found }) => Err(ApiError::BadRequest(format!(
             "the request uses encoding version {found}, this node reads version {}; run the same workshop version on client and node",
@@ -110,6 +126,20 @@ pub fn encode_reply<T: Serialize>(what: &str, reply: &Result<T, ApiError>) -> Re
     let fallback: Result<(), ApiError> = Err(err);
     // An error value is small; if even that cannot be encoded the client reports a bad frame.
     ReplyFrame(codec::encode(&fallback).unwrap_or_default())
+}
+
+/// Refuse a request of another protocol version, naming both versions (`version`: this
+/// build's crate version).
+pub fn check_protocol<R>(env: &CallEnvelope<R>, version: &str) -> Result<(), ApiError> {
+    if env.protocol == PROTOCOL_VERSION {
+        return Ok(());
+    }
+    Err(ApiError::Version {
+        client: env.client_version.clone(),
+        client_protocol: env.protocol,
+        node: version.to_string(),
+        node_protocol: PROTOCOL_VERSION,
+    })
 }
 
 /// Decode a reply on the client.

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use workshop_proto::api::{req, AwaitOutcome, NodeHello, Page, Request, WorkOptions};
-use workshop_proto::node::{decode_request, encode_reply, encode_request, ReplyFrame};
+use workshop_proto::node::{
+    decode_frame, decode_request, encode_frame, encode_reply, encode_request, ReplyFrame,
+};
 use workshop_proto::{encode, ApiError};
 use workshop_types::{AgentName, AgentOptions, AgentStatus, TurnError, TurnResult};
 
@@ -105,6 +107,105 @@ fn requests_are_stable() {
         let frame = encode_request(r.clone(), "0.1.0").unwrap();
         check(n, &frame.0);
         assert_eq!(decode_request(&frame).unwrap().request, r);
+    }
+}
+
+#[test]
+fn board_requests_are_stable() {
+    use workshop_proto::board::{req as b, BoardRequest};
+    use workshop_types::board::{NewItem, Status, WorkType};
+    let cases: Vec<(&str, BoardRequest)> = vec![
+        (
+            "board_add",
+            b::Add {
+                item: NewItem::work("t1", "Parser", WorkType::Code, "write it", 2, ["t0"]),
+            }
+            .into(),
+        ),
+        (
+            "board_claim_next",
+            b::ClaimNext {
+                work_type: Some(WorkType::Custom("lint".into())),
+                holder: "n1/w1".into(),
+                lease_ms: 30_000,
+            }
+            .into(),
+        ),
+        (
+            "board_heartbeat",
+            b::Heartbeat {
+                id: "t1".into(),
+                token: 7,
+                lease_ms: 30_000,
+            }
+            .into(),
+        ),
+        (
+            "board_complete",
+            b::Complete {
+                id: "t1".into(),
+                token: 7,
+                result: "done".into(),
+            }
+            .into(),
+        ),
+        (
+            "board_fail",
+            b::Fail {
+                id: "t1".into(),
+                token: 7,
+                error: "tests fail".into(),
+                retry: true,
+            }
+            .into(),
+        ),
+        (
+            "board_list",
+            b::List {
+                status: Some(Status::Ready),
+                work_type: None,
+                claimed_by: Some("n1/w1".into()),
+            }
+            .into(),
+        ),
+        (
+            "board_wait_ready",
+            b::WaitReady {
+                work_type: Some(WorkType::Review),
+                wait_ms: 5_000,
+            }
+            .into(),
+        ),
+    ];
+    for (n, r) in cases {
+        let frame = encode_frame(r.clone(), "0.1.0").unwrap();
+        check(n, &frame.0);
+        assert_eq!(decode_frame::<BoardRequest>(&frame).unwrap().request, r);
+    }
+    // Board errors a worker acts on are typed on the wire, with stable codes.
+    let errors = [
+        (
+            "err_stale_token",
+            ApiError::StaleToken {
+                id: "t1".into(),
+                presented: 7,
+                current: Some(9),
+                status: Status::Claimed,
+            },
+            "stale_token",
+        ),
+        (
+            "err_no_such_item",
+            ApiError::NoSuchItem("t9".into()),
+            "no_such_item",
+        ),
+    ];
+    for (n, e, code) in errors {
+        assert_eq!(e.code(), code);
+        let frame = encode_reply::<()>("x", &Err(e.clone()));
+        check(n, &frame.0);
+        let back: Result<(), ApiError> = workshop_proto::decode(&frame.0).unwrap();
+        assert_eq!(back, Err(e));
     }
 }
 

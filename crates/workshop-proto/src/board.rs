@@ -1,0 +1,69 @@
+//! The board actor's API as plain data: one request struct per board operation, each naming
+//! its reply type, the [`BoardRequest`] set that carries them, and [`BoardMsg`], the board
+//! actor's mailbox. Board workers on any node claim, heartbeat and settle items with fencing
+//! tokens through these; `BoardClient` (in `workshop-board`) sends them.
+//!
+//! Requests travel in the same frames as the node's ([`crate::node::RequestFrame`], a
+//! [`crate::node::CallEnvelope`] of a [`BoardRequest`]) and replies as an encoded
+//! `Result<Reply, ApiError>`, decoded by the actor itself, so bad input is an error reply.
+//! Board refusals a worker must act on come back typed: [`ApiError::StaleToken`] (the lease is
+//! lost), [`ApiError::NoSuchItem`], [`ApiError::AlreadySettled`]; the rest as
+//! [`ApiError::Board`] with the board's message.
+//!
+//! Wire compatibility: as for [`crate::api`], by field and variant position; new operations go
+//! at the end of the list, and the golden files in `tests/golden/` show every change.
+
+use std::collections::BTreeMap;
+
+use ractor::RpcReplyPort;
+use ractor_cluster_derive::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+use workshop_types::board::{NewItem, Status, WorkItem, WorkType};
+
+use crate::api::{requests, Page};
+use crate::node::{ReplyFrame, RequestFrame};
+
+/// The pg group every board actor joins (within the cluster's scope).
+pub const BOARD_GROUP: &str = "workshop.board";
+
+requests! {
+    /// Every operation the board actor answers.
+    enum BoardRequest in mod req;
+
+    /// Add an item: ready when it has no unmet dependencies, else new (or blocked).
+    Add { item: NewItem } -> WorkItem;
+    /// Claim the highest-priority, oldest claimable item (of `work_type`, if given); None when
+    /// there is none.
+    ClaimNext { work_type: Option<WorkType>, holder: String, lease_ms: u64 } -> Option<WorkItem>;
+    /// Claim one ready item by id.
+    Claim { id: String, holder: String, lease_ms: u64 } -> WorkItem;
+    /// claimed -> in_progress, by the lease holder.
+    Start { id: String, token: u64 } -> WorkItem;
+    /// Renew the lease to now + `lease_ms`.
+    Heartbeat { id: String, token: u64, lease_ms: u64 } -> WorkItem;
+    /// Settle as done. Idempotent for the settling token.
+    Complete { id: String, token: u64, result: String } -> WorkItem;
+    /// Settle as failed; with `retry` and attempts left it is retried after a backoff.
+    /// Idempotent for the settling token.
+    Fail { id: String, token: u64, error: String, retry: bool } -> WorkItem;
+    /// Hand a leased item back unfinished: ready again at once, no attempt counted.
+    Release { id: String, token: u64, reason: String } -> WorkItem;
+    /// Cancel an item (its dependents are blocked).
+    Cancel { id: String } -> WorkItem;
+    /// One item (durable state).
+    Get { id: String } -> Option<WorkItem>;
+    /// Items (filtered), sorted by priority then age, cut to fit one frame.
+    List { status: Option<Status>, work_type: Option<WorkType>, claimed_by: Option<String> } -> Page<WorkItem>;
+    /// Items per status (every status present).
+    Counts {} -> BTreeMap<Status, u64>;
+    /// A long poll: the claimable ready items (of `work_type`, if given) as soon as there is
+    /// one, or an empty list after `wait_ms`. The remote form of `subscribe_ready`.
+    WaitReady { work_type: Option<WorkType>, wait_ms: u64 } -> Vec<WorkItem>, waits = true;
+}
+
+/// The board actor's mailbox: one remotable RPC, like the node actor's.
+#[derive(RactorClusterMessage)]
+pub enum BoardMsg {
+    #[rpc]
+    Call(RequestFrame, RpcReplyPort<ReplyFrame>),
+}
