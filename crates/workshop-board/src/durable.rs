@@ -581,6 +581,11 @@ impl DurableBoard {
         rt.spawn(backoff_waker(shared, wake, checked));
     }
 
+    /// The board's clock now (milliseconds since the epoch; injectable for tests).
+    pub fn now_ms(&self) -> u64 {
+        (self.shared.clock)()
+    }
+
     /// Committer counters (batches, ops, syncs, items written).
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()

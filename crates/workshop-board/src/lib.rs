@@ -58,16 +58,28 @@
 //! Only one sync runs at a time; the module docs of [`durable`] record what limits throughput
 //! (sled's `apply_batch` cannot run while a `flush` waits for the disk) and what was tried.
 //!
+//! ## 4. On the wire — [`actor::BoardActor`], [`client::BoardClient`]
+//! The board actor owns a `DurableBoard` handle, joins the pg group `workshop.board` in its
+//! cluster's scope and answers `workshop_proto::board` requests, each in its own task that
+//! replies after the group commit; `wait_ready` is a long poll over `subscribe_ready`.
+//! `BoardClient` is what a board worker on any node calls (typed, with timeouts); [`wire`]
+//! holds the pure parts (typed errors, filters).
+//!
 //! Binaries: `board-bench` (throughput/latency, see its docs) and `board-crash-child` (used by
 //! the kill -9 crash test in `tests/crash.rs`).
 
+pub mod actor;
+pub mod client;
 pub mod codec;
 pub mod durable;
 /// The board's passive types live in `workshop-types` so the protocol can name them.
 pub use workshop_types::board as item;
 pub mod state;
 pub mod store;
+pub mod wire;
 
+pub use actor::{BoardActor, BoardActorArgs};
+pub use client::BoardClient;
 pub use durable::{CommitEvent, DurableBoard, DurableError, DurableOptions, StatsSnapshot};
 pub use item::{ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType};
 pub use state::{Board, BoardConfig, BoardError, Change, ChangeKind, ListFilter, Meta, Outcome};
