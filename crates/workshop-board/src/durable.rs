@@ -581,6 +581,12 @@ impl DurableBoard {
         rt.spawn(backoff_waker(shared, wake, checked));
     }
 
+    /// How many `subscribe_ready` receivers are live (tests wait on it to know a long poll is
+    /// waiting).
+    pub fn ready_subscribers(&self) -> usize {
+        self.shared.ready_tx.receiver_count()
+    }
+
     /// The board's clock now (milliseconds since the epoch; injectable for tests).
     pub fn now_ms(&self) -> u64 {
         (self.shared.clock)()

@@ -10,7 +10,9 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use tokio::sync::mpsc;
+use workshop_board::BoardClient;
 use workshop_proto::api::{req, Call, NodeHello, Request, PROTOCOL_VERSION};
+use workshop_proto::board::BoardMsg;
 use workshop_proto::node::{decode_reply, encode_request, NodeMsg};
 use workshop_proto::ApiError;
 use workshop_types::board::{Status, WorkItem};
@@ -42,6 +44,9 @@ pub struct Client {
     wait_timeout: Duration,
     /// Keeps a remote connection open while any clone of the client lives.
     _conn: Option<Arc<Connection>>,
+    /// The board actor beside an in-process node actor (a remote one is found through the
+    /// connection).
+    board: Option<ActorRef<BoardMsg>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -59,6 +64,35 @@ impl Client {
             call_timeout: CALL_TIMEOUT,
             wait_timeout: WAIT_TIMEOUT,
             _conn: None,
+            board: None,
+        }
+    }
+
+    /// This in-process client with the node's board actor, for [`Client::board_client`].
+    pub fn with_board(mut self, board: ActorRef<BoardMsg>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// A client of the node's board actor, for board workers: claim, heartbeat and settle
+    /// items with fencing tokens. For a remote node it is the board actor's stand-in in the
+    /// same ractor_cluster session as the node actor, and it keeps the connection open.
+    pub async fn board_client(&self) -> Result<BoardClient, ApiError> {
+        if let Some(board) = &self.board {
+            return Ok(BoardClient::local(board.clone()).with_timeout(self.call_timeout));
+        }
+        match &self._conn {
+            Some(conn) => {
+                let board = conn.board()?;
+                let keep: Arc<dyn std::any::Any + Send + Sync> = conn.clone();
+                Ok(BoardClient::new(board, format!("the board at {}", conn.addr))
+                    .with_timeout(self.call_timeout)
+                    .keeping(keep))
+            }
+            None => Err(ApiError::Node(format!(
+                "{} has no board actor (a local client made without `with_board`); use Node::board_client",
+                self.target
+            ))),
         }
     }
 
@@ -75,6 +109,7 @@ impl Client {
             call_timeout: CALL_TIMEOUT,
             wait_timeout: WAIT_TIMEOUT,
             _conn: Some(Arc::new(conn)),
+            board: None,
         };
         client.hello().await?;
         Ok(client)

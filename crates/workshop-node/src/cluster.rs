@@ -12,6 +12,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::sync::mpsc;
+use workshop_proto::board::{BoardMsg, BOARD_GROUP};
 use workshop_proto::node::{NodeMsg, NODE_GROUP};
 use workshop_proto::ApiError;
 
@@ -252,6 +253,39 @@ pub struct Connection {
     server: ActorRef<NodeServerMessage>,
     pub node: ActorRef<NodeMsg>,
     pub addr: String,
+    /// The ractor_cluster session with the node: the stand-ins of its actors are its children.
+    session: ractor::ActorCell,
+    scope: String,
+}
+
+impl Connection {
+    /// The stand-in of the node's board actor (pg group `workshop.board` in this connection's
+    /// scope, among this session's children, so another node's board in the same scope is
+    /// never taken for it).
+    pub fn board(&self) -> Result<ActorRef<BoardMsg>, ApiError> {
+        session_member(&self.session, &self.scope, BOARD_GROUP)
+            .map(ActorRef::from)
+            .ok_or_else(|| {
+                ApiError::Node(format!(
+                    "the node at {} has no board actor in cluster scope {:?} (is it a workshop node of this version?)",
+                    self.addr, self.scope
+                ))
+            })
+    }
+}
+
+/// The member of pg `group` in `scope` that is a stand-in held by `session` (node ids are per
+/// NodeServer, so several connections in one process could share one).
+fn session_member(
+    session: &ractor::ActorCell,
+    scope: &str,
+    group: &str,
+) -> Option<ractor::ActorCell> {
+    let shims: std::collections::HashSet<ractor::ActorId> =
+        session.get_children().iter().map(|c| c.get_id()).collect();
+    ractor::pg::get_scoped_members(&scope.to_string(), &group.to_string())
+        .into_iter()
+        .find(|c| shims.contains(&c.get_id()))
 }
 
 impl Drop for Connection {
@@ -324,22 +358,19 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
     // Its local stand-in is a child of this session (node ids are per NodeServer, so several
     // connections in one process could share one). A process advertises every node actor it
     // runs, so a process with several nodes gives each its own scope (`Node::set_scope`).
-    let shims: std::collections::HashSet<ractor::ActorId> =
-        session.get_children().iter().map(|c| c.get_id()).collect();
-    let member = ractor::pg::get_scoped_members(&scope.to_string(), &NODE_GROUP.to_string())
-        .into_iter()
-        .find(|c| shims.contains(&c.get_id()))
-        .ok_or_else(|| {
-            no_node(format!(
-                "something answers there but has no workshop node actor in cluster scope {scope:?}"
-            ))
-        })?;
+    let member = session_member(&session, scope, NODE_GROUP).ok_or_else(|| {
+        no_node(format!(
+            "something answers there but has no workshop node actor in cluster scope {scope:?}"
+        ))
+    })?;
     let mut guard = guard;
     guard.0 = None;
     Ok(Connection {
         server,
         node: ActorRef::from(member),
         addr: addr.to_string(),
+        session,
+        scope: scope.to_string(),
     })
 }
 

@@ -18,6 +18,8 @@ use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, Roo
 use crate::{ApiError, Workshop};
 use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
+use workshop_board::{BoardActor, BoardActorArgs, BoardClient};
+use workshop_proto::board::BoardMsg;
 use workshop_proto::node::NodeMsg;
 
 /// How long a stopping node lets board workers finish their items by default.
@@ -27,6 +29,8 @@ pub struct Node {
     pub workshop: Workshop,
     identity: Arc<Identity>,
     node_actor: ActorRef<NodeMsg>,
+    /// Answers board workers (in this process or on other nodes): claim, heartbeat, settle.
+    board_actor: ActorRef<BoardMsg>,
     data_dir: Option<PathBuf>,
     listener: Option<Listener>,
     stop_grace: Duration,
@@ -110,10 +114,21 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node actor did not start: {e}")))?;
+        let (board_actor, _) = Actor::spawn(
+            None,
+            BoardActor,
+            BoardActorArgs {
+                board: workshop.board_handle(),
+                scope: cluster::DEFAULT_SCOPE.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("the board actor did not start: {e}")))?;
         Ok(Node {
             workshop,
             identity,
             node_actor,
+            board_actor,
             data_dir: data_dir.map(Path::to_path_buf),
             listener: None,
             stop_grace: DEFAULT_STOP_GRACE,
@@ -126,7 +141,12 @@ impl Node {
 
     /// A client of this node (in-process: no network, the same requests and replies).
     pub fn client(&self) -> Client {
-        Client::local(self.node_actor.clone())
+        Client::local(self.node_actor.clone()).with_board(self.board_actor.clone())
+    }
+
+    /// A client of this node's board actor (in-process), for board workers.
+    pub fn board_client(&self) -> BoardClient {
+        BoardClient::local(self.board_actor.clone())
     }
 
     /// How long a stop lets board workers finish their items before handing them back.
@@ -137,10 +157,18 @@ impl Node {
     /// Move the node to another cluster scope (pg groups are per process: tests that run
     /// several nodes in one process give each its own scope, and clients connect with it).
     pub fn set_scope(&mut self, scope: &str) {
-        let cell = self.node_actor.get_cell();
-        let group = workshop_proto::node::NODE_GROUP.to_string();
-        ractor::pg::leave_scoped(self.scope.clone(), group.clone(), vec![cell.clone()]);
-        ractor::pg::join_scoped(scope.to_string(), group, vec![cell]);
+        let members = [
+            (self.node_actor.get_cell(), workshop_proto::node::NODE_GROUP),
+            (
+                self.board_actor.get_cell(),
+                workshop_proto::board::BOARD_GROUP,
+            ),
+        ];
+        for (cell, group) in members {
+            let group = group.to_string();
+            ractor::pg::leave_scoped(self.scope.clone(), group.clone(), vec![cell.clone()]);
+            ractor::pg::join_scoped(scope.to_string(), group, vec![cell]);
+        }
         self.scope = scope.to_string();
     }
 
@@ -200,6 +228,12 @@ impl Node {
         if released > 0 {
             tracing::warn!(released, "items handed back to the board at shutdown");
         }
+        // Then the board actor: remote workers' last settles were answered; its pending
+        // wait_ready calls end with `Disconnected`.
+        let _ = self
+            .board_actor
+            .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(5)))
+            .await;
         self.workshop.stop_agents().await;
         self.sweeper.abort();
         if let Err(e) = self.workshop.board_handle().shutdown().await {
