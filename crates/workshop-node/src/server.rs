@@ -214,7 +214,10 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         R::Notify(r) => answer::<req::Notify>(what, ws.notify(&r.name, &r.event)),
         R::Reset(r) => answer::<req::Reset>(what, ws.reset(&r.name).await),
         R::Dismiss(r) => answer::<req::Dismiss>(what, ws.dismiss(&r.name).await),
-        R::ResetAll(_) => answer::<req::ResetAll>(what, Ok(ws.reset_all().await)),
+        R::ResetAll(_) => {
+            ws.reset_all().await;
+            answer::<req::ResetAll>(what, Ok(()))
+        }
         R::Status(_) => answer::<req::Status>(what, Ok(ws.status())),
         R::Info(r) => answer::<req::Info>(what, ws.info(&r.name).await),
         R::LastResult(r) => answer::<req::LastResult>(what, ws.result(&r.name).await),
@@ -252,7 +255,10 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         R::Schedules(_) => answer::<req::Schedules>(what, Ok(ws.schedules().await)),
         R::Budget(_) => answer::<req::Budget>(what, Ok(ws.budget())),
         R::AgentBudget(r) => answer::<req::AgentBudget>(what, ws.agent_budget(&r.name)),
-        R::ResetBudget(_) => answer::<req::ResetBudget>(what, Ok(ws.reset_budget())),
+        R::ResetBudget(_) => {
+            ws.reset_budget();
+            answer::<req::ResetBudget>(what, Ok(()))
+        }
         R::Events(r) => answer::<req::Events>(
             what,
             Ok(page(ws.events(r.last as usize, r.topic).await, true).items),
@@ -263,8 +269,14 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
                 .events_after(r.after_seq, r.topic, Duration::from_millis(r.wait_ms))
                 .await),
         ),
-        R::ClearEvents(_) => answer::<req::ClearEvents>(what, Ok(ws.clear_events())),
-        R::Emit(r) => answer::<req::Emit>(what, Ok(emit(ws, r.topic, r.line))),
+        R::ClearEvents(_) => {
+            ws.clear_events();
+            answer::<req::ClearEvents>(what, Ok(()))
+        }
+        R::Emit(r) => {
+            emit(ws, r.topic, r.line);
+            answer::<req::Emit>(what, Ok(()))
+        }
         R::AddWork(r) => answer::<req::AddWork>(what, ws.work(&r.id, &r.title, r.options).await),
         R::Board(r) => answer::<req::Board>(
             what,
