@@ -13,6 +13,7 @@ pub mod client;
 pub mod cluster;
 pub mod directory;
 pub mod event_log;
+mod names;
 pub mod node;
 pub mod persist;
 pub mod schedule;

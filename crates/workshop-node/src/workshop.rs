@@ -23,6 +23,7 @@ use workshop_types::{
 use crate::budget::Budgets;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
+use crate::names::{NameGuard, NameLocks};
 use crate::persist::{AgentRecord, NodeDb};
 use crate::schedule::ScheduleMsg;
 use crate::store::Store;
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
     pub(crate) workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
     pub(crate) workflows: RwLock<BTreeMap<String, Workflow>>,
+    /// Creation, replacement and dismissal of one name are serialized (see `names.rs`).
+    pub(crate) names: NameLocks,
 }
 
 pub(crate) fn parse_name(name: &str) -> Result<AgentName, ApiError> {
@@ -114,6 +117,7 @@ impl Workshop {
                 restored: Default::default(),
                 workers: RwLock::new(BTreeMap::new()),
                 workflows: RwLock::new(BTreeMap::new()),
+                names: NameLocks::default(),
             }),
         }
     }
@@ -209,6 +213,7 @@ impl Workshop {
         options: AgentOptions,
     ) -> Result<AgentName, ApiError> {
         let spec = self.build_spec(name, role.clone(), &options)?;
+        let held = self.inner.names.lock(&spec.name).await;
         let restored = self.inner.restored.lock().remove(&spec.name);
         if restored {
             if let Some(existing) = self.inner.directory.spec(&spec.name) {
@@ -233,7 +238,8 @@ impl Workshop {
                 }
             }
         }
-        self.spawn(spec, Box::new(SessionBehaviour), None).await
+        self.spawn(&held, spec, Box::new(SessionBehaviour), None)
+            .await
     }
 
     fn build_spec(
@@ -267,16 +273,21 @@ impl Workshop {
         behaviour: Box<dyn Behaviour>,
     ) -> Result<AgentName, ApiError> {
         let spec = self.build_spec(name, role, &options)?;
+        let held = self.inner.names.lock(&spec.name).await;
         self.inner.restored.lock().remove(&spec.name);
-        self.spawn(spec, behaviour, None).await
+        self.spawn(&held, spec, behaviour, None).await
     }
 
+    /// Start the agent of `spec`, replacing (and stopping) the one of that name. The caller
+    /// holds the name's lock, so no other creation or dismissal of it interleaves.
     async fn spawn(
         &self,
+        held: &NameGuard<'_>,
         spec: AgentSpec,
         behaviour: Box<dyn Behaviour>,
         restored: Option<Restored>,
     ) -> Result<AgentName, ApiError> {
+        debug_assert_eq!(held.name(), &spec.name);
         let name = spec.name.clone();
         let backend_name = spec.options.backend_name().to_string();
         let backend = self.inner.backends.get(&backend_name).ok_or_else(|| {
@@ -287,7 +298,7 @@ impl Workshop {
         })?;
         let replaced = self.inner.directory.actor(&name).is_some();
         if replaced {
-            self.dismiss_quiet(&name).await;
+            self.dismiss_quiet(held).await;
         }
         let sup = self
             .inner
@@ -341,12 +352,18 @@ impl Workshop {
             .budgets
             .write()
             .set_agent(&name, spec.options.max_cost_usd);
-        self.inner.directory.insert(Entry {
+        let displaced = self.inner.directory.insert(Entry {
             actor,
             incarnation,
             spec,
             row,
         });
+        // Under the name's lock nothing else inserts this name; should anything ever do, its
+        // actor is stopped here instead of living on outside the directory.
+        if let Some(old) = displaced {
+            tracing::error!(agent = %name, "an agent actor was displaced without being dismissed");
+            Self::stop_actor(old.actor).await;
+        }
         let verb = if replaced { "replaced" } else { "created" };
         self.publish(
             Topic::Agent,
@@ -393,9 +410,11 @@ impl Workshop {
                 turns: rec.turns,
                 interrupted_task: rec.task,
             };
+            let held = self.inner.names.lock(&name).await;
             let spawned = self
-                .spawn(spec, Box::new(SessionBehaviour), Some(restored))
+                .spawn(&held, spec, Box::new(SessionBehaviour), Some(restored))
                 .await;
+            drop(held);
             if spawned.is_ok() {
                 self.inner.restored.lock().insert(name.clone());
             }
@@ -453,6 +472,17 @@ impl Workshop {
 
     pub fn agents(&self) -> Vec<AgentName> {
         self.inner.directory.names()
+    }
+
+    /// How many agent actors the agent supervisor holds right now (stopped ones are unlinked
+    /// as they exit). Equal to the directory's size unless something leaked an actor.
+    pub fn agent_actors(&self) -> usize {
+        self.inner
+            .agents_slot
+            .read()
+            .as_ref()
+            .map(|sup| sup.get_children().len())
+            .unwrap_or(0)
     }
 
     pub(crate) fn live(&self, name: &str) -> Result<(AgentName, ActorRef<AgentMsg>), ApiError> {
@@ -725,15 +755,20 @@ impl Workshop {
     pub async fn reset(&self, name: &str) -> Result<(), ApiError> {
         let parsed = parse_name(name)?;
         if let Some((_, AgentStatus::Crashed)) = self.inner.directory.actor(&parsed) {
-            let spec = self
-                .inner
-                .directory
-                .spec(&parsed)
-                .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
-            let mut spec = (*spec).clone();
-            spec.resume_session = None;
-            self.spawn(spec, Box::new(SessionBehaviour), None).await?;
-            return Ok(());
+            let held = self.inner.names.lock(&parsed).await;
+            // Checked again under the lock: a concurrent reset or agent() may have started it.
+            if let Some((_, AgentStatus::Crashed)) = self.inner.directory.actor(&parsed) {
+                let spec = self
+                    .inner
+                    .directory
+                    .spec(&parsed)
+                    .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
+                let mut spec = (*spec).clone();
+                spec.resume_session = None;
+                self.spawn(&held, spec, Box::new(SessionBehaviour), None)
+                    .await?;
+                return Ok(());
+            }
         }
         let (name, actor) = self.live(name)?;
         self.call(&name, &actor, AgentMsg::Reset, None).await?;
@@ -750,7 +785,8 @@ impl Workshop {
         if let Some(db) = &self.inner.db {
             db.delete_worker(&name)?;
         }
-        if self.dismiss_quiet(&name).await {
+        let held = self.inner.names.lock(&name).await;
+        if self.dismiss_quiet(&held).await {
             self.publish(
                 Topic::Agent,
                 "dismissed",
@@ -770,6 +806,7 @@ impl Workshop {
             self.cancel_quiet(&name);
         }
         for name in self.inner.directory.names() {
+            let _held = self.inner.names.lock(&name).await;
             if let Some(entry) = self.inner.directory.remove(&name) {
                 Self::stop_actor(entry.actor).await;
             }
@@ -781,14 +818,25 @@ impl Workshop {
         }
     }
 
+    /// Stop an agent actor and wait until it has exited (so a replaced agent's backend is gone
+    /// when its replacement is announced): graceful `Shutdown`, then kill after the grace.
     async fn stop_actor(actor: ActorRef<AgentMsg>) {
         let graceful = actor.call(AgentMsg::Shutdown, Some(DISMISS_GRACE)).await;
-        if !matches!(graceful, Ok(ractor::rpc::CallResult::Success(_))) {
-            actor.kill();
+        let exited = matches!(graceful, Ok(ractor::rpc::CallResult::Success(_)))
+            && actor.wait(Some(DISMISS_GRACE)).await.is_ok();
+        if !exited && actor.get_status() != ractor::ActorStatus::Stopped {
+            if let Err(e) = actor.kill_and_wait(Some(DISMISS_GRACE)).await {
+                // Already gone (its mailbox closed) is fine; a timeout is not.
+                if actor.get_status() != ractor::ActorStatus::Stopped {
+                    tracing::error!(actor = %actor.get_id(), error = %e, "agent actor did not stop");
+                }
+            }
         }
     }
 
-    async fn dismiss_quiet(&self, name: &AgentName) -> bool {
+    /// Remove the agent of the held name from the directory and the registry, and stop it.
+    async fn dismiss_quiet(&self, held: &NameGuard<'_>) -> bool {
+        let name = held.name();
         let Some(entry) = self.inner.directory.remove(name) else {
             return false;
         };
@@ -819,7 +867,8 @@ impl Workshop {
             let _ = self.cancel(name.as_str()).await;
         }
         for name in self.inner.directory.names() {
-            self.dismiss_quiet(&name).await;
+            let held = self.inner.names.lock(&name).await;
+            self.dismiss_quiet(&held).await;
         }
         *self.inner.config.write() = GlobalConfig::default();
         *self.inner.budgets.write() = Budgets::default();
