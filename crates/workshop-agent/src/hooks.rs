@@ -8,6 +8,11 @@ pub trait AgentHooks: Send + Sync + 'static {
     fn publish(&self, topic: Topic, kind: &str, subject: &str, line: String);
     /// The agent's status row changed (status, task, queue, cost, turns).
     fn row_changed(&self, row: AgentRow);
+    /// Asked by the agent before it admits a prompt (`Ask`/`Cast`, whoever sent it): `Err`
+    /// with the reason refuses it (the node checks its budgets here). Admits by default.
+    fn admit(&self, _agent: &AgentName) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Hooks that drop everything (benchmarks and unit tests of the actor alone).

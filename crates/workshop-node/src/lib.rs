@@ -7,6 +7,7 @@
 //! └── agents      dynamic; agents are temporary: a crash marks the agent `crashed`
 //! ```
 
+mod admission;
 pub mod agents;
 pub mod budget;
 pub mod client;

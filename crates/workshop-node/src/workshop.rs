@@ -65,7 +65,9 @@ pub(crate) struct Inner {
     pub(crate) profiles: RwLock<BTreeMap<String, Profile>>,
     pub(crate) incarnations: AtomicU64,
     pub(crate) db: Option<Arc<NodeDb>>,
-    pub(crate) budgets: RwLock<Budgets>,
+    pub(crate) budgets: Arc<RwLock<Budgets>>,
+    /// Budgets, checked by each agent as it admits a prompt (shared with their hooks).
+    pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) store: Store,
     pub(crate) schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
     pub(crate) board: DurableBoard,
@@ -99,6 +101,12 @@ impl Workshop {
         board: DurableBoard,
         agents_slot: AgentsSlot,
     ) -> Self {
+        let budgets = Arc::new(RwLock::new(Budgets::default()));
+        let admission = Arc::new(crate::admission::Admission {
+            budgets: budgets.clone(),
+            directory: directory.clone(),
+            events: events.clone(),
+        });
         Self {
             inner: Arc::new(Inner {
                 root,
@@ -110,7 +118,8 @@ impl Workshop {
                 incarnations: AtomicU64::new(0),
                 store: Store::new(db.clone()),
                 db,
-                budgets: RwLock::new(Budgets::default()),
+                budgets,
+                admission,
                 schedules: RwLock::new(HashMap::new()),
                 board,
                 agents_slot,
@@ -307,11 +316,14 @@ impl Workshop {
             .clone()
             .ok_or_else(|| ApiError::Node("the agent supervisor is not running".into()))?;
         let incarnation = self.inner.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
-        let hooks = Arc::new(NodeHooks {
-            directory: self.inner.directory.clone(),
-            events: self.inner.events.clone(),
-            incarnation,
-            db: self.inner.db.clone(),
+        let hooks = Arc::new(crate::admission::AdmittingHooks {
+            node: NodeHooks {
+                directory: self.inner.directory.clone(),
+                events: self.inner.events.clone(),
+                incarnation,
+                db: self.inner.db.clone(),
+            },
+            admission: self.inner.admission.clone(),
         });
         let spec = Arc::new(spec);
         let (actor, _) = Actor::spawn_linked(
@@ -524,19 +536,6 @@ impl Workshop {
         }
     }
 
-    /// Checked before every send: the turn that crosses a limit completes, the next is refused.
-    fn check_budget(&self, name: &AgentName) -> Result<(), ApiError> {
-        let cost = self
-            .inner
-            .directory
-            .row(name)
-            .map(|r| r.cost_usd)
-            .unwrap_or(0.0);
-        let total = self.inner.directory.total_cost();
-        let verdict = self.inner.budgets.read().check(name, cost, total);
-        verdict.map_err(|why| self.budget_refused(why, name))
-    }
-
     /// The global budget: limit and spent.
     pub fn budget(&self) -> BudgetView {
         self.inner
@@ -565,18 +564,14 @@ impl Workshop {
         self.publish(Topic::Budget, "reset", None, "[budget] reset".into());
     }
 
-    fn budget_refused(&self, why: String, name: &AgentName) -> ApiError {
-        self.publish(
-            Topic::Budget,
-            "exceeded",
-            Some(name.as_str()),
-            format!("[budget] {why}"),
-        );
-        ApiError::BudgetExceeded(why)
+    /// For in-process callers that talk to an agent directly (tests, benchmarks): its actor.
+    /// Whatever is sent to it still goes through the agent's own admission (budgets, queue).
+    pub fn agent_actor(&self, name: &str) -> Result<ActorRef<AgentMsg>, ApiError> {
+        Ok(self.live(name)?.1)
     }
 
-    /// What every send does first: the agent must be live, the prompt within limits and the
-    /// budgets not spent.
+    /// What every send does first: the agent must be live and the prompt within limits. The
+    /// budgets are checked by the agent itself as it admits the prompt (see `admission.rs`).
     fn prepare(
         &self,
         name: &str,
@@ -585,7 +580,6 @@ impl Workshop {
     ) -> Result<(AgentName, ActorRef<AgentMsg>, Prompt), ApiError> {
         let (name, actor) = self.live(name)?;
         check_prompt(&name, prompt)?;
-        self.check_budget(&name)?;
         let p = Prompt {
             text: prompt.to_string(),
             origin: origin.to_string(),
@@ -1087,5 +1081,6 @@ fn refusal(agent: AgentName, r: Refusal) -> ApiError {
     match r {
         Refusal::QueueFull(depth) => ApiError::QueueFull { agent, depth },
         Refusal::Halted => ApiError::Halted(agent),
+        Refusal::Budget(why) => ApiError::BudgetExceeded(why),
     }
 }

@@ -46,3 +46,93 @@ async fn concurrent_creation_of_one_name_leaves_exactly_one_live_actor() {
     assert_eq!(w.agent_actors(), 0, "dismiss stops it");
     node.shutdown().await;
 }
+
+/// The budget is checked where the agent admits a prompt: a message sent straight to the
+/// agent's actor (no `Workshop::ask` in between) over budget is refused with the same reason,
+/// and the `[budget]` event is published.
+#[tokio::test]
+async fn over_budget_prompts_sent_straight_to_the_agent_actor_are_refused() {
+    use workshop_proto::agent::{AgentMsg, AskReply, CastReply, Prompt, Refusal};
+    let node = node().await;
+    let w = &node.workshop;
+    let mut o = script(vec![cost(0.01), cost(0.01)]);
+    o.max_cost_usd = Some(0.005);
+    w.agent("a", None, o).await.expect("agent");
+    let actor = w.agent_actor("a").expect("actor");
+    let prompt = |t: &str| Prompt {
+        text: t.into(),
+        origin: "direct".into(),
+    };
+    let first = actor
+        .call(|r| AgentMsg::Ask(prompt("one"), r), Some(LIMIT))
+        .await
+        .expect("call")
+        .expect("reply");
+    assert!(
+        matches!(first, AskReply::Done(_)),
+        "under budget: {first:?}"
+    );
+    let mut events = w.watch();
+    let second = actor
+        .call(|r| AgentMsg::Ask(prompt("two"), r), Some(LIMIT))
+        .await
+        .expect("call")
+        .expect("reply");
+    let AskReply::Refused(Refusal::Budget(why)) = second else {
+        panic!("over budget, an Ask straight to the actor is refused: {second:?}");
+    };
+    assert!(
+        why.contains("a budget exceeded ($0.0100 of $0.0050)"),
+        "{why}"
+    );
+    let ev = next_event(&mut events, "the [budget] event", |e| {
+        e.topic == workshop_types::Topic::Budget
+    })
+    .await;
+    assert_eq!(ev.line, format!("[budget] {why}"));
+    let cast = actor
+        .call(|r| AgentMsg::Cast(prompt("three"), r), Some(LIMIT))
+        .await
+        .expect("call")
+        .expect("reply");
+    assert!(
+        matches!(cast, CastReply::Refused(Refusal::Budget(_))),
+        "{cast:?}"
+    );
+    // Through the API the text is unchanged.
+    let e = w.ask("a", "four").await.expect_err("refused");
+    assert!(
+        e.to_string()
+            .starts_with("budget_exceeded: a budget exceeded"),
+        "{e}"
+    );
+    assert_eq!(
+        w.info("a").await.expect("info").turns,
+        1,
+        "nothing else ran"
+    );
+    node.shutdown().await;
+}
+
+/// Schedules go through the same admission: a tick on a spent agent is refused and reported.
+#[tokio::test]
+async fn a_schedule_on_a_spent_agent_is_refused_by_the_agent() {
+    let node = node().await;
+    let w = &node.workshop;
+    w.configure(None, Default::default(), Some(0.0))
+        .expect("a zero global budget");
+    w.agent("mon", None, script(vec![])).await.expect("agent");
+    let mut events = w.watch();
+    w.every("mon", "check", 10).await.expect("every");
+    let ev = next_event(&mut events, "the refused tick", |e| {
+        e.topic == workshop_types::Topic::Schedule && e.kind == "error"
+    })
+    .await;
+    assert!(
+        ev.line.contains("budget_exceeded: global budget exceeded"),
+        "{}",
+        ev.line
+    );
+    assert_eq!(w.info("mon").await.expect("info").turns, 0);
+    node.shutdown().await;
+}
