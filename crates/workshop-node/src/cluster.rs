@@ -273,24 +273,20 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
             other => ApiError::Node(format!("cannot connect to {addr}: {other}")),
         })?;
     let wait = async {
-        loop {
-            match rx.recv().await {
-                Some(SessionEvent::Ready { node_id }) => return Ok(node_id),
-                Some(SessionEvent::Closed {
-                    authenticated: false,
-                    peer,
-                }) => {
-                    tracing::warn!(%peer, "the node at {peer} closed the connection during authentication");
-                    return Err(ApiError::Disconnected(format!(
-                        "the node at {addr} refused the connection: wrong cookie? (the cookie comes from {COOKIE_ENV} or the node's <data dir>/{COOKIE_FILE})"
-                    )));
-                }
-                Some(SessionEvent::Closed { .. }) | None => {
-                    return Err(ApiError::Disconnected(format!(
-                        "the connection to {addr} closed before it was ready"
-                    )))
-                }
+        match rx.recv().await {
+            Some(SessionEvent::Ready { node_id }) => Ok(node_id),
+            Some(SessionEvent::Closed {
+                authenticated: false,
+                peer,
+            }) => {
+                tracing::warn!(%peer, "the node at {peer} closed the connection during authentication");
+                Err(ApiError::Disconnected(format!(
+                    "the node at {addr} refused the connection: wrong cookie? (the cookie comes from {COOKIE_ENV} or the node's <data dir>/{COOKIE_FILE})"
+                )))
             }
+            Some(SessionEvent::Closed { .. }) | None => Err(ApiError::Disconnected(format!(
+                "the connection to {addr} closed before it was ready"
+            ))),
         }
     };
     let node_id = tokio::time::timeout(CONNECT_TIMEOUT, wait)
