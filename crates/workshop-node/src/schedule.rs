@@ -10,7 +10,7 @@ use ractor_cluster_derive::RactorMessage;
 use tokio::task::JoinHandle;
 use workshop_types::{now_ms, AgentName, AgentStatus, Topic};
 
-use crate::workshop::parse_name;
+use crate::workshop::{call_actor, parse_name};
 use crate::{ApiError, Workshop};
 
 pub use workshop_proto::api::{ScheduleInfo, ScheduleSpec};
@@ -189,16 +189,21 @@ impl Workshop {
         Ok(())
     }
 
-    pub async fn schedules(&self) -> Vec<ScheduleInfo> {
-        let actors: Vec<ActorRef<ScheduleMsg>> =
-            self.inner.schedules.read().values().cloned().collect();
+    /// Every schedule, with its counters (each asked, within the actor-call bound).
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, ApiError> {
+        let actors: Vec<(AgentName, ActorRef<ScheduleMsg>)> = self
+            .inner
+            .schedules
+            .read()
+            .iter()
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect();
         let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, ScheduleMsg::Info) {
-                out.push(i);
-            }
+        for (name, a) in actors {
+            let what = format!("the schedule of {name}");
+            out.push(call_actor(&a, &what, ScheduleMsg::Info).await?);
         }
         out.sort_by(|a, b| a.spec.agent.cmp(&b.spec.agent));
-        out
+        Ok(out)
     }
 }

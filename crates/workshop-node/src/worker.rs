@@ -22,6 +22,7 @@ use workshop_board::durable::DurableError;
 use workshop_board::item::{WorkItem, WorkType};
 use workshop_types::{AgentName, AgentOptions, Topic};
 
+use crate::workshop::call_actor;
 use crate::{ApiError, Workshop};
 
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
@@ -556,16 +557,26 @@ impl Workshop {
         Ok(name)
     }
 
-    pub async fn workers(&self) -> Vec<WorkerInfo> {
-        let actors: Vec<ActorRef<WorkerMsg>> =
-            self.inner.workers.read().values().cloned().collect();
+    /// Every board worker, with its counters (each asked, within the actor-call bound).
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ApiError> {
+        let actors: Vec<(AgentName, ActorRef<WorkerMsg>)> = self
+            .inner
+            .workers
+            .read()
+            .iter()
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect();
         let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, WorkerMsg::Info) {
-                out.push(i);
-            }
+        for (name, a) in actors {
+            let what = format!("board worker {name}");
+            out.push(call_actor(&a, &what, WorkerMsg::Info).await?);
         }
-        out
+        Ok(out)
+    }
+
+    /// How many board workers the node runs.
+    pub fn worker_count(&self) -> usize {
+        self.inner.workers.read().len()
     }
 
     pub(crate) fn stop_workers(&self) {

@@ -51,6 +51,40 @@ fn check_prompt(name: &AgentName, prompt: &str) -> Result<(), ApiError> {
 /// How long `dismiss` waits for a graceful stop before killing the agent.
 pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
 
+/// The bound on every call to an actor of the node that it answers from its own state (agent
+/// `info`/`history`/`poll`/`cast`/`reset`, the event log, workers' and schedules' info). Past
+/// it the caller gets `ApiError::Timeout`. Shorter than a client's call timeout, so a remote
+/// caller hears which actor did not answer. Calls that wait for turns are not bounded by it.
+pub const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call to an agent may take.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The agent answers from its state at once: bounded by [`ACTOR_CALL_TIMEOUT`]; past it,
+    /// `ApiError::Timeout` naming the operation.
+    Short(&'static str),
+    /// Waits for turns: the caller's own timeout (`AwaitTimeout` past it), or none.
+    Turn(Option<Duration>),
+}
+
+/// Call a node actor that answers from its own state, bounded by [`ACTOR_CALL_TIMEOUT`].
+pub(crate) async fn call_actor<M: ractor::Message, R: Send + 'static>(
+    actor: &ActorRef<M>,
+    what: &str,
+    msg: impl FnOnce(RpcReplyPort<R>) -> M,
+) -> Result<R, ApiError> {
+    match actor.call(msg, Some(ACTOR_CALL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(ApiError::Timeout {
+            what: what.to_string(),
+            ms: ACTOR_CALL_TIMEOUT.as_millis() as u64,
+        }),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(ApiError::Node(format!(
+            "{what} stopped before replying; try again"
+        ))),
+    }
+}
+
 #[derive(Clone)]
 pub struct Workshop {
     pub(crate) inner: Arc<Inner>,
@@ -511,13 +545,23 @@ impl Workshop {
         name: &AgentName,
         actor: &ActorRef<AgentMsg>,
         msg: impl FnOnce(RpcReplyPort<R>) -> AgentMsg,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<R, ApiError> {
+        let timeout = match wait {
+            Wait::Short(_) => Some(ACTOR_CALL_TIMEOUT),
+            Wait::Turn(t) => t,
+        };
         match actor.call(msg, timeout).await {
             Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
-            Ok(ractor::rpc::CallResult::Timeout) => Err(ApiError::AwaitTimeout {
-                agent: name.clone(),
-                ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(match wait {
+                Wait::Short(what) => ApiError::Timeout {
+                    what: format!("{what} of agent {name}"),
+                    ms: ACTOR_CALL_TIMEOUT.as_millis() as u64,
+                },
+                Wait::Turn(_) => ApiError::AwaitTimeout {
+                    agent: name.clone(),
+                    ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+                },
             }),
             Ok(ractor::rpc::CallResult::SenderError) => Err(self.gone(name)),
             Err(e) => Err(unreachable_err(name, e)),
@@ -599,8 +643,11 @@ impl Workshop {
         origin: &str,
     ) -> Result<TurnResult, ApiError> {
         let (name, actor, p) = self.prepare(name, prompt, origin)?;
+        // Unbounded here on purpose: the reply comes when the turn ends, and the turn may be
+        // queued behind others. Each turn is bounded by the agent's watchdog (`timeout_ms`),
+        // the queue by its depth, and a client's call by its own wait timeout.
         match self
-            .call(&name, &actor, |r| AgentMsg::Ask(p, r), None)
+            .call(&name, &actor, |r| AgentMsg::Ask(p, r), Wait::Turn(None))
             .await?
         {
             AskReply::Done(r) => Ok(r),
@@ -622,7 +669,7 @@ impl Workshop {
     ) -> Result<RequestRef, ApiError> {
         let (name, actor, p) = self.prepare(name, prompt, origin)?;
         match self
-            .call(&name, &actor, |r| AgentMsg::Cast(p, r), None)
+            .call(&name, &actor, |r| AgentMsg::Cast(p, r), Wait::Short("cast"))
             .await?
         {
             CastReply::Queued(seq) => Ok(RequestRef { agent: name, seq }),
@@ -634,7 +681,12 @@ impl Workshop {
         let r = RequestRef::parse(reference).ok_or_else(|| ApiError::BadRef(reference.into()))?;
         let (name, actor) = self.live(r.agent.as_str())?;
         let PollReply(state) = self
-            .call(&name, &actor, |p| AgentMsg::Poll(r.seq, p), None)
+            .call(
+                &name,
+                &actor,
+                |p| AgentMsg::Poll(r.seq, p),
+                Wait::Short("poll"),
+            )
             .await?;
         Ok(state)
     }
@@ -650,7 +702,11 @@ impl Workshop {
             was_idle,
             status,
             last,
-        } = self.call(&name, &actor, AgentMsg::Await, timeout).await?;
+        } = self
+            // The caller's own timeout (`AwaitTimeout` past it), or none: awaiting an agent
+            // waits for its turns, which the agent's watchdog bounds one by one.
+            .call(&name, &actor, AgentMsg::Await, Wait::Turn(timeout))
+            .await?;
         Ok(AwaitOutcome {
             agent: name,
             was_idle,
@@ -765,7 +821,8 @@ impl Workshop {
             }
         }
         let (name, actor) = self.live(name)?;
-        self.call(&name, &actor, AgentMsg::Reset, None).await?;
+        self.call(&name, &actor, AgentMsg::Reset, Wait::Short("reset"))
+            .await?;
         Ok(())
     }
 
@@ -883,7 +940,9 @@ impl Workshop {
 
     pub async fn info(&self, name: &str) -> Result<AgentInfo, ApiError> {
         let (name, actor) = self.live(name)?;
-        let InfoReply(info) = self.call(&name, &actor, AgentMsg::Info, None).await?;
+        let InfoReply(info) = self
+            .call(&name, &actor, AgentMsg::Info, Wait::Short("info"))
+            .await?;
         Ok(info)
     }
 
@@ -898,7 +957,9 @@ impl Workshop {
         last: Option<usize>,
     ) -> Result<Vec<TurnResult>, ApiError> {
         let (name, actor) = self.live(name)?;
-        let HistoryReply(mut turns) = self.call(&name, &actor, AgentMsg::History, None).await?;
+        let HistoryReply(mut turns) = self
+            .call(&name, &actor, AgentMsg::History, Wait::Short("history"))
+            .await?;
         if let Some(n) = last {
             let skip = turns.len().saturating_sub(n);
             turns.drain(..skip);
@@ -960,11 +1021,19 @@ impl Workshop {
 
     // ---------------------------------------------------------------- events
 
-    pub async fn events(&self, last: usize, topic: Option<Topic>) -> Vec<Event> {
+    /// The last `last` events (of `topic`, if given), oldest first.
+    pub async fn events(&self, last: usize, topic: Option<Topic>) -> Result<Vec<Event>, ApiError> {
         let Some(log) = self.inner.events.actor() else {
-            return Vec::new();
+            return Err(ApiError::Node(
+                "the event log is restarting; try again".into(),
+            ));
         };
-        ractor::call!(log, |reply| EventLogMsg::Recent { last, topic, reply }).unwrap_or_default()
+        call_actor(&log, "the event log", |reply| EventLogMsg::Recent {
+            last,
+            topic,
+            reply,
+        })
+        .await
     }
 
     /// Events after `after` (of `topic`, if given); waits up to `wait` for the first one.
@@ -973,18 +1042,18 @@ impl Workshop {
         after: u64,
         topic: Option<Topic>,
         wait: Duration,
-    ) -> Vec<Event> {
+    ) -> Result<Vec<Event>, ApiError> {
         let wanted = |e: &Event| e.seq > after && topic.is_none_or(|t| t == e.topic);
         // Subscribe first, so nothing published between the read and the wait is missed.
         let mut rx = self.watch();
         let have: Vec<Event> = self
             .events(crate::event_log::RING, topic)
-            .await
+            .await?
             .into_iter()
             .filter(|e| wanted(e))
             .collect();
         if !have.is_empty() || wait.is_zero() {
-            return have;
+            return Ok(have);
         }
         let first = tokio::time::timeout(wait, async {
             loop {
@@ -1005,16 +1074,16 @@ impl Workshop {
                         out.push(e);
                     }
                 }
-                out
+                Ok(out)
             }
             // Lagged: read what the ring holds instead.
-            Ok(None) => self
+            Ok(None) => Ok(self
                 .events(crate::event_log::RING, topic)
-                .await
+                .await?
                 .into_iter()
                 .filter(|e| wanted(e))
-                .collect(),
-            Err(_) => Vec::new(),
+                .collect()),
+            Err(_) => Ok(Vec::new()),
         }
     }
 

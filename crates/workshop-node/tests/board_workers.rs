@@ -51,7 +51,7 @@ async fn worker_is_pushed_ready_items_and_completes_them_with_the_result() {
         Some("done: Implement LRU cache\n\nSpec:\nLRU with TTL")
     );
     assert_eq!(item.claimed_by.as_deref(), Some("dev"));
-    let workers = w.workers().await;
+    let workers = w.workers().await.expect("workers");
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].completed, 1);
     // The agent was reset between items: a fresh session, zero cost.
@@ -99,7 +99,7 @@ async fn a_failed_turn_fails_the_item_and_blocks_its_dependents() {
         "{a:?}"
     );
     assert_eq!(w.work_item("b").await.expect("b").status, Status::Blocked);
-    assert_eq!(w.workers().await[0].failed, 1);
+    assert_eq!(w.workers().await.expect("workers")[0].failed, 1);
     node.shutdown().await;
 }
 
@@ -456,7 +456,7 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
     assert_eq!((item.result, item.last_settle), (None, None));
     within("the worker to be free", async {
         loop {
-            let info = w.workers().await.pop().expect("worker");
+            let info = w.workers().await.expect("workers").pop().expect("worker");
             if info.current_item.is_none() {
                 assert_eq!((info.completed, info.failed), (0, 0));
                 return;
@@ -465,7 +465,7 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
         }
     })
     .await;
-    let events = w.events(500, Some(Topic::Work)).await;
+    let events = w.events(500, Some(Topic::Work)).await.expect("events");
     assert!(
         !events
             .iter()

@@ -136,3 +136,94 @@ async fn a_schedule_on_a_spent_agent_is_refused_by_the_agent() {
     assert_eq!(w.info("mon").await.expect("info").turns, 0);
     node.shutdown().await;
 }
+
+/// A backend whose `reset` never finishes: the agent actor is stuck in its `Reset` handler.
+/// (Options only name known backends, so it stands in for `script`.)
+struct StuckOnReset;
+
+struct StuckSession;
+
+impl workshop_agent::Backend for StuckOnReset {
+    fn name(&self) -> &'static str {
+        "script"
+    }
+    fn start_session(
+        &self,
+        _: &workshop_types::AgentSpec,
+    ) -> Result<Box<dyn workshop_agent::Session>, workshop_agent::BackendError> {
+        Ok(Box::new(StuckSession))
+    }
+}
+
+impl workshop_agent::Session for StuckSession {
+    fn turn<'a>(
+        &'a mut self,
+        prompt: &'a str,
+        _: workshop_agent::TurnContext,
+    ) -> workshop_agent::BoxFut<'a, Result<workshop_types::TurnResult, workshop_types::TurnError>>
+    {
+        Box::pin(async move {
+            Ok(workshop_types::TurnResult {
+                text: prompt.to_string(),
+                ..Default::default()
+            })
+        })
+    }
+    fn reset(&mut self) -> workshop_agent::BoxFut<'_, Result<(), workshop_agent::BackendError>> {
+        Box::pin(std::future::pending())
+    }
+    fn shutdown(&mut self) -> workshop_agent::BoxFut<'_, ()> {
+        Box::pin(async {})
+    }
+    fn session_id(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Calls to an actor that answers from its state are bounded: an agent stuck in a handler
+/// makes `reset`, then `info`, fail with `ApiError::Timeout` naming the operation and the
+/// agent, after `ACTOR_CALL_TIMEOUT` (virtual time: the test does not wait 20 real seconds).
+#[tokio::test(start_paused = true)]
+async fn a_call_to_a_stuck_agent_times_out_with_a_clear_error() {
+    use workshop_node::workshop::ACTOR_CALL_TIMEOUT;
+    use workshop_node::ApiError;
+    let real = std::time::Instant::now();
+    let backends = workshop_node::Node::default_backends().with(std::sync::Arc::new(StuckOnReset));
+    let node = workshop_node::Node::start_with(backends, None)
+        .await
+        .expect("node");
+    let w = &node.workshop;
+    w.agent("s", None, Default::default()).await.expect("agent");
+    assert_eq!(w.ask("s", "hello").await.expect("ask").text, "hello");
+    let ms = ACTOR_CALL_TIMEOUT.as_millis() as u64;
+    let e = within_virtual("reset to time out", w.reset("s"))
+        .await
+        .expect_err("reset cannot finish");
+    assert_eq!(
+        e,
+        ApiError::Timeout {
+            what: "reset of agent s".into(),
+            ms
+        }
+    );
+    let e = within_virtual("info to time out", w.info("s"))
+        .await
+        .expect_err("the agent is stuck");
+    assert_eq!(
+        e,
+        ApiError::Timeout {
+            what: "info of agent s".into(),
+            ms
+        }
+    );
+    assert!(
+        e.to_string().contains("got no answer within 10000 ms"),
+        "{e}"
+    );
+    node.shutdown().await;
+    assert!(
+        real.elapsed() < std::time::Duration::from_secs(5),
+        "virtual time, not real waiting: {:?}",
+        real.elapsed()
+    );
+}

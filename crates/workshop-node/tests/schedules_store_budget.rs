@@ -30,12 +30,12 @@ async fn schedule_casts_when_idle_and_skips_while_busy() {
     })
     .await;
     gates::release(g);
-    let s = w.schedules().await;
+    let s = w.schedules().await.expect("schedules");
     assert_eq!(s.len(), 1);
     assert!(s[0].run_count >= 3 && s[0].skipped >= 1, "{s:?}");
     assert_eq!(s[0].spec.prompt, "check the build");
     w.cancel("mon").await.expect("cancel");
-    assert!(w.schedules().await.is_empty());
+    assert!(w.schedules().await.expect("schedules").is_empty());
     assert!(matches!(
         w.every("mon", "x", 1).await,
         Err(ApiError::Node(m)) if m.contains("too short")
@@ -95,7 +95,7 @@ async fn durable_node_keeps_store_schedules_and_agents_across_restart() {
     let w = &node.workshop;
     assert_eq!(w.get("k").expect("get"), Some(json!([1, 2, 3])));
     assert!(approx(w.cost("a").expect("cost"), 0.5));
-    let s = w.schedules().await;
+    let s = w.schedules().await.expect("schedules");
     assert_eq!(s.len(), 1, "schedule restored");
     assert_eq!(s[0].spec.interval_ms, 60_000);
     let info = w.info("a").await.expect("info");

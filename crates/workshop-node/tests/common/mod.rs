@@ -30,6 +30,20 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// The bound for waits in tests on a paused clock (`start_paused = true`): virtual time jumps
+/// to the next timer whenever the runtime idles (e.g. while the board's threads commit), so a
+/// bound in virtual time must be far above every timer the test involves.
+pub const VIRTUAL_LIMIT: Duration = Duration::from_secs(3600);
+
+/// [`within`] for paused-clock tests: fails (with `what`) after [`VIRTUAL_LIMIT`] of virtual
+/// time.
+pub async fn within_virtual<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(VIRTUAL_LIMIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out (virtual time) waiting for {what}"),
+    }
+}
+
 pub fn script(steps: Vec<ScriptStep>) -> AgentOptions {
     AgentOptions {
         script: Some(steps),
