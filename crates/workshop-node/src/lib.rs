@@ -11,6 +11,7 @@ mod admission;
 pub mod agents;
 pub mod budget;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod directory;
 pub mod event_log;
@@ -27,7 +28,7 @@ pub mod workflows;
 pub mod workshop;
 
 pub use client::Client;
-pub use node::Node;
+pub use node::{Node, NodeOptions};
 pub use workshop::Workshop;
 pub use workshop_proto::api::{
     AwaitOutcome, BudgetView, GlobalConfig, Profile, ScheduleInfo, ScheduleSpec, WorkOptions,

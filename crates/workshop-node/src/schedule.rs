@@ -8,7 +8,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
 use tokio::task::JoinHandle;
-use workshop_types::{now_ms, AgentName, AgentStatus, Topic};
+use workshop_types::{AgentName, AgentStatus, Topic};
 
 use crate::workshop::{call_actor, parse_name};
 use crate::{ApiError, Workshop};
@@ -81,7 +81,7 @@ impl Actor for ScheduleActor {
                     .find(|r| r.name == agent)
                     .is_some_and(|r| r.status == AgentStatus::Idle && r.queued == 0);
                 st.info.run_count += 1;
-                st.info.last_run_at_ms = Some(now_ms());
+                st.info.last_run_at_ms = Some(st.workshop.now_ms());
                 if idle {
                     if let Err(e) = st
                         .workshop

@@ -170,6 +170,11 @@ impl Workshop {
         self.inner.board.clone()
     }
 
+    /// The node's clock, read now (ms since the Unix epoch).
+    pub fn now_ms(&self) -> u64 {
+        (self.inner.events.clock())()
+    }
+
     pub(crate) fn db(&self) -> Option<Arc<NodeDb>> {
         self.inner.db.clone()
     }
