@@ -9,6 +9,7 @@
 
 mod admission;
 pub mod agents;
+pub mod background;
 pub mod budget;
 pub mod client;
 pub mod clock;

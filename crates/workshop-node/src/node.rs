@@ -171,6 +171,7 @@ impl Node {
             board,
             agents_slot,
         );
+        workshop.start_background().await?;
         workshop.restore().await?;
         let identity = Identity::new(
             node_name(),

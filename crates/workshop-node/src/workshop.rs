@@ -20,15 +20,16 @@ use workshop_types::{
     RequestRef, Topic, TurnResult,
 };
 
+use crate::background::Supervised;
 use crate::budget::Budgets;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::names::{NameGuard, NameLocks};
 use crate::persist::{AgentRecord, NodeDb};
-use crate::schedule::ScheduleMsg;
+use crate::schedule::{ScheduleMsg, ScheduleSpec};
 use crate::store::Store;
 use crate::supervisor::{AgentsSlot, RootMsg};
-use crate::worker::WorkerMsg;
+use crate::worker::{WorkerMsg, WorkerSpec};
 use crate::ApiError;
 use crate::{AwaitOutcome, BudgetView, GlobalConfig, Profile};
 use workshop_board::durable::DurableBoard;
@@ -103,12 +104,14 @@ pub(crate) struct Inner {
     /// Budgets, checked by each agent as it admits a prompt (shared with their hooks).
     pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) store: Store,
-    pub(crate) schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
+    pub(crate) schedules: RwLock<HashMap<AgentName, Supervised<ScheduleMsg, ScheduleSpec>>>,
     pub(crate) board: DurableBoard,
     pub(crate) agents_slot: AgentsSlot,
     /// Agents restored from the registry and not declared again since.
     pub(crate) restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
-    pub(crate) workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
+    pub(crate) workers: RwLock<BTreeMap<AgentName, Supervised<WorkerMsg, WorkerSpec>>>,
+    /// Supervises workers and schedules (see `background.rs`).
+    pub(crate) background: RwLock<Option<ractor::ActorCell>>,
     pub(crate) workflows: RwLock<BTreeMap<String, Workflow>>,
     /// Creation, replacement and dismissal of one name are serialized (see `names.rs`).
     pub(crate) names: NameLocks,
@@ -159,6 +162,7 @@ impl Workshop {
                 agents_slot,
                 restored: Default::default(),
                 workers: RwLock::new(BTreeMap::new()),
+                background: RwLock::new(None),
                 workflows: RwLock::new(BTreeMap::new()),
                 names: NameLocks::default(),
             }),
@@ -836,7 +840,7 @@ impl Workshop {
         let name = parse_name(name)?;
         self.cancel(name.as_str()).await?;
         if let Some(w) = self.inner.workers.write().remove(&name) {
-            w.stop(Some("dismissed".into()));
+            w.stop("dismissed");
         }
         if let Some(db) = &self.inner.db {
             db.delete_worker(&name)?;

@@ -227,3 +227,145 @@ async fn a_call_to_a_stuck_agent_times_out_with_a_clear_error() {
         real.elapsed()
     );
 }
+
+fn typed(t: &str) -> workshop_node::WorkOptions {
+    workshop_node::WorkOptions {
+        work_type: Some(t.into()),
+        ..Default::default()
+    }
+}
+
+/// A board worker whose actor fails is never silent: `[worker] x crashed: ..` is published and
+/// it is restarted (and keeps working) while its restart budget (3 in 60 s) lasts; past it, it
+/// stays listed as crashed in `workers()` until `board_worker` starts it again.
+#[tokio::test]
+async fn a_crashed_board_worker_is_reported_restarted_then_marked_crashed() {
+    use workshop_node::background::{RESTARTS, RESTART_WINDOW};
+    use workshop_node::worker::WorkerMsg;
+    let node = node().await;
+    let w = &node.workshop;
+    let mut ev = w.watch();
+    w.board_worker("dev", "code", None, script(vec![]), Some(60_000), false)
+        .await
+        .expect("worker");
+    let crash = |why: &str| {
+        w.worker_actor("dev")
+            .expect("a running worker")
+            .cast(WorkerMsg::CrashForTest(why.into()))
+            .expect("cast");
+    };
+    crash("boom 1");
+    let crashed = next_event(&mut ev, "the crash event", |e| e.kind == "worker_crashed").await;
+    assert!(
+        crashed.line.starts_with("[worker] dev crashed: ") && crashed.line.contains("boom 1"),
+        "{}",
+        crashed.line
+    );
+    next_event(&mut ev, "the restart", |e| {
+        e.line == "[worker] dev restarted (restart 1)"
+    })
+    .await;
+    // The restarted worker is pushed ready items as before.
+    w.work("job", "Do it", typed("code")).await.expect("work");
+    next_event(&mut ev, "the item to complete", |e| {
+        e.line == "[work] job completed"
+    })
+    .await;
+    let info = &w.workers().await.expect("workers")[0];
+    assert_eq!((info.restarts, info.crashed.as_deref()), (1, None));
+    assert_eq!(info.completed, 1);
+
+    // Two more restarts are allowed within the window; the next crash spends the budget.
+    for n in 2..=RESTARTS {
+        crash(&format!("boom {n}"));
+        let line = format!("[worker] dev restarted (restart {n})");
+        next_event(&mut ev, &line, |e| e.line == line).await;
+    }
+    crash("boom last");
+    let gave_up = next_event(&mut ev, "the give-up event", |e| {
+        e.kind == "worker_crashed" && e.line.contains("not restarted")
+    })
+    .await;
+    assert_eq!(
+        gave_up.line,
+        format!(
+            "[worker] dev crashed {} times within {} s; not restarted (marked crashed): board_worker(..) starts it again",
+            RESTARTS + 1,
+            RESTART_WINDOW.as_secs()
+        )
+    );
+    let workers = w.workers().await.expect("workers");
+    assert_eq!(workers.len(), 1, "a crashed worker stays listed");
+    assert_eq!(workers[0].restarts, RESTARTS);
+    assert!(
+        workers[0]
+            .crashed
+            .as_deref()
+            .is_some_and(|c| c.contains("boom last")),
+        "{workers:?}"
+    );
+    assert!(w.worker_actor("dev").is_none(), "nothing runs for it");
+
+    // Starting it again clears the mark.
+    w.board_worker("dev", "code", None, script(vec![]), Some(60_000), false)
+        .await
+        .expect("worker again");
+    let workers = w.workers().await.expect("workers");
+    assert_eq!(
+        (workers[0].restarts, workers[0].crashed.as_deref()),
+        (0, None)
+    );
+    node.shutdown().await;
+}
+
+/// The same for schedules: reported, restarted (ticking again), then marked crashed.
+#[tokio::test]
+async fn a_crashed_schedule_is_reported_restarted_then_marked_crashed() {
+    use workshop_node::background::RESTARTS;
+    use workshop_node::schedule::ScheduleMsg;
+    let node = node().await;
+    let w = &node.workshop;
+    w.agent("mon", None, script(vec![])).await.expect("agent");
+    let mut ev = w.watch();
+    w.every("mon", "check", 60_000).await.expect("every");
+    let crash = |why: &str| {
+        w.schedule_actor("mon")
+            .expect("a running schedule")
+            .cast(ScheduleMsg::CrashForTest(why.into()))
+            .expect("cast");
+    };
+    for n in 1..=RESTARTS {
+        crash(&format!("tick bug {n}"));
+        let crashed = next_event(&mut ev, "the crash event", |e| {
+            e.topic == workshop_types::Topic::Schedule && e.kind == "crashed"
+        })
+        .await;
+        assert!(
+            crashed.line.starts_with("[schedule] mon crashed: ")
+                && crashed.line.contains(&format!("tick bug {n}")),
+            "{}",
+            crashed.line
+        );
+        let line = format!("[schedule] mon restarted (restart {n})");
+        next_event(&mut ev, &line, |e| e.line == line).await;
+    }
+    let s = w.schedules().await.expect("schedules");
+    assert_eq!((s[0].restarts, s[0].crashed.as_deref()), (RESTARTS, None));
+    assert_eq!(s[0].spec.interval_ms, 60_000, "restarted from its spec");
+    crash("tick bug last");
+    next_event(&mut ev, "the give-up event", |e| {
+        e.kind == "crashed" && e.line.contains("not restarted")
+    })
+    .await;
+    let s = w.schedules().await.expect("schedules");
+    assert_eq!(s.len(), 1, "a crashed schedule stays listed");
+    assert!(
+        s[0].crashed
+            .as_deref()
+            .is_some_and(|c| c.contains("tick bug last")),
+        "{s:?}"
+    );
+    w.cancel("mon").await.expect("cancel removes it");
+    assert!(w.schedules().await.expect("schedules").is_empty());
+    node.shutdown().await;
+}
