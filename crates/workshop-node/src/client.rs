@@ -549,7 +549,7 @@ impl Client {
         status: Option<&str>,
         work_type: Option<&str>,
     ) -> Result<Vec<WorkItem>, ApiError> {
-        let status = status.map(|s| crate::work::parse_status(s)).transpose()?;
+        let status = status.map(crate::work::parse_status).transpose()?;
         Ok(self
             .call(req::Board {
                 status,

@@ -18,7 +18,64 @@ use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, Roo
 use crate::{ApiError, Workshop};
 use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
+use workshop_board::BoardConfig;
 use workshop_proto::node::NodeMsg;
+use workshop_types::Clock;
+
+/// How to start a node: `Node::builder().data_dir(dir).clock(c).start().await`. The defaults
+/// are what `Node::start` uses: the built-in backends, nothing persisted, the system clock.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub backends: Backends,
+    /// Persist everything under this directory (`Node::open`); `None`: an ephemeral node.
+    pub data_dir: Option<PathBuf>,
+    /// The node's one clock: the board (leases, backoff), schedules, workers, event stamps and
+    /// restart budgets read it. Tests pass [`crate::clock::tokio_clock`] under a paused runtime.
+    pub clock: Clock,
+    /// The board's retry backoff.
+    pub board: BoardConfig,
+    /// How often expired leases are looked for.
+    pub lease_sweep: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            backends: Node::default_backends(),
+            data_dir: None,
+            clock: workshop_types::system_clock(),
+            board: BoardConfig::default(),
+            lease_sweep: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NodeOptions {
+    pub fn backends(mut self, backends: Backends) -> Self {
+        self.backends = backends;
+        self
+    }
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+    pub fn board(mut self, board: BoardConfig) -> Self {
+        self.board = board;
+        self
+    }
+    pub fn lease_sweep(mut self, every: Duration) -> Self {
+        self.lease_sweep = every;
+        self
+    }
+    /// Start the node.
+    pub async fn start(self) -> Result<Node, ApiError> {
+        Node::start_opts(self).await
+    }
+}
 
 /// How long a stopping node lets board workers finish their items by default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -56,21 +113,46 @@ impl Node {
     }
 
     pub async fn start_with(backends: Backends, data_dir: Option<&Path>) -> Result<Node, ApiError> {
+        let mut options = NodeOptions::default().backends(backends);
+        options.data_dir = data_dir.map(Path::to_path_buf);
+        Self::start_opts(options).await
+    }
+
+    /// Options to start a node with (see [`NodeOptions`]).
+    pub fn builder() -> NodeOptions {
+        NodeOptions::default()
+    }
+
+    /// Start a node with `options`.
+    pub async fn start_opts(options: NodeOptions) -> Result<Node, ApiError> {
+        let NodeOptions {
+            backends,
+            data_dir,
+            clock,
+            board: board_config,
+            lease_sweep,
+        } = options;
+        let data_dir = data_dir.as_deref();
+        let board_options = DurableOptions {
+            board: board_config,
+            clock: clock.clone(),
+            ..DurableOptions::default()
+        };
         let (db, board) = match data_dir {
             None => (
                 None,
-                DurableBoard::with_store(MemoryStore::new(), DurableOptions::default())
+                DurableBoard::with_store(MemoryStore::new(), board_options)
                     .map_err(|e| ApiError::Board(e.to_string()))?,
             ),
             Some(dir) => {
                 let db = NodeDb::open(&dir.join("node"))?;
-                let board = DurableBoard::open(dir.join("board"), DurableOptions::default())
+                let board = DurableBoard::open(dir.join("board"), board_options)
                     .map_err(|e| ApiError::Board(e.to_string()))?;
                 (Some(Arc::new(db)), board)
             }
         };
-        let sweeper = board.spawn_lease_sweeper(Duration::from_secs(1));
-        let events = EventLogHandle::new(db.clone());
+        let sweeper = board.spawn_lease_sweeper(lease_sweep);
+        let events = EventLogHandle::new(db.clone(), clock);
         let directory = Arc::new(Directory::default());
         let agents_slot = AgentsSlot::default();
         let (root, handle) = Actor::spawn(
@@ -94,6 +176,7 @@ impl Node {
             board,
             agents_slot,
         );
+        workshop.start_background().await?;
         workshop.restore().await?;
         let identity = Identity::new(
             node_name(),

@@ -113,7 +113,7 @@ impl Actor for NodeActor {
 
 /// Who the node is right now.
 pub async fn hello(ws: &Workshop, id: &Identity) -> NodeHello {
-    let workers = ws.workers().await.len() as u64;
+    let workers = ws.worker_count() as u64;
     let addr = id.addr.read().clone();
     NodeHello {
         name: id.name.clone(),
@@ -214,7 +214,10 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         R::Notify(r) => answer::<req::Notify>(what, ws.notify(&r.name, &r.event)),
         R::Reset(r) => answer::<req::Reset>(what, ws.reset(&r.name).await),
         R::Dismiss(r) => answer::<req::Dismiss>(what, ws.dismiss(&r.name).await),
-        R::ResetAll(_) => answer::<req::ResetAll>(what, Ok(ws.reset_all().await)),
+        R::ResetAll(_) => {
+            ws.reset_all().await;
+            answer::<req::ResetAll>(what, Ok(()))
+        }
         R::Status(_) => answer::<req::Status>(what, Ok(ws.status())),
         R::Info(r) => answer::<req::Info>(what, ws.info(&r.name).await),
         R::LastResult(r) => answer::<req::LastResult>(what, ws.result(&r.name).await),
@@ -249,22 +252,32 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             answer::<req::Every>(what, ws.every(&r.agent, &r.prompt, r.interval_ms).await)
         }
         R::CancelSchedule(r) => answer::<req::CancelSchedule>(what, ws.cancel(&r.agent).await),
-        R::Schedules(_) => answer::<req::Schedules>(what, Ok(ws.schedules().await)),
+        R::Schedules(_) => answer::<req::Schedules>(what, ws.schedules().await),
         R::Budget(_) => answer::<req::Budget>(what, Ok(ws.budget())),
         R::AgentBudget(r) => answer::<req::AgentBudget>(what, ws.agent_budget(&r.name)),
-        R::ResetBudget(_) => answer::<req::ResetBudget>(what, Ok(ws.reset_budget())),
+        R::ResetBudget(_) => {
+            ws.reset_budget();
+            answer::<req::ResetBudget>(what, Ok(()))
+        }
         R::Events(r) => answer::<req::Events>(
             what,
-            Ok(page(ws.events(r.last as usize, r.topic).await, true).items),
+            ws.events(r.last as usize, r.topic)
+                .await
+                .map(|events| page(events, true).items),
         ),
         R::EventsAfter(r) => answer::<req::EventsAfter>(
             what,
-            Ok(ws
-                .events_after(r.after_seq, r.topic, Duration::from_millis(r.wait_ms))
-                .await),
+            ws.events_after(r.after_seq, r.topic, Duration::from_millis(r.wait_ms))
+                .await,
         ),
-        R::ClearEvents(_) => answer::<req::ClearEvents>(what, Ok(ws.clear_events())),
-        R::Emit(r) => answer::<req::Emit>(what, Ok(emit(ws, r.topic, r.line))),
+        R::ClearEvents(_) => {
+            ws.clear_events();
+            answer::<req::ClearEvents>(what, Ok(()))
+        }
+        R::Emit(r) => {
+            emit(ws, r.topic, r.line);
+            answer::<req::Emit>(what, Ok(()))
+        }
         R::AddWork(r) => answer::<req::AddWork>(what, ws.work(&r.id, &r.title, r.options).await),
         R::Board(r) => answer::<req::Board>(
             what,
@@ -308,7 +321,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             )
             .await,
         ),
-        R::Workers(_) => answer::<req::Workers>(what, Ok(ws.workers().await)),
+        R::Workers(_) => answer::<req::Workers>(what, ws.workers().await),
         R::DefineWorkflow(r) => answer::<req::DefineWorkflow>(what, ws.workflow(r.workflow).await),
         R::Workflows(_) => answer::<req::Workflows>(what, Ok(ws.workflows())),
         R::RunWorkflow(r) => answer::<req::RunWorkflow>(what, ws.run_workflow(&r.name).await),

@@ -22,6 +22,8 @@ use workshop_board::durable::DurableError;
 use workshop_board::item::{WorkItem, WorkType};
 use workshop_types::{AgentName, AgentOptions, Topic};
 
+use crate::background::{spawn_worker, Supervised};
+use crate::workshop::call_actor;
 use crate::{ApiError, Workshop};
 
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
@@ -58,6 +60,9 @@ pub enum WorkerMsg {
     /// The node is stopping and the grace period is over: interrupt the turn in flight and
     /// hand its item back to the board (ready again, no attempt counted).
     Release,
+    /// Test-only: fail the actor's handler (as a bug would), to exercise its supervision.
+    #[cfg(any(test, feature = "test-hooks"))]
+    CrashForTest(String),
 }
 
 /// How a worker's item ended.
@@ -233,18 +238,31 @@ impl Actor for BoardWorker {
                 }
             }
             WorkerMsg::Info(reply) => {
-                let _ = reply.send(WorkerInfo {
-                    name: st.spec.name.clone(),
-                    work_type: st.spec.work_type.to_string(),
-                    interval_ms: st.spec.interval_ms,
-                    worktree: st.spec.worktree,
-                    completed: st.completed,
-                    failed: st.failed,
-                    current_item: st.current.clone(),
-                });
+                let mut info = info_of(&st.spec);
+                info.completed = st.completed;
+                info.failed = st.failed;
+                info.current_item = st.current.clone();
+                let _ = reply.send(info);
             }
+            #[cfg(any(test, feature = "test-hooks"))]
+            WorkerMsg::CrashForTest(why) => return Err(why.into()),
         }
         Ok(())
+    }
+}
+
+/// What `workers()` shows of a worker before asking it (counters zero).
+fn info_of(spec: &WorkerSpec) -> WorkerInfo {
+    WorkerInfo {
+        name: spec.name.clone(),
+        work_type: spec.work_type.to_string(),
+        interval_ms: spec.interval_ms,
+        worktree: spec.worktree,
+        completed: 0,
+        failed: 0,
+        current_item: None,
+        restarts: 0,
+        crashed: None,
     }
 }
 
@@ -610,17 +628,18 @@ impl Workshop {
         let name = spec.name.clone();
         let work_type = spec.work_type.clone();
         if let Some(old) = self.inner.workers.write().remove(&name) {
-            old.stop(Some("replaced".into()));
+            old.stop("replaced");
         }
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            BoardWorker,
-            (self.clone(), spec),
-            self.inner.root.get_cell(),
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))?;
-        self.inner.workers.write().insert(name.clone(), actor);
+        let actor = spawn_worker(self, self.background()?, spec.clone()).await?;
+        if let Some(old) = self
+            .inner
+            .workers
+            .write()
+            .insert(name.clone(), Supervised::new(spec, actor))
+        {
+            // Started concurrently under the same name: the later one wins.
+            old.stop("replaced");
+        }
         self.publish(
             Topic::Work,
             "worker_started",
@@ -630,16 +649,50 @@ impl Workshop {
         Ok(name)
     }
 
-    pub async fn workers(&self) -> Vec<WorkerInfo> {
-        let actors: Vec<ActorRef<WorkerMsg>> =
-            self.inner.workers.read().values().cloned().collect();
+    /// Every board worker, with its counters (each running one asked, within the actor-call
+    /// bound); one that crashed past its restart budget is listed with `crashed` set.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ApiError> {
+        type Row = (WorkerInfo, Option<ActorRef<WorkerMsg>>);
+        let rows: Vec<Row> = self
+            .inner
+            .workers
+            .read()
+            .values()
+            .map(|s| {
+                let mut info = info_of(&s.spec);
+                info.restarts = s.restarts;
+                info.crashed = s.crashed.clone();
+                (info, s.actor.clone())
+            })
+            .collect();
         let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, WorkerMsg::Info) {
-                out.push(i);
+        for (info, actor) in rows {
+            match actor {
+                Some(a) => {
+                    let what = format!("board worker {}", info.name);
+                    let live = call_actor(&a, &what, WorkerMsg::Info).await?;
+                    out.push(WorkerInfo {
+                        restarts: info.restarts,
+                        crashed: info.crashed,
+                        ..live
+                    });
+                }
+                None => out.push(info),
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Test-only: the running actor of a board worker.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn worker_actor(&self, name: &str) -> Option<ActorRef<WorkerMsg>> {
+        let name = AgentName::new(name).ok()?;
+        self.inner.workers.read().get(&name)?.actor.clone()
+    }
+
+    /// How many board workers the node runs.
+    pub fn worker_count(&self) -> usize {
+        self.inner.workers.read().len()
     }
 
     /// For a graceful stop: every worker stops claiming; items in flight get `grace` to finish,
@@ -651,7 +704,7 @@ impl Workshop {
             .workers
             .read()
             .iter()
-            .map(|(n, w)| (n.clone(), w.clone()))
+            .filter_map(|(n, w)| w.actor.clone().map(|a| (n.clone(), a)))
             .collect();
         let mut set = tokio::task::JoinSet::new();
         for (name, w) in workers {
@@ -678,7 +731,7 @@ impl Workshop {
     pub(crate) fn stop_workers(&self) {
         let workers = std::mem::take(&mut *self.inner.workers.write());
         for (_, w) in workers {
-            w.stop(Some("node stopping".into()));
+            w.stop("node stopping");
         }
     }
 }
