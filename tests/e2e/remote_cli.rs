@@ -504,8 +504,6 @@ fn work_and_board_on_the_data_dir_when_no_node_runs_match_the_node() {
 }
 
 #[test]
-#[ignore = "bug: on the data dir (no node), `work` refusals have code \"error\"; on a node the \
-            same refusals have code \"board\" (the messages are the same)"]
 fn work_refusals_on_the_data_dir_match_the_node() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (on_node, no_node) = (tmp.path().join("node"), tmp.path().join("dir"));
@@ -550,9 +548,6 @@ fn work_refusals_on_the_data_dir_match_the_node() {
 }
 
 #[test]
-#[ignore = "bug: the node notifies its stop before the StopNode reply is sent, and closes its \
-            port while the reply is on its way: `workshop stop` often exits 1 with `the node at \
-            ... dropped the StopNode call` although the node stops"]
 fn stop_answers_before_the_node_goes_away() {
     // Several at once, as a loaded machine makes the race between the reply to `stop` and the
     // node closing its port likely.
@@ -684,8 +679,6 @@ fn no_node_at_an_address_says_so() {
 }
 
 #[test]
-#[ignore = "bug: with --node and no cookie in the data dir, the cookie is looked for before the \
-            address is tried: `no cookie at .workshop/cookie`, not `no node at 127.0.0.1:1`"]
 fn no_node_at_an_address_says_so_even_without_a_cookie() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = cli(tmp.path(), &["status", "--node", "127.0.0.1:1"]);
@@ -885,8 +878,6 @@ async fn sigterm_with_a_board_worker_mid_item_exits_0_and_loses_no_item() {
 }
 
 #[test]
-#[ignore = "bug: `workshop node` says it listens before it handles SIGTERM (the handler is set \
-            up after the line): a SIGTERM right then kills it (signal 15, no graceful stop)"]
 fn sigterm_right_after_listening_stops_gracefully() {
     // Several at once: the window is short, a loaded machine widens it.
     std::thread::scope(|s| {

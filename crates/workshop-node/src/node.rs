@@ -272,11 +272,12 @@ impl Node {
     /// the status rows still queued for the background writer: a clean stop loses none
     /// (persist/rows.rs).
     pub async fn shutdown(mut self) {
-        if let (Some(dir), Some(_)) = (&self.data_dir, &self.listener) {
-            cluster::remove_endpoint(dir);
-        }
-        self.listener = None;
-        self.node_actor.stop(Some("node shutdown".into()));
+        let db = self.workshop.db().map(|d| Arc::downgrade(&d));
+        // No new requests; those in flight are ended (their callers get a clear error).
+        let _ = self
+            .node_actor
+            .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
         // Workers first: no new claims; items in flight finish within the grace period or go
         // back to the board, so none is left claimed by a node that is gone.
         let released = self.workshop.drain_workers(self.stop_grace).await;
@@ -290,6 +291,31 @@ impl Node {
         }
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;
+        // The cluster port last, so replies sent while stopping (`workshop stop`) reach their
+        // callers; the endpoint file goes with it.
+        if let (Some(dir), Some(_)) = (&self.data_dir, &self.listener) {
+            cluster::remove_endpoint(dir);
+        }
+        if let Some(listener) = self.listener.take() {
+            listener.stop().await;
+        }
+        // The data dir is free only once the last holder of the node database (an actor still
+        // stopping, a task ending) has let go: a node reopened on it right away must not find
+        // it locked.
+        drop(self.workshop);
+        if let Some(db) = db {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while db.strong_count() > 0 {
+                if tokio::time::Instant::now() > deadline {
+                    tracing::warn!(
+                        holders = db.strong_count(),
+                        "the node database is still held 10 s after shutdown"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct NodeActorArgs {
 pub struct NodeActorState {
     workshop: Workshop,
     identity: Arc<Identity>,
+    /// Requests in flight; aborted when the node actor stops (a stopping node answers nothing
+    /// more, and no task may keep the node's state alive after it).
+    tasks: tokio::task::JoinSet<()>,
 }
 
 impl Actor for NodeActor {
@@ -70,7 +73,18 @@ impl Actor for NodeActor {
         Ok(NodeActorState {
             workshop: args.workshop,
             identity: args.identity,
+            tasks: tokio::task::JoinSet::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        state: &mut NodeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.tasks.abort_all();
+        while state.tasks.join_next().await.is_some() {}
+        Ok(())
     }
 
     async fn handle(
@@ -99,11 +113,18 @@ impl Actor for NodeActor {
                     let _ = reply.send(encode_reply::<()>("a request", &Err(e)));
                     return Ok(());
                 }
+                // Reap the tasks that have ended (their results are ()).
+                while state.tasks.try_join_next().is_some() {}
                 let ws = state.workshop.clone();
                 let id = state.identity.clone();
-                tokio::spawn(async move {
+                let stop = matches!(env.request, Request::StopNode(_));
+                state.tasks.spawn(async move {
                     let frame = dispatch(&ws, &id, env.request).await;
                     let _ = reply.send(frame);
+                    if stop {
+                        // After the reply: the caller learns the node accepted the stop.
+                        id.stop.notify_one();
+                    }
                 });
             }
         }
@@ -335,10 +356,8 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             answer::<req::AwaitWorkflow>(what, ws.await_workflow(&r.name, ms(r.timeout_ms)).await)
         }
         R::ResetWorkflow(r) => answer::<req::ResetWorkflow>(what, ws.reset_workflow(&r.name).await),
-        R::StopNode(_) => {
-            id.stop.notify_one();
-            answer::<req::StopNode>(what, Ok(()))
-        }
+        // The stop is signalled once this reply is sent (see `handle`).
+        R::StopNode(_) => answer::<req::StopNode>(what, Ok(())),
     }
 }
 

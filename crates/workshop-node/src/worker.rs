@@ -12,6 +12,8 @@
 //! token, removes the item's worktree (the branch stays) and publishes a `lease_lost` event.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -88,9 +90,17 @@ pub struct WorkerState {
     /// Set by `Drain`: no more claims; the waiters are answered when the item in flight ends.
     draining: bool,
     drained: Vec<RpcReplyPort<()>>,
-    completed: u64,
-    failed: u64,
+    /// Counted when the board has recorded the outcome, before its event is published, so
+    /// whoever sees the event sees the count.
+    counts: Arc<Counts>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Items settled by one worker.
+#[derive(Default)]
+pub struct Counts {
+    completed: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Actor for BoardWorker {
@@ -135,8 +145,7 @@ impl Actor for BoardWorker {
             release: None,
             draining: false,
             drained: Vec::new(),
-            completed: 0,
-            failed: 0,
+            counts: Arc::default(),
             tasks: vec![push, timer],
         })
     }
@@ -191,9 +200,10 @@ impl Actor for BoardWorker {
                         let me = me.clone();
                         let (release_tx, release_rx) = oneshot::channel();
                         st.release = Some(release_tx);
+                        let counts = st.counts.clone();
                         tokio::spawn(async move {
                             let id = item.id.to_string();
-                            let end = run_item(&ws, &spec, item, release_rx).await;
+                            let end = run_item(&ws, &spec, item, release_rx, &counts).await;
                             let _ = me.cast(WorkerMsg::Done { id, end });
                         });
                     }
@@ -212,9 +222,11 @@ impl Actor for BoardWorker {
                     st.release = None;
                 }
                 match end {
-                    ItemEnd::Completed => st.completed += 1,
-                    ItemEnd::Failed => st.failed += 1,
-                    ItemEnd::LeaseLost | ItemEnd::Released => {}
+                    // Counted by `settle` when the board recorded the outcome.
+                    ItemEnd::Completed
+                    | ItemEnd::Failed
+                    | ItemEnd::LeaseLost
+                    | ItemEnd::Released => {}
                 }
                 if st.draining {
                     for w in st.drained.drain(..) {
@@ -239,8 +251,8 @@ impl Actor for BoardWorker {
             }
             WorkerMsg::Info(reply) => {
                 let mut info = info_of(&st.spec);
-                info.completed = st.completed;
-                info.failed = st.failed;
+                info.completed = st.counts.completed.load(Ordering::Relaxed);
+                info.failed = st.counts.failed.load(Ordering::Relaxed);
                 info.current_item = st.current.clone();
                 let _ = reply.send(info);
             }
@@ -272,6 +284,7 @@ async fn run_item(
     spec: &WorkerSpec,
     item: WorkItem,
     mut release: oneshot::Receiver<()>,
+    counts: &Counts,
 ) -> ItemEnd {
     let board = ws.board_handle();
     let id = item.id.to_string();
@@ -317,7 +330,7 @@ async fn run_item(
             Err(e) => {
                 heartbeat.abort();
                 let _ = start.await;
-                settle(ws, &id, token, Err(format!("worktree: {e}"))).await;
+                settle(ws, &id, token, Err(format!("worktree: {e}")), counts).await;
                 return ItemEnd::Failed;
             }
         }
@@ -387,6 +400,7 @@ async fn run_item(
         &id,
         token,
         outcome.map(|r| r.text).map_err(|e| e.to_string()),
+        counts,
     )
     .await;
     if let Some(path) = worktree {
@@ -456,7 +470,13 @@ async fn release_lost_item(
     );
 }
 
-async fn settle(ws: &Workshop, id: &str, token: u64, outcome: Result<String, String>) {
+async fn settle(
+    ws: &Workshop,
+    id: &str,
+    token: u64,
+    outcome: Result<String, String>,
+    counts: &Counts,
+) {
     let board = ws.board_handle();
     let res = match &outcome {
         Ok(text) => board.complete(id, token, text.clone()).await,
@@ -476,8 +496,10 @@ async fn settle(ws: &Workshop, id: &str, token: u64, outcome: Result<String, Str
                 ),
             };
             let kind = if outcome.is_ok() {
+                counts.completed.fetch_add(1, Ordering::Relaxed);
                 "completed"
             } else {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
                 "failed"
             };
             ws.emit_about(Topic::Work, kind, id, line);
