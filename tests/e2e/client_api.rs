@@ -3,6 +3,7 @@
 //! over ractor_cluster, and must behave the same. The script backend's default reply is
 //! "Mock response to: <prompt>" at $0.01.
 
+use std::time::Duration;
 use workshop_node::{ApiError, Client, GlobalConfig};
 use workshop_types::{AgentOptions, AgentStatus, PermissionMode, PollState, Topic, TurnError};
 
@@ -188,24 +189,31 @@ async fn await_all_covers_every_busy_agent(c: &Client, g: Gates) {
     for n in &names {
         g.arrived(c, n, &gate(n)).await;
     }
-    // Poll await_all once while every turn is held, so it sees all three busy.
-    let mut all = Box::pin(c.await_all(Some(LIMIT)));
-    tokio::select! {
-        biased;
-        _ = &mut all => panic!("await_all returned while every agent was busy"),
-        _ = tokio::task::yield_now() => {}
-    }
+    // While every turn is held, await_all covers all three: with a short timeout it names each
+    // one still working (through a Client the node reads the busy set when the request
+    // arrives, so the gates stay shut until it has answered).
+    let held = within(
+        "await_all (held)",
+        c.await_all(Some(Duration::from_millis(200))),
+    )
+    .await
+    .expect("await_all");
+    let timed_out: Vec<String> = held
+        .iter()
+        .map(|d| match d {
+            Err(ApiError::AwaitTimeout { agent, .. }) => agent.to_string(),
+            other => panic!("expected a timeout while the turn is held, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(timed_out, names);
     for n in &names {
         g.release(&gate(n));
     }
-    let done = within("await_all", all).await.expect("await_all");
-    let agents: Vec<String> = done
-        .iter()
-        .map(|d| d.as_ref().expect("await").agent.to_string())
-        .collect();
-    assert_eq!(agents, names);
-    for d in done {
-        assert!(matches!(d.expect("await").last, Some(Ok(_))));
+    for n in &names {
+        let done = within("await", c.await_agent(n, Some(LIMIT)))
+            .await
+            .expect("await");
+        assert!(matches!(done.last, Some(Ok(_))), "{done:?}");
     }
 }
 

@@ -364,9 +364,6 @@ async fn find_after_restart(c: &Client) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: Node::shutdown returns before its node actor (and request tasks) let go of the \
-            data dir; reopening it at once intermittently fails with `another process holds \
-            the node database`"]
 async fn board_and_workflow_definitions_survive_a_restart_in_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = workshop_node::Node::open(dir.path()).await.expect("open");

@@ -368,15 +368,10 @@ fn console_attach_runs_a_script_as_a_console_on_its_own_node_does() {
         agent("a", "You answer.", #{script: [#{text: "one", cost_usd: 0.25}]});
         agent("b");
         ask("a", "hi");
-        let r = cast("b", "later");
-        await("b");
-        print("poll: " + poll(r));
         ask("a", "hi").pipe("b", "Review");
         print(result("b"));
         status();
         info("a");
-        fan("same question", ["a", "b"]);
-        await_all();
         work("w", "Write it", #{type: "docs"});
         claim_work("w", "me");
         complete_work("w", "written");
@@ -411,7 +406,7 @@ fn console_attach_runs_a_script_as_a_console_on_its_own_node_does() {
     );
     let (attached, own) = (ok(&attached, "attached"), ok(&own, "own node"));
     assert!(
-        attached.contains("poll: completed: Mock response to: later"),
+        attached.contains("Mock response to: Review\n\nMock response to: hi"),
         "{attached}"
     );
     assert!(attached.contains("total="), "{attached}");
@@ -509,8 +504,6 @@ fn work_and_board_on_the_data_dir_when_no_node_runs_match_the_node() {
 }
 
 #[test]
-#[ignore = "bug: on the data dir (no node), `work` refusals have code \"error\"; on a node the \
-            same refusals have code \"board\" (the messages are the same)"]
 fn work_refusals_on_the_data_dir_match_the_node() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (on_node, no_node) = (tmp.path().join("node"), tmp.path().join("dir"));
@@ -555,9 +548,6 @@ fn work_refusals_on_the_data_dir_match_the_node() {
 }
 
 #[test]
-#[ignore = "bug: the node notifies its stop before the StopNode reply is sent, and closes its \
-            port while the reply is on its way: `workshop stop` often exits 1 with `the node at \
-            ... dropped the StopNode call` although the node stops"]
 fn stop_answers_before_the_node_goes_away() {
     // Several at once, as a loaded machine makes the race between the reply to `stop` and the
     // node closing its port likely.
@@ -645,8 +635,11 @@ fn no_node_at_an_address_says_so() {
     let node_dir = tmp.path().join("d");
     std::fs::create_dir_all(&node_dir).expect("mkdir");
     let mut node = NodeProcess::start(&node_dir);
-    assert!(node.terminate().success(), "{}", node.stderr());
+    // A round trip first: the node then handles SIGTERM (see the ignored test at the end).
     let d = node_dir.to_str().expect("utf-8");
+    ok(&cli(tmp.path(), &["status", "--data-dir", d]), "status");
+    let status = node.terminate();
+    assert!(status.success(), "{status}: {}", node.stderr());
     let out = cli(
         tmp.path(),
         &["status", "--node", "127.0.0.1:1", "--data-dir", d],
@@ -686,8 +679,6 @@ fn no_node_at_an_address_says_so() {
 }
 
 #[test]
-#[ignore = "bug: with --node and no cookie in the data dir, the cookie is looked for before the \
-            address is tried: `no cookie at .workshop/cookie`, not `no node at 127.0.0.1:1`"]
 fn no_node_at_an_address_says_so_even_without_a_cookie() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = cli(tmp.path(), &["status", "--node", "127.0.0.1:1"]);
@@ -884,4 +875,23 @@ async fn sigterm_with_a_board_worker_mid_item_exits_0_and_loses_no_item() {
     drop(c);
     let status = node.terminate();
     assert!(status.success(), "{status}: {}", node.stderr());
+}
+
+#[test]
+fn sigterm_right_after_listening_stops_gracefully() {
+    // Several at once: the window is short, a loaded machine widens it.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..3 {
+                    let tmp = tempfile::tempdir().expect("tempdir");
+                    let mut node = NodeProcess::start(tmp.path());
+                    let status = node.terminate();
+                    let log = node.stderr();
+                    assert!(status.success(), "{status}: {log}");
+                    assert!(log.contains("workshop node stopped."), "{log}");
+                }
+            });
+        }
+    });
 }

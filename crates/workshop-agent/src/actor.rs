@@ -134,7 +134,14 @@ impl AgentState {
         self.spec.options.queue_depth()
     }
 
-    fn admit(&self) -> Result<(), Refusal> {
+    /// Whether a prompt from outside (`Ask`, or `Cast` when `ask` is false) is admitted: the
+    /// node's admission (budgets) first, then a halted agent refuses `ask`, then the queue's
+    /// capacity. Every sender goes through here, whichever path it took to the agent.
+    fn admit(&self, ask: bool) -> Result<(), Refusal> {
+        self.hooks.admit(&self.spec.name).map_err(Refusal::Budget)?;
+        if ask && self.halted {
+            return Err(Refusal::Halted);
+        }
         if self.queue.len() as u32 >= self.capacity() {
             return Err(Refusal::QueueFull(self.capacity()));
         }
@@ -517,9 +524,7 @@ impl Actor for AgentActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AgentMsg::Ask(Prompt { text, origin }, reply) => {
-                if st.halted {
-                    let _ = reply.send(AskReply::Refused(Refusal::Halted));
-                } else if let Err(r) = st.admit() {
+                if let Err(r) = st.admit(true) {
                     let _ = reply.send(AskReply::Refused(r));
                 } else {
                     let seq = st.bump_seq();
@@ -532,7 +537,7 @@ impl Actor for AgentActor {
                     st.try_start(&myself);
                 }
             }
-            AgentMsg::Cast(Prompt { text, origin }, reply) => match st.admit() {
+            AgentMsg::Cast(Prompt { text, origin }, reply) => match st.admit(false) {
                 Err(r) => {
                     let _ = reply.send(CastReply::Refused(r));
                 }

@@ -11,6 +11,11 @@ pub trait AgentHooks: Send + Sync + 'static {
     /// turn: keep it cheap (the node only updates its directory and queues the row for a
     /// background writer; it flushes here only for a new session id).
     fn row_changed(&self, row: AgentRow);
+    /// Asked by the agent before it admits a prompt (`Ask`/`Cast`, whoever sent it): `Err`
+    /// with the reason refuses it (the node checks its budgets here). Admits by default.
+    fn admit(&self, _agent: &AgentName) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Hooks that drop everything (benchmarks and unit tests of the actor alone).

@@ -81,8 +81,8 @@ pub enum CommitEvent {
 
 /// A callback run on the committer thread for every [`CommitEvent`].
 pub type Observer = Arc<dyn Fn(CommitEvent) + Send + Sync>;
-/// Milliseconds since the Unix epoch (injectable for tests).
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Milliseconds since the Unix epoch (injectable for tests): the node's one clock type.
+pub use workshop_types::Clock;
 
 /// Counters kept by the committer.
 #[derive(Debug, Default)]

@@ -9,6 +9,7 @@ use workshop_board::item::{NewItem, WorkItem};
 use workshop_board::state::ListFilter;
 
 use crate::console::board::line;
+use workshop_node::ApiError;
 
 #[derive(Subcommand)]
 pub enum WorkCommand {
@@ -44,6 +45,11 @@ pub enum WorkCommand {
     },
     /// Cancel an item (its dependents are blocked).
     Cancel { id: String },
+}
+
+/// Board refusals carry the same code (`board`) as on a running node.
+fn board_err(e: workshop_board::durable::DurableError) -> ApiError {
+    ApiError::Board(e.to_string())
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<DurableBoard> {
@@ -101,7 +107,7 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
             priority,
             depends_on,
         } => {
-            let t = work_type.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let t = work_type.parse().map_err(ApiError::Board)?;
             board
                 .add(
                     NewItem::new(id, title)
@@ -110,15 +116,18 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
                         .priority(priority)
                         .depends_on(depends_on),
                 )
-                .await?
+                .await
+                .map_err(board_err)?
         }
         WorkCommand::Show { id } => match board.get(&id).await {
             Some(i) => i,
             None => anyhow::bail!("no work item {id}; `workshop board` lists them"),
         },
-        WorkCommand::Complete { id, result } => board.complete_work(&id, result).await?,
-        WorkCommand::Fail { id, error } => board.fail_work(&id, error).await?,
-        WorkCommand::Cancel { id } => board.cancel(&id).await?,
+        WorkCommand::Complete { id, result } => {
+            board.complete_work(&id, result).await.map_err(board_err)?
+        }
+        WorkCommand::Fail { id, error } => board.fail_work(&id, error).await.map_err(board_err)?,
+        WorkCommand::Cancel { id } => board.cancel(&id).await.map_err(board_err)?,
     };
     print_full(&item, json)?;
     board.shutdown().await?;

@@ -374,6 +374,12 @@ fn run_node(
     no_setup: bool,
     grace_ms: u64,
 ) -> anyhow::Result<()> {
+    // Catch SIGTERM from the very start: one that arrives while the node opens or loads its
+    // setup file is delivered once it runs, and stops it gracefully like any other.
+    let term = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+    };
     let mut node = open_node(rt, dir)?;
     node.set_stop_grace(std::time::Duration::from_millis(grace_ms));
     let served = (|| -> anyhow::Result<Option<std::net::SocketAddr>> {
@@ -403,7 +409,7 @@ fn run_node(
             ),
             (None, _) => eprintln!("workshop node running ({agents} agents); Ctrl-C stops it."),
         }
-        rt.block_on(wait_for_stop(&node))
+        rt.block_on(wait_for_stop(&node, term))
     });
     eprintln!("workshop node stopping...");
     rt.block_on(node.shutdown());
@@ -414,8 +420,7 @@ fn run_node(
     result
 }
 
-async fn wait_for_stop(node: &Node) -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+async fn wait_for_stop(node: &Node, mut term: tokio::signal::unix::Signal) -> anyhow::Result<()> {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {},

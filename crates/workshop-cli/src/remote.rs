@@ -68,7 +68,19 @@ impl Target {
                 }
             },
         };
-        let cookie = cluster::cookie(Some(&self.data_dir), false)?;
+        let cookie = match cluster::cookie(Some(&self.data_dir), false) {
+            Ok(c) => c,
+            Err(e) => {
+                // Say "no node" rather than "no cookie" when nothing listens there anyway.
+                if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                    return Err(ApiError::NoNode {
+                        addr,
+                        hint: self.dir_hint(),
+                    });
+                }
+                return Err(e);
+            }
+        };
         match Client::connect(&addr, cookie).await {
             Err(ApiError::NoNode { addr, .. }) => Err(ApiError::NoNode {
                 addr,
@@ -259,7 +271,12 @@ fn uptime(ms: u64) -> String {
 pub async fn stop(t: &Target) -> anyhow::Result<()> {
     let client = t.client().await?;
     let info = client.node_info().await?;
-    client.stop_node().await?;
+    match client.stop_node().await {
+        Ok(()) => {}
+        // The node may stop before its reply gets out: what counts is that it goes away.
+        Err(ApiError::Disconnected(why)) => tracing::debug!(%why, "stop: connection closed"),
+        Err(e) => return Err(e.into()),
+    }
     drop(client);
     // Wait for the process to be gone (it removes its endpoint file on the way out).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -164,7 +164,7 @@ async fn case_node(n: usize) -> Result<SpawnFigures, AnyErr> {
     }
     let secs = t.elapsed().as_secs_f64();
     // The event log has taken every `[agent] .. created` (a call queues behind the casts).
-    w.events(1, None).await;
+    w.events(1, None).await.expect("events");
     settle().await;
     let rss_delta = rss_bytes().saturating_sub(before);
     assert_eq!(w.status().len(), n);

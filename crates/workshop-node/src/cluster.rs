@@ -207,6 +207,16 @@ pub struct Listener {
     pub addr: SocketAddr,
 }
 
+impl Listener {
+    /// Stop the NodeServer and wait until it has (its port is closed afterwards).
+    pub async fn stop(self) {
+        let _ = self
+            .server
+            .stop_and_wait(Some("node stopping".into()), Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         self.server.stop(Some("node stopping".into()));
@@ -333,7 +343,7 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
                 Some(SessionEvent::Closed { node_id, peer })
                     if !authenticated.contains(&node_id) =>
                 {
-                    tracing::warn!(%peer, "the node at {peer} refused this client during authentication");
+                    tracing::debug!(%peer, "the node at {peer} refused this client during authentication");
                     return Err(ApiError::Disconnected(format!(
                         "the node at {addr} refused the connection during authentication: wrong cookie? (the cookie comes from {COOKIE_ENV}, else the node's <data dir>/{COOKIE_FILE})"
                     )));

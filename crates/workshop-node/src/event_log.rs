@@ -9,7 +9,7 @@ use parking_lot::RwLock;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use tokio::sync::broadcast;
-use workshop_types::{now_ms, Event, Topic};
+use workshop_types::{Clock, Event, Topic};
 
 use crate::persist::NodeDb;
 
@@ -36,6 +36,7 @@ pub struct EventLog;
 
 pub struct EventLogState {
     db: Option<Arc<NodeDb>>,
+    clock: Clock,
     seq: u64,
     ring: VecDeque<Event>,
     deltas: VecDeque<Event>,
@@ -45,12 +46,12 @@ pub struct EventLogState {
 impl Actor for EventLog {
     type Msg = EventLogMsg;
     type State = EventLogState;
-    type Arguments = (broadcast::Sender<Event>, Option<Arc<NodeDb>>);
+    type Arguments = (broadcast::Sender<Event>, Option<Arc<NodeDb>>, Clock);
 
     async fn pre_start(
         &self,
         _me: ActorRef<EventLogMsg>,
-        (bus, db): (broadcast::Sender<Event>, Option<Arc<NodeDb>>),
+        (bus, db, clock): (broadcast::Sender<Event>, Option<Arc<NodeDb>>, Clock),
     ) -> Result<EventLogState, ActorProcessingErr> {
         // A restarted node (or a restarted event log) continues from the persisted tail.
         let ring: VecDeque<Event> = db
@@ -64,6 +65,7 @@ impl Actor for EventLog {
             deltas: VecDeque::new(),
             bus,
             db,
+            clock,
         })
     }
 
@@ -83,7 +85,7 @@ impl Actor for EventLog {
                 st.seq += 1;
                 let ev = Event {
                     seq: st.seq,
-                    at_ms: now_ms(),
+                    at_ms: (st.clock)(),
                     topic,
                     kind,
                     subject,
@@ -139,16 +141,22 @@ pub struct EventLogHandle {
     actor: RwLock<Option<ActorRef<EventLogMsg>>>,
     bus: broadcast::Sender<Event>,
     db: Option<Arc<NodeDb>>,
+    clock: Clock,
 }
 
 impl EventLogHandle {
-    pub fn new(db: Option<Arc<NodeDb>>) -> Arc<Self> {
+    pub fn new(db: Option<Arc<NodeDb>>, clock: Clock) -> Arc<Self> {
         let (bus, _) = broadcast::channel(4096);
         Arc::new(Self {
             actor: RwLock::new(None),
             bus,
             db,
+            clock,
         })
+    }
+    /// The node's clock (events are stamped with it).
+    pub fn clock(&self) -> Clock {
+        self.clock.clone()
     }
     pub fn db(&self) -> Option<Arc<NodeDb>> {
         self.db.clone()

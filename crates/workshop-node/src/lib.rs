@@ -7,12 +7,16 @@
 //! └── agents      dynamic; agents are temporary: a crash marks the agent `crashed`
 //! ```
 
+mod admission;
 pub mod agents;
+pub mod background;
 pub mod budget;
 pub mod client;
+pub mod clock;
 pub mod cluster;
 pub mod directory;
 pub mod event_log;
+mod names;
 pub mod node;
 pub mod persist;
 pub mod schedule;
@@ -25,7 +29,7 @@ pub mod workflows;
 pub mod workshop;
 
 pub use client::Client;
-pub use node::Node;
+pub use node::{Node, NodeOptions};
 pub use workshop::Workshop;
 pub use workshop_proto::api::{
     AwaitOutcome, BudgetView, GlobalConfig, Profile, ScheduleInfo, ScheduleSpec, WorkOptions,

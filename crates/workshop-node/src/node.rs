@@ -20,7 +20,64 @@ use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
 use workshop_board::{BoardActor, BoardActorArgs, BoardClient};
 use workshop_proto::board::BoardMsg;
+use workshop_board::BoardConfig;
 use workshop_proto::node::NodeMsg;
+use workshop_types::Clock;
+
+/// How to start a node: `Node::builder().data_dir(dir).clock(c).start().await`. The defaults
+/// are what `Node::start` uses: the built-in backends, nothing persisted, the system clock.
+#[derive(Clone)]
+pub struct NodeOptions {
+    pub backends: Backends,
+    /// Persist everything under this directory (`Node::open`); `None`: an ephemeral node.
+    pub data_dir: Option<PathBuf>,
+    /// The node's one clock: the board (leases, backoff), schedules, workers, event stamps and
+    /// restart budgets read it. Tests pass [`crate::clock::tokio_clock`] under a paused runtime.
+    pub clock: Clock,
+    /// The board's retry backoff.
+    pub board: BoardConfig,
+    /// How often expired leases are looked for.
+    pub lease_sweep: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            backends: Node::default_backends(),
+            data_dir: None,
+            clock: workshop_types::system_clock(),
+            board: BoardConfig::default(),
+            lease_sweep: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NodeOptions {
+    pub fn backends(mut self, backends: Backends) -> Self {
+        self.backends = backends;
+        self
+    }
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+    pub fn board(mut self, board: BoardConfig) -> Self {
+        self.board = board;
+        self
+    }
+    pub fn lease_sweep(mut self, every: Duration) -> Self {
+        self.lease_sweep = every;
+        self
+    }
+    /// Start the node.
+    pub async fn start(self) -> Result<Node, ApiError> {
+        Node::start_opts(self).await
+    }
+}
 
 /// How long a stopping node lets board workers finish their items by default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -60,21 +117,46 @@ impl Node {
     }
 
     pub async fn start_with(backends: Backends, data_dir: Option<&Path>) -> Result<Node, ApiError> {
+        let mut options = NodeOptions::default().backends(backends);
+        options.data_dir = data_dir.map(Path::to_path_buf);
+        Self::start_opts(options).await
+    }
+
+    /// Options to start a node with (see [`NodeOptions`]).
+    pub fn builder() -> NodeOptions {
+        NodeOptions::default()
+    }
+
+    /// Start a node with `options`.
+    pub async fn start_opts(options: NodeOptions) -> Result<Node, ApiError> {
+        let NodeOptions {
+            backends,
+            data_dir,
+            clock,
+            board: board_config,
+            lease_sweep,
+        } = options;
+        let data_dir = data_dir.as_deref();
+        let board_options = DurableOptions {
+            board: board_config,
+            clock: clock.clone(),
+            ..DurableOptions::default()
+        };
         let (db, board) = match data_dir {
             None => (
                 None,
-                DurableBoard::with_store(MemoryStore::new(), DurableOptions::default())
+                DurableBoard::with_store(MemoryStore::new(), board_options)
                     .map_err(|e| ApiError::Board(e.to_string()))?,
             ),
             Some(dir) => {
                 let db = NodeDb::open(&dir.join("node"))?;
-                let board = DurableBoard::open(dir.join("board"), DurableOptions::default())
+                let board = DurableBoard::open(dir.join("board"), board_options)
                     .map_err(|e| ApiError::Board(e.to_string()))?;
                 (Some(Arc::new(db)), board)
             }
         };
-        let sweeper = board.spawn_lease_sweeper(Duration::from_secs(1));
-        let events = EventLogHandle::new(db.clone());
+        let sweeper = board.spawn_lease_sweeper(lease_sweep);
+        let events = EventLogHandle::new(db.clone(), clock);
         let directory = Arc::new(Directory::default());
         let agents_slot = AgentsSlot::default();
         let (root, handle) = Actor::spawn(
@@ -98,6 +180,7 @@ impl Node {
             board,
             agents_slot,
         );
+        workshop.start_background().await?;
         workshop.restore().await?;
         let identity = Identity::new(
             node_name(),
@@ -217,11 +300,12 @@ impl Node {
     /// the status rows still queued for the background writer: a clean stop loses none
     /// (persist/rows.rs).
     pub async fn shutdown(mut self) {
-        if let (Some(dir), Some(_)) = (&self.data_dir, &self.listener) {
-            cluster::remove_endpoint(dir);
-        }
-        self.listener = None;
-        self.node_actor.stop(Some("node shutdown".into()));
+        let db = self.workshop.db().map(|d| Arc::downgrade(&d));
+        // No new requests; those in flight are ended (their callers get a clear error).
+        let _ = self
+            .node_actor
+            .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
         // Workers first: no new claims; items in flight finish within the grace period or go
         // back to the board, so none is left claimed by a node that is gone.
         let released = self.workshop.drain_workers(self.stop_grace).await;
@@ -241,6 +325,31 @@ impl Node {
         }
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;
+        // The cluster port last, so replies sent while stopping (`workshop stop`) reach their
+        // callers; the endpoint file goes with it.
+        if let (Some(dir), Some(_)) = (&self.data_dir, &self.listener) {
+            cluster::remove_endpoint(dir);
+        }
+        if let Some(listener) = self.listener.take() {
+            listener.stop().await;
+        }
+        // The data dir is free only once the last holder of the node database (an actor still
+        // stopping, a task ending) has let go: a node reopened on it right away must not find
+        // it locked.
+        drop(self.workshop);
+        if let Some(db) = db {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while db.strong_count() > 0 {
+                if tokio::time::Instant::now() > deadline {
+                    tracing::warn!(
+                        holders = db.strong_count(),
+                        "the node database is still held 10 s after shutdown"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
     }
 }
 

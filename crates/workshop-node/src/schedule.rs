@@ -8,9 +8,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 
 use tokio::task::JoinHandle;
-use workshop_types::{now_ms, AgentName, AgentStatus, Topic};
+use workshop_types::{AgentName, AgentStatus, Topic};
 
-use crate::workshop::parse_name;
+use crate::background::{spawn_schedule, Supervised};
+use crate::workshop::{call_actor, parse_name};
 use crate::{ApiError, Workshop};
 
 pub use workshop_proto::api::{ScheduleInfo, ScheduleSpec};
@@ -21,6 +22,9 @@ pub const MIN_INTERVAL_MS: u64 = 10;
 pub enum ScheduleMsg {
     Tick,
     Info(RpcReplyPort<ScheduleInfo>),
+    /// Test-only: fail the actor's handler (as a bug would), to exercise its supervision.
+    #[cfg(any(test, feature = "test-hooks"))]
+    CrashForTest(String),
 }
 
 pub struct ScheduleActor;
@@ -51,6 +55,8 @@ impl Actor for ScheduleActor {
                 run_count: 0,
                 skipped: 0,
                 last_run_at_ms: None,
+                restarts: 0,
+                crashed: None,
             },
             timer,
         })
@@ -81,7 +87,7 @@ impl Actor for ScheduleActor {
                     .find(|r| r.name == agent)
                     .is_some_and(|r| r.status == AgentStatus::Idle && r.queued == 0);
                 st.info.run_count += 1;
-                st.info.last_run_at_ms = Some(now_ms());
+                st.info.last_run_at_ms = Some(st.workshop.now_ms());
                 if idle {
                     if let Err(e) = st
                         .workshop
@@ -111,6 +117,8 @@ impl Actor for ScheduleActor {
             ScheduleMsg::Info(reply) => {
                 let _ = reply.send(st.info.clone());
             }
+            #[cfg(any(test, feature = "test-hooks"))]
+            ScheduleMsg::CrashForTest(why) => return Err(why.into()),
         }
         Ok(())
     }
@@ -143,15 +151,16 @@ impl Workshop {
             db.put_schedule(&spec)?;
             db.sync().await?;
         }
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            ScheduleActor,
-            (self.clone(), spec.clone()),
-            self.inner.root.get_cell(),
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("schedule for {name} did not start: {e}")))?;
-        self.inner.schedules.write().insert(name.clone(), actor);
+        let actor = spawn_schedule(self, self.background()?, spec.clone()).await?;
+        if let Some(old) = self
+            .inner
+            .schedules
+            .write()
+            .insert(name.clone(), Supervised::new(spec.clone(), actor))
+        {
+            // Started concurrently for the same agent: the later one wins.
+            old.stop("replaced");
+        }
         self.publish(
             Topic::Schedule,
             "created",
@@ -163,8 +172,8 @@ impl Workshop {
 
     pub(crate) fn cancel_quiet(&self, name: &AgentName) -> bool {
         match self.inner.schedules.write().remove(name) {
-            Some(a) => {
-                a.stop(Some("cancelled".into()));
+            Some(s) => {
+                s.stop("cancelled");
                 true
             }
             None => false,
@@ -189,16 +198,50 @@ impl Workshop {
         Ok(())
     }
 
-    pub async fn schedules(&self) -> Vec<ScheduleInfo> {
-        let actors: Vec<ActorRef<ScheduleMsg>> =
-            self.inner.schedules.read().values().cloned().collect();
+    /// Test-only: the running actor of an agent's schedule.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn schedule_actor(&self, agent: &str) -> Option<ActorRef<ScheduleMsg>> {
+        let name = AgentName::new(agent).ok()?;
+        self.inner.schedules.read().get(&name)?.actor.clone()
+    }
+
+    /// Every schedule, with its counters (each running one asked, within the actor-call
+    /// bound); one that crashed past its restart budget is listed with `crashed` set.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, ApiError> {
+        type Row = (ScheduleInfo, Option<ActorRef<ScheduleMsg>>);
+        let rows: Vec<Row> = self
+            .inner
+            .schedules
+            .read()
+            .values()
+            .map(|s| {
+                let info = ScheduleInfo {
+                    spec: s.spec.clone(),
+                    run_count: 0,
+                    skipped: 0,
+                    last_run_at_ms: None,
+                    restarts: s.restarts,
+                    crashed: s.crashed.clone(),
+                };
+                (info, s.actor.clone())
+            })
+            .collect();
         let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, ScheduleMsg::Info) {
-                out.push(i);
+        for (info, actor) in rows {
+            match actor {
+                Some(a) => {
+                    let what = format!("the schedule of {}", info.spec.agent);
+                    let live = call_actor(&a, &what, ScheduleMsg::Info).await?;
+                    out.push(ScheduleInfo {
+                        restarts: info.restarts,
+                        crashed: info.crashed,
+                        ..live
+                    });
+                }
+                None => out.push(info),
             }
         }
         out.sort_by(|a, b| a.spec.agent.cmp(&b.spec.agent));
-        out
+        Ok(out)
     }
 }

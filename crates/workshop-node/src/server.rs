@@ -54,6 +54,9 @@ pub struct NodeActorArgs {
 pub struct NodeActorState {
     workshop: Workshop,
     identity: Arc<Identity>,
+    /// Requests in flight; aborted when the node actor stops (a stopping node answers nothing
+    /// more, and no task may keep the node's state alive after it).
+    tasks: tokio::task::JoinSet<()>,
 }
 
 impl Actor for NodeActor {
@@ -70,7 +73,18 @@ impl Actor for NodeActor {
         Ok(NodeActorState {
             workshop: args.workshop,
             identity: args.identity,
+            tasks: tokio::task::JoinSet::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        state: &mut NodeActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.tasks.abort_all();
+        while state.tasks.join_next().await.is_some() {}
+        Ok(())
     }
 
     async fn handle(
@@ -99,11 +113,18 @@ impl Actor for NodeActor {
                     let _ = reply.send(encode_reply::<()>("a request", &Err(e)));
                     return Ok(());
                 }
+                // Reap the tasks that have ended (their results are ()).
+                while state.tasks.try_join_next().is_some() {}
                 let ws = state.workshop.clone();
                 let id = state.identity.clone();
-                tokio::spawn(async move {
+                let stop = matches!(env.request, Request::StopNode(_));
+                state.tasks.spawn(async move {
                     let frame = dispatch(&ws, &id, env.request).await;
                     let _ = reply.send(frame);
+                    if stop {
+                        // After the reply: the caller learns the node accepted the stop.
+                        id.stop.notify_one();
+                    }
                 });
             }
         }
@@ -113,7 +134,7 @@ impl Actor for NodeActor {
 
 /// Who the node is right now.
 pub async fn hello(ws: &Workshop, id: &Identity) -> NodeHello {
-    let workers = ws.workers().await.len() as u64;
+    let workers = ws.worker_count() as u64;
     let addr = id.addr.read().clone();
     NodeHello {
         name: id.name.clone(),
@@ -252,7 +273,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             answer::<req::Every>(what, ws.every(&r.agent, &r.prompt, r.interval_ms).await)
         }
         R::CancelSchedule(r) => answer::<req::CancelSchedule>(what, ws.cancel(&r.agent).await),
-        R::Schedules(_) => answer::<req::Schedules>(what, Ok(ws.schedules().await)),
+        R::Schedules(_) => answer::<req::Schedules>(what, ws.schedules().await),
         R::Budget(_) => answer::<req::Budget>(what, Ok(ws.budget())),
         R::AgentBudget(r) => answer::<req::AgentBudget>(what, ws.agent_budget(&r.name)),
         R::ResetBudget(_) => {
@@ -261,13 +282,14 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         }
         R::Events(r) => answer::<req::Events>(
             what,
-            Ok(page(ws.events(r.last as usize, r.topic).await, true).items),
+            ws.events(r.last as usize, r.topic)
+                .await
+                .map(|events| page(events, true).items),
         ),
         R::EventsAfter(r) => answer::<req::EventsAfter>(
             what,
-            Ok(ws
-                .events_after(r.after_seq, r.topic, Duration::from_millis(r.wait_ms))
-                .await),
+            ws.events_after(r.after_seq, r.topic, Duration::from_millis(r.wait_ms))
+                .await,
         ),
         R::ClearEvents(_) => {
             ws.clear_events();
@@ -320,7 +342,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             )
             .await,
         ),
-        R::Workers(_) => answer::<req::Workers>(what, Ok(ws.workers().await)),
+        R::Workers(_) => answer::<req::Workers>(what, ws.workers().await),
         R::DefineWorkflow(r) => answer::<req::DefineWorkflow>(what, ws.workflow(r.workflow).await),
         R::Workflows(_) => answer::<req::Workflows>(what, Ok(ws.workflows())),
         R::RunWorkflow(r) => answer::<req::RunWorkflow>(what, ws.run_workflow(&r.name).await),
@@ -334,10 +356,8 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             answer::<req::AwaitWorkflow>(what, ws.await_workflow(&r.name, ms(r.timeout_ms)).await)
         }
         R::ResetWorkflow(r) => answer::<req::ResetWorkflow>(what, ws.reset_workflow(&r.name).await),
-        R::StopNode(_) => {
-            id.stop.notify_one();
-            answer::<req::StopNode>(what, Ok(()))
-        }
+        // The stop is signalled once this reply is sent (see `handle`).
+        R::StopNode(_) => answer::<req::StopNode>(what, Ok(())),
     }
 }
 

@@ -86,8 +86,13 @@ impl NodeSupervisor {
     ) -> Result<ActorId, ActorProcessingErr> {
         // Children are unnamed: ractor's registry is process-wide, and a process may run more
         // than one node (tests, benchmarks). The root knows them by id.
-        let (log, _) =
-            Actor::spawn_linked(None, EventLog, (events.bus(), events.db()), me.get_cell()).await?;
+        let (log, _) = Actor::spawn_linked(
+            None,
+            EventLog,
+            (events.bus(), events.db(), events.clock()),
+            me.get_cell(),
+        )
+        .await?;
         let id = log.get_id();
         events.set_actor(Some(log));
         Ok(id)
@@ -159,7 +164,7 @@ impl Actor for NodeSupervisor {
             return Ok(());
         };
         tracing::error!(child = %name, %why, "permanent child of the node exited");
-        if !st.budget.allow(workshop_types::now_ms()) {
+        if !st.budget.allow((st.events.clock())()) {
             me.stop(Some(format!(
                 "restart budget exhausted ({} restarts in {:?}); last failure of {name}: {why}",
                 st.budget.max, st.budget.window

@@ -12,6 +12,8 @@
 //! token, removes the item's worktree (the branch stays) and publishes a `lease_lost` event.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -22,6 +24,8 @@ use workshop_board::durable::DurableError;
 use workshop_board::item::{WorkItem, WorkType};
 use workshop_types::{AgentName, AgentOptions, Topic};
 
+use crate::background::{spawn_worker, Supervised};
+use crate::workshop::call_actor;
 use crate::{ApiError, Workshop};
 
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
@@ -58,6 +62,9 @@ pub enum WorkerMsg {
     /// The node is stopping and the grace period is over: interrupt the turn in flight and
     /// hand its item back to the board (ready again, no attempt counted).
     Release,
+    /// Test-only: fail the actor's handler (as a bug would), to exercise its supervision.
+    #[cfg(any(test, feature = "test-hooks"))]
+    CrashForTest(String),
 }
 
 /// How a worker's item ended.
@@ -83,9 +90,17 @@ pub struct WorkerState {
     /// Set by `Drain`: no more claims; the waiters are answered when the item in flight ends.
     draining: bool,
     drained: Vec<RpcReplyPort<()>>,
-    completed: u64,
-    failed: u64,
+    /// Counted when the board has recorded the outcome, before its event is published, so
+    /// whoever sees the event sees the count.
+    counts: Arc<Counts>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Items settled by one worker.
+#[derive(Default)]
+pub struct Counts {
+    completed: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl Actor for BoardWorker {
@@ -130,8 +145,7 @@ impl Actor for BoardWorker {
             release: None,
             draining: false,
             drained: Vec::new(),
-            completed: 0,
-            failed: 0,
+            counts: Arc::default(),
             tasks: vec![push, timer],
         })
     }
@@ -186,9 +200,10 @@ impl Actor for BoardWorker {
                         let me = me.clone();
                         let (release_tx, release_rx) = oneshot::channel();
                         st.release = Some(release_tx);
+                        let counts = st.counts.clone();
                         tokio::spawn(async move {
                             let id = item.id.to_string();
-                            let end = run_item(&ws, &spec, item, release_rx).await;
+                            let end = run_item(&ws, &spec, item, release_rx, &counts).await;
                             let _ = me.cast(WorkerMsg::Done { id, end });
                         });
                     }
@@ -207,9 +222,11 @@ impl Actor for BoardWorker {
                     st.release = None;
                 }
                 match end {
-                    ItemEnd::Completed => st.completed += 1,
-                    ItemEnd::Failed => st.failed += 1,
-                    ItemEnd::LeaseLost | ItemEnd::Released => {}
+                    // Counted by `settle` when the board recorded the outcome.
+                    ItemEnd::Completed
+                    | ItemEnd::Failed
+                    | ItemEnd::LeaseLost
+                    | ItemEnd::Released => {}
                 }
                 if st.draining {
                     for w in st.drained.drain(..) {
@@ -233,18 +250,31 @@ impl Actor for BoardWorker {
                 }
             }
             WorkerMsg::Info(reply) => {
-                let _ = reply.send(WorkerInfo {
-                    name: st.spec.name.clone(),
-                    work_type: st.spec.work_type.to_string(),
-                    interval_ms: st.spec.interval_ms,
-                    worktree: st.spec.worktree,
-                    completed: st.completed,
-                    failed: st.failed,
-                    current_item: st.current.clone(),
-                });
+                let mut info = info_of(&st.spec);
+                info.completed = st.counts.completed.load(Ordering::Relaxed);
+                info.failed = st.counts.failed.load(Ordering::Relaxed);
+                info.current_item = st.current.clone();
+                let _ = reply.send(info);
             }
+            #[cfg(any(test, feature = "test-hooks"))]
+            WorkerMsg::CrashForTest(why) => return Err(why.into()),
         }
         Ok(())
+    }
+}
+
+/// What `workers()` shows of a worker before asking it (counters zero).
+fn info_of(spec: &WorkerSpec) -> WorkerInfo {
+    WorkerInfo {
+        name: spec.name.clone(),
+        work_type: spec.work_type.to_string(),
+        interval_ms: spec.interval_ms,
+        worktree: spec.worktree,
+        completed: 0,
+        failed: 0,
+        current_item: None,
+        restarts: 0,
+        crashed: None,
     }
 }
 
@@ -254,6 +284,7 @@ async fn run_item(
     spec: &WorkerSpec,
     item: WorkItem,
     mut release: oneshot::Receiver<()>,
+    counts: &Counts,
 ) -> ItemEnd {
     let board = ws.board_handle();
     let id = item.id.to_string();
@@ -299,7 +330,7 @@ async fn run_item(
             Err(e) => {
                 heartbeat.abort();
                 let _ = start.await;
-                settle(ws, &id, token, Err(format!("worktree: {e}"))).await;
+                settle(ws, &id, token, Err(format!("worktree: {e}")), counts).await;
                 return ItemEnd::Failed;
             }
         }
@@ -369,6 +400,7 @@ async fn run_item(
         &id,
         token,
         outcome.map(|r| r.text).map_err(|e| e.to_string()),
+        counts,
     )
     .await;
     if let Some(path) = worktree {
@@ -438,7 +470,13 @@ async fn release_lost_item(
     );
 }
 
-async fn settle(ws: &Workshop, id: &str, token: u64, outcome: Result<String, String>) {
+async fn settle(
+    ws: &Workshop,
+    id: &str,
+    token: u64,
+    outcome: Result<String, String>,
+    counts: &Counts,
+) {
     let board = ws.board_handle();
     let res = match &outcome {
         Ok(text) => board.complete(id, token, text.clone()).await,
@@ -458,8 +496,10 @@ async fn settle(ws: &Workshop, id: &str, token: u64, outcome: Result<String, Str
                 ),
             };
             let kind = if outcome.is_ok() {
+                counts.completed.fetch_add(1, Ordering::Relaxed);
                 "completed"
             } else {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
                 "failed"
             };
             ws.emit_about(Topic::Work, kind, id, line);
@@ -610,17 +650,18 @@ impl Workshop {
         let name = spec.name.clone();
         let work_type = spec.work_type.clone();
         if let Some(old) = self.inner.workers.write().remove(&name) {
-            old.stop(Some("replaced".into()));
+            old.stop("replaced");
         }
-        let (actor, _) = Actor::spawn_linked(
-            None,
-            BoardWorker,
-            (self.clone(), spec),
-            self.inner.root.get_cell(),
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))?;
-        self.inner.workers.write().insert(name.clone(), actor);
+        let actor = spawn_worker(self, self.background()?, spec.clone()).await?;
+        if let Some(old) = self
+            .inner
+            .workers
+            .write()
+            .insert(name.clone(), Supervised::new(spec, actor))
+        {
+            // Started concurrently under the same name: the later one wins.
+            old.stop("replaced");
+        }
         self.publish(
             Topic::Work,
             "worker_started",
@@ -630,16 +671,50 @@ impl Workshop {
         Ok(name)
     }
 
-    pub async fn workers(&self) -> Vec<WorkerInfo> {
-        let actors: Vec<ActorRef<WorkerMsg>> =
-            self.inner.workers.read().values().cloned().collect();
+    /// Every board worker, with its counters (each running one asked, within the actor-call
+    /// bound); one that crashed past its restart budget is listed with `crashed` set.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ApiError> {
+        type Row = (WorkerInfo, Option<ActorRef<WorkerMsg>>);
+        let rows: Vec<Row> = self
+            .inner
+            .workers
+            .read()
+            .values()
+            .map(|s| {
+                let mut info = info_of(&s.spec);
+                info.restarts = s.restarts;
+                info.crashed = s.crashed.clone();
+                (info, s.actor.clone())
+            })
+            .collect();
         let mut out = Vec::new();
-        for a in actors {
-            if let Ok(i) = ractor::call!(a, WorkerMsg::Info) {
-                out.push(i);
+        for (info, actor) in rows {
+            match actor {
+                Some(a) => {
+                    let what = format!("board worker {}", info.name);
+                    let live = call_actor(&a, &what, WorkerMsg::Info).await?;
+                    out.push(WorkerInfo {
+                        restarts: info.restarts,
+                        crashed: info.crashed,
+                        ..live
+                    });
+                }
+                None => out.push(info),
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Test-only: the running actor of a board worker.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn worker_actor(&self, name: &str) -> Option<ActorRef<WorkerMsg>> {
+        let name = AgentName::new(name).ok()?;
+        self.inner.workers.read().get(&name)?.actor.clone()
+    }
+
+    /// How many board workers the node runs.
+    pub fn worker_count(&self) -> usize {
+        self.inner.workers.read().len()
     }
 
     /// For a graceful stop: every worker stops claiming; items in flight get `grace` to finish,
@@ -651,7 +726,7 @@ impl Workshop {
             .workers
             .read()
             .iter()
-            .map(|(n, w)| (n.clone(), w.clone()))
+            .filter_map(|(n, w)| w.actor.clone().map(|a| (n.clone(), a)))
             .collect();
         let mut set = tokio::task::JoinSet::new();
         for (name, w) in workers {
@@ -678,7 +753,7 @@ impl Workshop {
     pub(crate) fn stop_workers(&self) {
         let workers = std::mem::take(&mut *self.inner.workers.write());
         for (_, w) in workers {
-            w.stop(Some("node stopping".into()));
+            w.stop("node stopping");
         }
     }
 }

@@ -20,14 +20,16 @@ use workshop_types::{
     RequestRef, Topic, TurnResult,
 };
 
+use crate::background::Supervised;
 use crate::budget::Budgets;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
+use crate::names::{NameGuard, NameLocks};
 use crate::persist::{AgentRecord, NodeDb};
-use crate::schedule::ScheduleMsg;
+use crate::schedule::{ScheduleMsg, ScheduleSpec};
 use crate::store::Store;
 use crate::supervisor::{AgentsSlot, RootMsg};
-use crate::worker::WorkerMsg;
+use crate::worker::{WorkerMsg, WorkerSpec};
 use crate::ApiError;
 use crate::{AwaitOutcome, BudgetView, GlobalConfig, Profile};
 use workshop_board::durable::DurableBoard;
@@ -50,6 +52,40 @@ fn check_prompt(name: &AgentName, prompt: &str) -> Result<(), ApiError> {
 /// How long `dismiss` waits for a graceful stop before killing the agent.
 pub const DISMISS_GRACE: Duration = Duration::from_secs(3);
 
+/// The bound on every call to an actor of the node that it answers from its own state (agent
+/// `info`/`history`/`poll`/`cast`/`reset`, the event log, workers' and schedules' info). Past
+/// it the caller gets `ApiError::Timeout`. Shorter than a client's call timeout, so a remote
+/// caller hears which actor did not answer. Calls that wait for turns are not bounded by it.
+pub const ACTOR_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call to an agent may take.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// The agent answers from its state at once: bounded by [`ACTOR_CALL_TIMEOUT`]; past it,
+    /// `ApiError::Timeout` naming the operation.
+    Short(&'static str),
+    /// Waits for turns: the caller's own timeout (`AwaitTimeout` past it), or none.
+    Turn(Option<Duration>),
+}
+
+/// Call a node actor that answers from its own state, bounded by [`ACTOR_CALL_TIMEOUT`].
+pub(crate) async fn call_actor<M: ractor::Message, R: Send + 'static>(
+    actor: &ActorRef<M>,
+    what: &str,
+    msg: impl FnOnce(RpcReplyPort<R>) -> M,
+) -> Result<R, ApiError> {
+    match actor.call(msg, Some(ACTOR_CALL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(ApiError::Timeout {
+            what: what.to_string(),
+            ms: ACTOR_CALL_TIMEOUT.as_millis() as u64,
+        }),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(ApiError::Node(format!(
+            "{what} stopped before replying; try again"
+        ))),
+    }
+}
+
 #[derive(Clone)]
 pub struct Workshop {
     pub(crate) inner: Arc<Inner>,
@@ -64,15 +100,21 @@ pub(crate) struct Inner {
     pub(crate) profiles: RwLock<BTreeMap<String, Profile>>,
     pub(crate) incarnations: AtomicU64,
     pub(crate) db: Option<Arc<NodeDb>>,
-    pub(crate) budgets: RwLock<Budgets>,
+    pub(crate) budgets: Arc<RwLock<Budgets>>,
+    /// Budgets, checked by each agent as it admits a prompt (shared with their hooks).
+    pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) store: Store,
-    pub(crate) schedules: RwLock<HashMap<AgentName, ActorRef<ScheduleMsg>>>,
+    pub(crate) schedules: RwLock<HashMap<AgentName, Supervised<ScheduleMsg, ScheduleSpec>>>,
     pub(crate) board: DurableBoard,
     pub(crate) agents_slot: AgentsSlot,
     /// Agents restored from the registry and not declared again since.
     pub(crate) restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
-    pub(crate) workers: RwLock<BTreeMap<AgentName, ActorRef<WorkerMsg>>>,
+    pub(crate) workers: RwLock<BTreeMap<AgentName, Supervised<WorkerMsg, WorkerSpec>>>,
+    /// Supervises workers and schedules (see `background.rs`).
+    pub(crate) background: RwLock<Option<ractor::ActorCell>>,
     pub(crate) workflows: RwLock<BTreeMap<String, Workflow>>,
+    /// Creation, replacement and dismissal of one name are serialized (see `names.rs`).
+    pub(crate) names: NameLocks,
 }
 
 pub(crate) fn parse_name(name: &str) -> Result<AgentName, ApiError> {
@@ -96,6 +138,12 @@ impl Workshop {
         board: DurableBoard,
         agents_slot: AgentsSlot,
     ) -> Self {
+        let budgets = Arc::new(RwLock::new(Budgets::default()));
+        let admission = Arc::new(crate::admission::Admission {
+            budgets: budgets.clone(),
+            directory: directory.clone(),
+            events: events.clone(),
+        });
         Self {
             inner: Arc::new(Inner {
                 root,
@@ -107,13 +155,16 @@ impl Workshop {
                 incarnations: AtomicU64::new(0),
                 store: Store::new(db.clone()),
                 db,
-                budgets: RwLock::new(Budgets::default()),
+                budgets,
+                admission,
                 schedules: RwLock::new(HashMap::new()),
                 board,
                 agents_slot,
                 restored: Default::default(),
                 workers: RwLock::new(BTreeMap::new()),
+                background: RwLock::new(None),
                 workflows: RwLock::new(BTreeMap::new()),
+                names: NameLocks::default(),
             }),
         }
     }
@@ -121,6 +172,11 @@ impl Workshop {
     /// The node's work board.
     pub fn board_handle(&self) -> DurableBoard {
         self.inner.board.clone()
+    }
+
+    /// The node's clock, read now (ms since the Unix epoch).
+    pub fn now_ms(&self) -> u64 {
+        (self.inner.events.clock())()
     }
 
     pub(crate) fn db(&self) -> Option<Arc<NodeDb>> {
@@ -209,6 +265,7 @@ impl Workshop {
         options: AgentOptions,
     ) -> Result<AgentName, ApiError> {
         let spec = self.build_spec(name, role.clone(), &options)?;
+        let held = self.inner.names.lock(&spec.name).await;
         let restored = self.inner.restored.lock().remove(&spec.name);
         if restored {
             if let Some(existing) = self.inner.directory.spec(&spec.name) {
@@ -233,7 +290,8 @@ impl Workshop {
                 }
             }
         }
-        self.spawn(spec, Box::new(SessionBehaviour), None).await
+        self.spawn(&held, spec, Box::new(SessionBehaviour), None)
+            .await
     }
 
     fn build_spec(
@@ -267,16 +325,21 @@ impl Workshop {
         behaviour: Box<dyn Behaviour>,
     ) -> Result<AgentName, ApiError> {
         let spec = self.build_spec(name, role, &options)?;
+        let held = self.inner.names.lock(&spec.name).await;
         self.inner.restored.lock().remove(&spec.name);
-        self.spawn(spec, behaviour, None).await
+        self.spawn(&held, spec, behaviour, None).await
     }
 
+    /// Start the agent of `spec`, replacing (and stopping) the one of that name. The caller
+    /// holds the name's lock, so no other creation or dismissal of it interleaves.
     async fn spawn(
         &self,
+        held: &NameGuard<'_>,
         spec: AgentSpec,
         behaviour: Box<dyn Behaviour>,
         restored: Option<Restored>,
     ) -> Result<AgentName, ApiError> {
+        debug_assert_eq!(held.name(), &spec.name);
         let name = spec.name.clone();
         let backend_name = spec.options.backend_name().to_string();
         let backend = self.inner.backends.get(&backend_name).ok_or_else(|| {
@@ -287,7 +350,7 @@ impl Workshop {
         })?;
         let replaced = self.inner.directory.actor(&name).is_some();
         if replaced {
-            self.dismiss_quiet(&name).await;
+            self.dismiss_quiet(held).await;
         }
         let sup = self
             .inner
@@ -296,11 +359,14 @@ impl Workshop {
             .clone()
             .ok_or_else(|| ApiError::Node("the agent supervisor is not running".into()))?;
         let incarnation = self.inner.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
-        let hooks = Arc::new(NodeHooks {
-            directory: self.inner.directory.clone(),
-            events: self.inner.events.clone(),
-            incarnation,
-            db: self.inner.db.clone(),
+        let hooks = Arc::new(crate::admission::AdmittingHooks {
+            node: NodeHooks {
+                directory: self.inner.directory.clone(),
+                events: self.inner.events.clone(),
+                incarnation,
+                db: self.inner.db.clone(),
+            },
+            admission: self.inner.admission.clone(),
         });
         let spec = Arc::new(spec);
         let (actor, _) = Actor::spawn_linked(
@@ -341,12 +407,18 @@ impl Workshop {
             .budgets
             .write()
             .set_agent(&name, spec.options.max_cost_usd);
-        self.inner.directory.insert(Entry {
+        let displaced = self.inner.directory.insert(Entry {
             actor,
             incarnation,
             spec,
             row,
         });
+        // Under the name's lock nothing else inserts this name; should anything ever do, its
+        // actor is stopped here instead of living on outside the directory.
+        if let Some(old) = displaced {
+            tracing::error!(agent = %name, "an agent actor was displaced without being dismissed");
+            Self::stop_actor(old.actor).await;
+        }
         let verb = if replaced { "replaced" } else { "created" };
         self.publish(
             Topic::Agent,
@@ -393,9 +465,11 @@ impl Workshop {
                 turns: rec.turns,
                 interrupted_task: rec.task,
             };
+            let held = self.inner.names.lock(&name).await;
             let spawned = self
-                .spawn(spec, Box::new(SessionBehaviour), Some(restored))
+                .spawn(&held, spec, Box::new(SessionBehaviour), Some(restored))
                 .await;
+            drop(held);
             if spawned.is_ok() {
                 self.inner.restored.lock().insert(name.clone());
             }
@@ -455,6 +529,17 @@ impl Workshop {
         self.inner.directory.names()
     }
 
+    /// How many agent actors the agent supervisor holds right now (stopped ones are unlinked
+    /// as they exit). Equal to the directory's size unless something leaked an actor.
+    pub fn agent_actors(&self) -> usize {
+        self.inner
+            .agents_slot
+            .read()
+            .as_ref()
+            .map(|sup| sup.get_children().len())
+            .unwrap_or(0)
+    }
+
     pub(crate) fn live(&self, name: &str) -> Result<(AgentName, ActorRef<AgentMsg>), ApiError> {
         let name = parse_name(name)?;
         match self.inner.directory.actor(&name) {
@@ -469,13 +554,23 @@ impl Workshop {
         name: &AgentName,
         actor: &ActorRef<AgentMsg>,
         msg: impl FnOnce(RpcReplyPort<R>) -> AgentMsg,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<R, ApiError> {
+        let timeout = match wait {
+            Wait::Short(_) => Some(ACTOR_CALL_TIMEOUT),
+            Wait::Turn(t) => t,
+        };
         match actor.call(msg, timeout).await {
             Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
-            Ok(ractor::rpc::CallResult::Timeout) => Err(ApiError::AwaitTimeout {
-                agent: name.clone(),
-                ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(match wait {
+                Wait::Short(what) => ApiError::Timeout {
+                    what: format!("{what} of agent {name}"),
+                    ms: ACTOR_CALL_TIMEOUT.as_millis() as u64,
+                },
+                Wait::Turn(_) => ApiError::AwaitTimeout {
+                    agent: name.clone(),
+                    ms: timeout.map(|t| t.as_millis() as u64).unwrap_or(0),
+                },
             }),
             Ok(ractor::rpc::CallResult::SenderError) => Err(self.gone(name)),
             Err(e) => Err(unreachable_err(name, e)),
@@ -492,19 +587,6 @@ impl Workshop {
             },
             None => ApiError::UnknownAgent(name.to_string()),
         }
-    }
-
-    /// Checked before every send: the turn that crosses a limit completes, the next is refused.
-    fn check_budget(&self, name: &AgentName) -> Result<(), ApiError> {
-        let cost = self
-            .inner
-            .directory
-            .row(name)
-            .map(|r| r.cost_usd)
-            .unwrap_or(0.0);
-        let total = self.inner.directory.total_cost();
-        let verdict = self.inner.budgets.read().check(name, cost, total);
-        verdict.map_err(|why| self.budget_refused(why, name))
     }
 
     /// The global budget: limit and spent.
@@ -535,18 +617,14 @@ impl Workshop {
         self.publish(Topic::Budget, "reset", None, "[budget] reset".into());
     }
 
-    fn budget_refused(&self, why: String, name: &AgentName) -> ApiError {
-        self.publish(
-            Topic::Budget,
-            "exceeded",
-            Some(name.as_str()),
-            format!("[budget] {why}"),
-        );
-        ApiError::BudgetExceeded(why)
+    /// For in-process callers that talk to an agent directly (tests, benchmarks): its actor.
+    /// Whatever is sent to it still goes through the agent's own admission (budgets, queue).
+    pub fn agent_actor(&self, name: &str) -> Result<ActorRef<AgentMsg>, ApiError> {
+        Ok(self.live(name)?.1)
     }
 
-    /// What every send does first: the agent must be live, the prompt within limits and the
-    /// budgets not spent.
+    /// What every send does first: the agent must be live and the prompt within limits. The
+    /// budgets are checked by the agent itself as it admits the prompt (see `admission.rs`).
     fn prepare(
         &self,
         name: &str,
@@ -555,7 +633,6 @@ impl Workshop {
     ) -> Result<(AgentName, ActorRef<AgentMsg>, Prompt), ApiError> {
         let (name, actor) = self.live(name)?;
         check_prompt(&name, prompt)?;
-        self.check_budget(&name)?;
         let p = Prompt {
             text: prompt.to_string(),
             origin: origin.to_string(),
@@ -575,8 +652,11 @@ impl Workshop {
         origin: &str,
     ) -> Result<TurnResult, ApiError> {
         let (name, actor, p) = self.prepare(name, prompt, origin)?;
+        // Unbounded here on purpose: the reply comes when the turn ends, and the turn may be
+        // queued behind others. Each turn is bounded by the agent's watchdog (`timeout_ms`),
+        // the queue by its depth, and a client's call by its own wait timeout.
         match self
-            .call(&name, &actor, |r| AgentMsg::Ask(p, r), None)
+            .call(&name, &actor, |r| AgentMsg::Ask(p, r), Wait::Turn(None))
             .await?
         {
             AskReply::Done(r) => Ok(r),
@@ -598,7 +678,7 @@ impl Workshop {
     ) -> Result<RequestRef, ApiError> {
         let (name, actor, p) = self.prepare(name, prompt, origin)?;
         match self
-            .call(&name, &actor, |r| AgentMsg::Cast(p, r), None)
+            .call(&name, &actor, |r| AgentMsg::Cast(p, r), Wait::Short("cast"))
             .await?
         {
             CastReply::Queued(seq) => self
@@ -613,7 +693,12 @@ impl Workshop {
         let r = RequestRef::parse(reference).ok_or_else(|| ApiError::BadRef(reference.into()))?;
         let (name, actor) = self.live(r.agent.as_str())?;
         let PollReply(state) = self
-            .call(&name, &actor, |p| AgentMsg::Poll(r.seq, p), None)
+            .call(
+                &name,
+                &actor,
+                |p| AgentMsg::Poll(r.seq, p),
+                Wait::Short("poll"),
+            )
             .await?;
         Ok(state)
     }
@@ -629,7 +714,11 @@ impl Workshop {
             was_idle,
             status,
             last,
-        } = self.call(&name, &actor, AgentMsg::Await, timeout).await?;
+        } = self
+            // The caller's own timeout (`AwaitTimeout` past it), or none: awaiting an agent
+            // waits for its turns, which the agent's watchdog bounds one by one.
+            .call(&name, &actor, AgentMsg::Await, Wait::Turn(timeout))
+            .await?;
         Ok(AwaitOutcome {
             agent: name,
             was_idle,
@@ -728,18 +817,24 @@ impl Workshop {
     pub async fn reset(&self, name: &str) -> Result<(), ApiError> {
         let parsed = parse_name(name)?;
         if let Some((_, AgentStatus::Crashed)) = self.inner.directory.actor(&parsed) {
-            let spec = self
-                .inner
-                .directory
-                .spec(&parsed)
-                .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
-            let mut spec = (*spec).clone();
-            spec.resume_session = None;
-            self.spawn(spec, Box::new(SessionBehaviour), None).await?;
-            return Ok(());
+            let held = self.inner.names.lock(&parsed).await;
+            // Checked again under the lock: a concurrent reset or agent() may have started it.
+            if let Some((_, AgentStatus::Crashed)) = self.inner.directory.actor(&parsed) {
+                let spec = self
+                    .inner
+                    .directory
+                    .spec(&parsed)
+                    .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
+                let mut spec = (*spec).clone();
+                spec.resume_session = None;
+                self.spawn(&held, spec, Box::new(SessionBehaviour), None)
+                    .await?;
+                return Ok(());
+            }
         }
         let (name, actor) = self.live(name)?;
-        self.call(&name, &actor, AgentMsg::Reset, None).await?;
+        self.call(&name, &actor, AgentMsg::Reset, Wait::Short("reset"))
+            .await?;
         Ok(())
     }
 
@@ -748,12 +843,13 @@ impl Workshop {
         let name = parse_name(name)?;
         self.cancel(name.as_str()).await?;
         if let Some(w) = self.inner.workers.write().remove(&name) {
-            w.stop(Some("dismissed".into()));
+            w.stop("dismissed");
         }
         if let Some(db) = &self.inner.db {
             db.delete_worker(&name)?;
         }
-        if self.dismiss_quiet(&name).await {
+        let held = self.inner.names.lock(&name).await;
+        if self.dismiss_quiet(&held).await {
             self.publish(
                 Topic::Agent,
                 "dismissed",
@@ -773,6 +869,7 @@ impl Workshop {
             self.cancel_quiet(&name);
         }
         for name in self.inner.directory.names() {
+            let _held = self.inner.names.lock(&name).await;
             if let Some(entry) = self.inner.directory.remove(&name) {
                 Self::stop_actor(entry.actor).await;
             }
@@ -784,14 +881,25 @@ impl Workshop {
         }
     }
 
+    /// Stop an agent actor and wait until it has exited (so a replaced agent's backend is gone
+    /// when its replacement is announced): graceful `Shutdown`, then kill after the grace.
     async fn stop_actor(actor: ActorRef<AgentMsg>) {
         let graceful = actor.call(AgentMsg::Shutdown, Some(DISMISS_GRACE)).await;
-        if !matches!(graceful, Ok(ractor::rpc::CallResult::Success(_))) {
-            actor.kill();
+        let exited = matches!(graceful, Ok(ractor::rpc::CallResult::Success(_)))
+            && actor.wait(Some(DISMISS_GRACE)).await.is_ok();
+        if !exited && actor.get_status() != ractor::ActorStatus::Stopped {
+            if let Err(e) = actor.kill_and_wait(Some(DISMISS_GRACE)).await {
+                // Already gone (its mailbox closed) is fine; a timeout is not.
+                if actor.get_status() != ractor::ActorStatus::Stopped {
+                    tracing::error!(actor = %actor.get_id(), error = %e, "agent actor did not stop");
+                }
+            }
         }
     }
 
-    async fn dismiss_quiet(&self, name: &AgentName) -> bool {
+    /// Remove the agent of the held name from the directory and the registry, and stop it.
+    async fn dismiss_quiet(&self, held: &NameGuard<'_>) -> bool {
+        let name = held.name();
         let Some(entry) = self.inner.directory.remove(name) else {
             return false;
         };
@@ -822,7 +930,8 @@ impl Workshop {
             let _ = self.cancel(name.as_str()).await;
         }
         for name in self.inner.directory.names() {
-            self.dismiss_quiet(&name).await;
+            let held = self.inner.names.lock(&name).await;
+            self.dismiss_quiet(&held).await;
         }
         *self.inner.config.write() = GlobalConfig::default();
         *self.inner.budgets.write() = Budgets::default();
@@ -843,7 +952,9 @@ impl Workshop {
 
     pub async fn info(&self, name: &str) -> Result<AgentInfo, ApiError> {
         let (name, actor) = self.live(name)?;
-        let InfoReply(info) = self.call(&name, &actor, AgentMsg::Info, None).await?;
+        let InfoReply(info) = self
+            .call(&name, &actor, AgentMsg::Info, Wait::Short("info"))
+            .await?;
         Ok(info)
     }
 
@@ -858,7 +969,9 @@ impl Workshop {
         last: Option<usize>,
     ) -> Result<Vec<TurnResult>, ApiError> {
         let (name, actor) = self.live(name)?;
-        let HistoryReply(mut turns) = self.call(&name, &actor, AgentMsg::History, None).await?;
+        let HistoryReply(mut turns) = self
+            .call(&name, &actor, AgentMsg::History, Wait::Short("history"))
+            .await?;
         if let Some(n) = last {
             let skip = turns.len().saturating_sub(n);
             turns.drain(..skip);
@@ -920,11 +1033,19 @@ impl Workshop {
 
     // ---------------------------------------------------------------- events
 
-    pub async fn events(&self, last: usize, topic: Option<Topic>) -> Vec<Event> {
+    /// The last `last` events (of `topic`, if given), oldest first.
+    pub async fn events(&self, last: usize, topic: Option<Topic>) -> Result<Vec<Event>, ApiError> {
         let Some(log) = self.inner.events.actor() else {
-            return Vec::new();
+            return Err(ApiError::Node(
+                "the event log is restarting; try again".into(),
+            ));
         };
-        ractor::call!(log, |reply| EventLogMsg::Recent { last, topic, reply }).unwrap_or_default()
+        call_actor(&log, "the event log", |reply| EventLogMsg::Recent {
+            last,
+            topic,
+            reply,
+        })
+        .await
     }
 
     /// Events after `after` (of `topic`, if given); waits up to `wait` for the first one.
@@ -933,18 +1054,18 @@ impl Workshop {
         after: u64,
         topic: Option<Topic>,
         wait: Duration,
-    ) -> Vec<Event> {
+    ) -> Result<Vec<Event>, ApiError> {
         let wanted = |e: &Event| e.seq > after && topic.is_none_or(|t| t == e.topic);
         // Subscribe first, so nothing published between the read and the wait is missed.
         let mut rx = self.watch();
         let have: Vec<Event> = self
             .events(crate::event_log::RING, topic)
-            .await
+            .await?
             .into_iter()
             .filter(|e| wanted(e))
             .collect();
         if !have.is_empty() || wait.is_zero() {
-            return have;
+            return Ok(have);
         }
         let first = tokio::time::timeout(wait, async {
             loop {
@@ -965,16 +1086,16 @@ impl Workshop {
                         out.push(e);
                     }
                 }
-                out
+                Ok(out)
             }
             // Lagged: read what the ring holds instead.
-            Ok(None) => self
+            Ok(None) => Ok(self
                 .events(crate::event_log::RING, topic)
-                .await
+                .await?
                 .into_iter()
                 .filter(|e| wanted(e))
-                .collect(),
-            Err(_) => Vec::new(),
+                .collect()),
+            Err(_) => Ok(Vec::new()),
         }
     }
 
@@ -1041,5 +1162,6 @@ fn refusal(agent: AgentName, r: Refusal) -> ApiError {
     match r {
         Refusal::QueueFull(depth) => ApiError::QueueFull { agent, depth },
         Refusal::Halted => ApiError::Halted(agent),
+        Refusal::Budget(why) => ApiError::BudgetExceeded(why),
     }
 }

@@ -461,7 +461,7 @@ async fn a_backend_error_reaches_the_caller() {
     let info = w.info("impl").await.expect("info");
     assert_eq!((info.status, info.turns), (AgentStatus::Idle, 0));
     assert!(approx(info.cost_usd, 0.0));
-    let events = w.events(20, Some(Topic::Agent)).await;
+    let events = w.events(20, Some(Topic::Agent)).await.expect("events");
     assert!(
         events
             .iter()

@@ -51,7 +51,7 @@ async fn worker_is_pushed_ready_items_and_completes_them_with_the_result() {
         Some("done: Implement LRU cache\n\nSpec:\nLRU with TTL")
     );
     assert_eq!(item.claimed_by.as_deref(), Some("dev"));
-    let workers = w.workers().await;
+    let workers = w.workers().await.expect("workers");
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].completed, 1);
     // The agent was reset between items: a fresh session, zero cost.
@@ -99,13 +99,18 @@ async fn a_failed_turn_fails_the_item_and_blocks_its_dependents() {
         "{a:?}"
     );
     assert_eq!(w.work_item("b").await.expect("b").status, Status::Blocked);
-    assert_eq!(w.workers().await[0].failed, 1);
+    assert_eq!(w.workers().await.expect("workers")[0].failed, 1);
     node.shutdown().await;
 }
 
-#[tokio::test]
+/// On virtual time (the node's clock follows tokio's paused clock, moved by the test): the retry
+/// waits out the board's backoff, and is pushed to the worker the moment it has passed, without
+/// the test waiting real time.
+#[tokio::test(start_paused = true)]
 async fn failed_turns_are_retried_until_max_attempts() {
-    let node = node().await;
+    let real = std::time::Instant::now();
+    let time = ManualTime::hold();
+    let node = paused_node().await;
     let w = &node.workshop;
     let mut ev = w.watch();
     let mut o = typed("code");
@@ -123,10 +128,40 @@ async fn failed_turns_are_retried_until_max_attempts() {
     )
     .await
     .expect("worker");
+    next_event(&mut ev, "the first attempt to fail", |e| {
+        e.line
+            .starts_with("[work] flaky failed (attempt 1 of 2), will retry")
+    })
+    .await;
+    let retrying = w.work_item("flaky").await.expect("item");
+    assert_eq!(retrying.status, Status::Ready);
+    let failed_at = w.now_ms();
+    let backoff = retrying.not_before_ms - failed_at;
+    assert!((500..=1000).contains(&backoff), "backoff {backoff} ms");
+    // The backoff passes (virtual time); the board pushes the item, the worker claims it.
+    time.advance(std::time::Duration::from_millis(1000)).await;
     until_line(&mut ev, "[work] flaky completed").await;
     let item = w.work_item("flaky").await.expect("item");
     assert_eq!(item.status, Status::Done);
     assert_eq!(item.attempts, 1);
+    // Claimed once its backoff had passed by the board's clock, by the push (the worker's
+    // fallback poll is a minute away).
+    let claimed = item.claimed_at_ms.expect("claimed");
+    assert!(
+        claimed >= retrying.not_before_ms,
+        "{claimed} < {}",
+        retrying.not_before_ms
+    );
+    assert_eq!(
+        claimed - failed_at,
+        1000,
+        "claimed as soon as the clock moved past it"
+    );
+    assert!(
+        real.elapsed() < std::time::Duration::from_secs(10),
+        "virtual time, not real waiting: {:?}",
+        real.elapsed()
+    );
     node.shutdown().await;
 }
 
@@ -456,7 +491,7 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
     assert_eq!((item.result, item.last_settle), (None, None));
     within("the worker to be free", async {
         loop {
-            let info = w.workers().await.pop().expect("worker");
+            let info = w.workers().await.expect("workers").pop().expect("worker");
             if info.current_item.is_none() {
                 assert_eq!((info.completed, info.failed), (0, 0));
                 return;
@@ -465,7 +500,7 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
         }
     })
     .await;
-    let events = w.events(500, Some(Topic::Work)).await;
+    let events = w.events(500, Some(Topic::Work)).await.expect("events");
     assert!(
         !events
             .iter()

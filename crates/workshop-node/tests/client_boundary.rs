@@ -165,3 +165,23 @@ async fn a_stopped_node_fails_calls_fast_with_a_clear_error() {
         "unexpected error {e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_ask_in_flight_ends_when_its_node_stops() {
+    let (node, addr, scope) = listening_node().await;
+    let remote = connect(&addr, COOKIE, &scope).await.unwrap();
+    let g = "client-boundary-stop-mid-ask";
+    remote
+        .agent("h", None, script(vec![common::gate(g)]))
+        .await
+        .unwrap();
+    let ask = tokio::spawn({
+        let remote = remote.clone();
+        async move { remote.ask("h", "never ends").await }
+    });
+    // The turn is running on the node (it reached its gate, which is never opened).
+    within("the turn at the gate", common::gates::arrived(g)).await;
+    node.shutdown().await;
+    let r = within("the remote ask to end", ask).await.unwrap();
+    assert!(r.is_err(), "an ask on a stopped node cannot succeed: {r:?}");
+}

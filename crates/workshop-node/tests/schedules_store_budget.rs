@@ -8,9 +8,9 @@ use serde_json::json;
 use workshop_node::{ApiError, Node};
 use workshop_types::AgentOptions;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn schedule_casts_when_idle_and_skips_while_busy() {
-    let node = node().await;
+    let node = paused_node().await;
     let w = &node.workshop;
     let g = "sched-busy";
     w.agent("mon", None, script(vec![plain(), gate(g)]))
@@ -19,7 +19,7 @@ async fn schedule_casts_when_idle_and_skips_while_busy() {
     let mut events = w.watch();
     w.every("mon", "check the build", 10).await.expect("every");
     // First tick runs the plain step; the second run blocks on the gate; later ticks skip.
-    within("a tick while the agent is busy", async {
+    within_virtual("a tick while the agent is busy", async {
         gates::arrived(g).await;
         loop {
             let e = events.recv().await.expect("event");
@@ -30,12 +30,12 @@ async fn schedule_casts_when_idle_and_skips_while_busy() {
     })
     .await;
     gates::release(g);
-    let s = w.schedules().await;
+    let s = w.schedules().await.expect("schedules");
     assert_eq!(s.len(), 1);
     assert!(s[0].run_count >= 3 && s[0].skipped >= 1, "{s:?}");
     assert_eq!(s[0].spec.prompt, "check the build");
     w.cancel("mon").await.expect("cancel");
-    assert!(w.schedules().await.is_empty());
+    assert!(w.schedules().await.expect("schedules").is_empty());
     assert!(matches!(
         w.every("mon", "x", 1).await,
         Err(ApiError::Node(m)) if m.contains("too short")
@@ -44,6 +44,37 @@ async fn schedule_casts_when_idle_and_skips_while_busy() {
         w.every("ghost", "x", 100).await,
         Err(ApiError::UnknownAgent(_))
     ));
+    node.shutdown().await;
+}
+
+/// On virtual time: an hourly-ish schedule (every 60 s) runs three times in three virtual
+/// minutes, stamped by the node's clock, without the test waiting three real minutes.
+#[tokio::test(start_paused = true)]
+async fn schedule_ticks_follow_the_nodes_clock() {
+    let real = std::time::Instant::now();
+    let node = paused_node().await;
+    let w = &node.workshop;
+    w.agent("mon", None, script(vec![])).await.expect("agent");
+    let mut events = w.watch();
+    let every_at = w.now_ms();
+    w.every("mon", "check", 60_000).await.expect("every");
+    for _ in 0..3 {
+        next_event_virtual(&mut events, "a tick", |e| e.line == "[tick] mon").await;
+    }
+    let s = w.schedules().await.expect("schedules");
+    assert_eq!((s[0].run_count, s[0].skipped), (3, 0), "{s:?}");
+    let last = s[0].last_run_at_ms.expect("ran");
+    let after = last - every_at;
+    assert!(
+        (180_000..180_100).contains(&after),
+        "the third tick is stamped 3 virtual minutes after every(): {after} ms"
+    );
+    until_info(w, "mon", "three turns", |i| i.turns == 3).await;
+    assert!(
+        real.elapsed() < std::time::Duration::from_secs(10),
+        "virtual time, not real waiting: {:?}",
+        real.elapsed()
+    );
     node.shutdown().await;
 }
 
@@ -95,7 +126,7 @@ async fn durable_node_keeps_store_schedules_and_agents_across_restart() {
     let w = &node.workshop;
     assert_eq!(w.get("k").expect("get"), Some(json!([1, 2, 3])));
     assert!(approx(w.cost("a").expect("cost"), 0.5));
-    let s = w.schedules().await;
+    let s = w.schedules().await.expect("schedules");
     assert_eq!(s.len(), 1, "schedule restored");
     assert_eq!(s[0].spec.interval_ms, 60_000);
     let info = w.info("a").await.expect("info");

@@ -86,6 +86,7 @@ async fn a_clean_stop_writes_the_queued_row_of_a_turn_in_flight() {
     let lines: Vec<String> = w
         .events(50, None)
         .await
+        .expect("events")
         .into_iter()
         .map(|e| e.line)
         .collect();

@@ -303,7 +303,7 @@ async fn dismiss_removes_the_agent() {
     // Dismissing an absent agent is a no-op.
     w.dismiss("a").await.expect("no-op");
     w.dismiss("never_was").await.expect("no-op");
-    let events = w.events(50, Some(Topic::Agent)).await;
+    let events = w.events(50, Some(Topic::Agent)).await.expect("events");
     assert!(
         events.iter().any(|e| e.line == "[agent] a dismissed"),
         "{events:?}"
@@ -594,7 +594,7 @@ async fn a_per_agent_budget_refuses_the_next_send() {
         Err(ApiError::BudgetExceeded(_))
     ));
     assert_eq!(w.info("a").await.expect("info").turns, 1);
-    let events = w.events(20, Some(Topic::Budget)).await;
+    let events = w.events(20, Some(Topic::Budget)).await.expect("events");
     assert!(
         events
             .iter()
@@ -648,6 +648,7 @@ async fn the_event_log_has_agentworkshops_lines() {
     let lines: Vec<String> = w
         .events(20, None)
         .await
+        .expect("events")
         .into_iter()
         .map(|e| e.line)
         .collect();
@@ -660,11 +661,11 @@ async fn the_event_log_has_agentworkshops_lines() {
     for w in want {
         assert!(it.any(|l| l == w), "missing (in order) {w:?} in {lines:?}");
     }
-    let last_two = w.events(2, None).await;
+    let last_two = w.events(2, None).await.expect("events");
     assert_eq!(last_two.len(), 2);
     assert!(last_two[0].seq < last_two[1].seq);
     w.clear_events();
-    assert!(w.events(20, None).await.is_empty());
+    assert!(w.events(20, None).await.expect("events").is_empty());
     node.shutdown().await;
 }
 

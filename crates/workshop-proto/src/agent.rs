@@ -21,6 +21,8 @@ pub enum Refusal {
     QueueFull(u32),
     /// `ask` on a halted agent would never return: `resume` it first (or `cast`, which queues).
     Halted,
+    /// The node refused to admit the turn: a budget is spent (the reason says which).
+    Budget(String),
 }
 
 /// The reply to `ask`: the turn's result, a turn error, or a refusal.

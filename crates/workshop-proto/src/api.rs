@@ -22,7 +22,7 @@ use workshop_workflow::{RunStatus, Workflow};
 use crate::ApiError;
 
 /// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A set of operations one actor answers (the node's [`Request`], the board's
 /// [`crate::board::BoardRequest`]): an enum with one variant per request struct.
@@ -307,6 +307,11 @@ pub struct ScheduleInfo {
     pub run_count: u64,
     pub skipped: u64,
     pub last_run_at_ms: Option<u64>,
+    /// Restarts after crashes (under the node's restart budget).
+    pub restarts: u32,
+    /// Set when it crashed more often than the restart budget allows: the last reason. It
+    /// does not run until `every(..)` starts it again.
+    pub crashed: Option<String>,
 }
 
 /// Options of `work(id, title, ...)`.
@@ -343,6 +348,11 @@ pub struct WorkerInfo {
     pub completed: u64,
     pub failed: u64,
     pub current_item: Option<String>,
+    /// Restarts after crashes (under the node's restart budget).
+    pub restarts: u32,
+    /// Set when it crashed more often than the restart budget allows: the last reason. It
+    /// does not run until `board_worker(..)` starts it again.
+    pub crashed: Option<String>,
 }
 
 /// A workflow run: its status and each stage's item (None before the first run).

@@ -15,7 +15,17 @@ pub use name::{AgentName, NameError};
 pub use options::{AgentOptions, Effort, OptionError, PermissionMode, ScriptStep};
 pub use turn::{PollState, TurnError, TurnResult, Usage};
 
-/// Milliseconds since the Unix epoch; the one clock read outside pure code.
+/// The node's clock: milliseconds since the Unix epoch. One is chosen at node start (the system
+/// clock, or in tests one that follows tokio's paused time) and passed to the board, schedules,
+/// workers, the event log and the supervisors, so nothing reads the wall clock behind its back.
+pub type Clock = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock as a [`Clock`].
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(now_ms)
+}
+
+/// Milliseconds since the Unix epoch: the system clock (what [`system_clock`] reads).
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -22,11 +22,77 @@ pub async fn node() -> Node {
     Node::start().await.expect("the node starts")
 }
 
+/// Where a paused test's clock starts (ms since the epoch; any fixed value will do).
+pub const PAUSED_BASE_MS: u64 = 1_700_000_000_000;
+
+/// A node whose clock follows tokio's time: under `#[tokio::test(start_paused = true)]` its
+/// board, schedules, workers and event stamps see virtual time, so nothing waits real seconds.
+pub async fn paused_node() -> Node {
+    Node::builder()
+        .clock(workshop_node::clock::tokio_clock(PAUSED_BASE_MS))
+        .start()
+        .await
+        .expect("the node starts")
+}
+
 /// Run `fut` but fail the test (with `what`) if it takes longer than [`LIMIT`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(LIMIT, fut).await {
         Ok(v) => v,
         Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// The bound for waits in tests on a paused clock (`start_paused = true`): virtual time jumps
+/// to the next timer whenever the runtime idles (e.g. while the board's threads commit), so a
+/// bound in virtual time must be far above every timer the test involves.
+pub const VIRTUAL_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Holds tokio's paused clock still: while it lives, virtual time moves only by
+/// [`ManualTime::advance`]. Paused-clock tests that involve the board need it: the board
+/// commits on its own threads, and a runtime that idles while it waits for them would jump to
+/// the next timer (lease sweeps, heartbeats, fallback polls) again and again. tokio does not
+/// auto-advance while a blocking task runs, so this parks one until dropped. Should the test
+/// hang, the parked task ends the test process after a real-time limit instead of hanging CI.
+pub struct ManualTime {
+    release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl ManualTime {
+    pub fn hold() -> Self {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = held.recv_timeout(LIMIT * 3) {
+                eprintln!(
+                    "a paused-clock test held its clock for {:?}: it hangs",
+                    LIMIT * 3
+                );
+                std::process::exit(101);
+            }
+        });
+        Self {
+            release: Some(release),
+        }
+    }
+
+    /// Move virtual time forward by `d`, firing every timer due meanwhile.
+    pub async fn advance(&self, d: Duration) {
+        tokio::time::advance(d).await;
+    }
+}
+
+impl Drop for ManualTime {
+    fn drop(&mut self) {
+        drop(self.release.take());
+    }
+}
+
+/// [`within`] for paused-clock tests: fails (with `what`) after [`VIRTUAL_LIMIT`] of virtual
+/// time.
+pub async fn within_virtual<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(VIRTUAL_LIMIT, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out (virtual time) waiting for {what}"),
     }
 }
 
@@ -110,6 +176,24 @@ pub async fn next_event(
     pred: impl Fn(&Event) -> bool,
 ) -> Event {
     within(what, async {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if pred(&ev) => return ev,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event bus closed while waiting for {what}: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// [`next_event`] for paused-clock tests (bounded by [`VIRTUAL_LIMIT`]).
+pub async fn next_event_virtual(
+    rx: &mut tokio::sync::broadcast::Receiver<Event>,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    within_virtual(what, async {
         loop {
             match rx.recv().await {
                 Ok(ev) if pred(&ev) => return ev,

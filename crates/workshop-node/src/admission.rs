@@ -1,0 +1,57 @@
+//! What an agent asks its node before it admits a prompt: the budgets. The check runs in the
+//! agent actor (through [`AgentHooks::admit`]), so every path that sends `Ask`/`Cast` — ask,
+//! cast, pipe, fan, schedules, board workers, a caller holding the actor ref — is checked, not
+//! only the ones that went through `Workshop`. The turn that crosses a limit completes; the next
+//! prompt is refused.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use workshop_agent::AgentHooks;
+use workshop_types::{AgentName, AgentRow, Topic};
+
+use crate::budget::Budgets;
+use crate::directory::{Directory, NodeHooks};
+use crate::event_log::EventLogHandle;
+
+/// The node's admission rules, shared by every agent of the node.
+pub(crate) struct Admission {
+    pub(crate) budgets: Arc<RwLock<Budgets>>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) events: Arc<EventLogHandle>,
+}
+
+impl Admission {
+    /// `Err(reason)` (and a `[budget]` event) when a budget of `name` or the node is spent.
+    pub(crate) fn check(&self, name: &AgentName) -> Result<(), String> {
+        let cost = self.directory.row(name).map(|r| r.cost_usd).unwrap_or(0.0);
+        let total = self.directory.total_cost();
+        let verdict = self.budgets.read().check(name, cost, total);
+        verdict.inspect_err(|why| {
+            self.events.publish(
+                Topic::Budget,
+                "exceeded",
+                Some(name.as_str()),
+                format!("[budget] {why}"),
+            );
+        })
+    }
+}
+
+/// An agent incarnation's hooks: its node's reporting hooks plus the node's admission.
+pub(crate) struct AdmittingHooks {
+    pub(crate) node: NodeHooks,
+    pub(crate) admission: Arc<Admission>,
+}
+
+impl AgentHooks for AdmittingHooks {
+    fn publish(&self, topic: Topic, kind: &str, subject: &str, line: String) {
+        self.node.publish(topic, kind, subject, line);
+    }
+    fn row_changed(&self, row: AgentRow) {
+        self.node.row_changed(row);
+    }
+    fn admit(&self, agent: &AgentName) -> Result<(), String> {
+        self.admission.check(agent)
+    }
+}

@@ -1,0 +1,340 @@
+//! The supervisor of the node's background actors: board workers and schedules. Neither ever
+//! fails silently. When one fails (a panic or an error in its handler) it publishes
+//! `[worker] <name> crashed: <reason>` (or `[schedule] ...`) and applies the policy:
+//!
+//! - restarted from its spec at once, under a restart budget of [`RESTARTS`] within
+//!   [`RESTART_WINDOW`] per worker or schedule (by the node's clock);
+//! - once that budget is spent it is not restarted: it stays listed, marked crashed (with the
+//!   reason) in `workers()` / `schedules()`, until `board_worker(..)` / `every(..)` starts it
+//!   again or `dismiss`/`cancel` removes it.
+//!
+//! An actor that stops normally (cancelled, replaced, dismissed, node shutdown) was removed from
+//! its table first, so its exit is not a crash. The tables are keyed by name and matched by actor
+//! id, so a crash report about an actor already replaced is ignored.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_cluster_derive::RactorMessage;
+use workshop_types::{AgentName, Topic};
+
+use crate::schedule::{ScheduleActor, ScheduleMsg, ScheduleSpec};
+use crate::supervisor::RestartBudget;
+use crate::worker::{BoardWorker, WorkerMsg, WorkerSpec};
+use crate::{ApiError, Workshop};
+
+/// Restarts allowed per worker or schedule within [`RESTART_WINDOW`].
+pub const RESTARTS: u32 = 3;
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// One supervised background actor: its spec (to restart it), the running actor (none once it
+/// is marked crashed), its restart budget and what it last crashed of.
+pub(crate) struct Supervised<M: ractor::Message, S> {
+    pub(crate) spec: S,
+    pub(crate) actor: Option<ActorRef<M>>,
+    pub(crate) budget: RestartBudget,
+    pub(crate) restarts: u32,
+    /// Set when the budget was spent: the reason of the last crash.
+    pub(crate) crashed: Option<String>,
+}
+
+impl<M: ractor::Message, S> Supervised<M, S> {
+    pub(crate) fn new(spec: S, actor: ActorRef<M>) -> Self {
+        Self {
+            spec,
+            actor: Some(actor),
+            budget: RestartBudget::new(RESTARTS, RESTART_WINDOW),
+            restarts: 0,
+            crashed: None,
+        }
+    }
+
+    fn is(&self, id: ractor::ActorId) -> bool {
+        self.actor.as_ref().is_some_and(|a| a.get_id() == id)
+    }
+
+    /// Stop the running actor, if any (a normal stop: not reported as a crash).
+    pub(crate) fn stop(&self, why: &str) {
+        if let Some(a) = &self.actor {
+            a.stop(Some(why.into()));
+        }
+    }
+}
+
+/// What the policy decided about a crash (pure; see [`decide`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Restart { restarts: u32 },
+    GiveUp,
+}
+
+/// Record a crash at `now_ms` against `budget`: restart while the budget allows.
+pub(crate) fn decide(budget: &mut RestartBudget, restarts: u32, now_ms: u64) -> Verdict {
+    if budget.allow(now_ms) {
+        Verdict::Restart {
+            restarts: restarts + 1,
+        }
+    } else {
+        Verdict::GiveUp
+    }
+}
+
+#[derive(RactorMessage)]
+pub enum BackgroundMsg {}
+
+pub struct BackgroundSupervisor;
+
+impl Actor for BackgroundSupervisor {
+    type Msg = BackgroundMsg;
+    type State = Workshop;
+    type Arguments = Workshop;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<BackgroundMsg>,
+        ws: Workshop,
+    ) -> Result<Workshop, ActorProcessingErr> {
+        Ok(ws)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<BackgroundMsg>,
+        evt: SupervisionEvent,
+        ws: &mut Workshop,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+            let why = err.to_string();
+            if !worker_failed(ws, &me, &cell, &why).await {
+                schedule_failed(ws, &me, &cell, &why).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn give_up_line(kind: &str, name: &AgentName, how: &str) -> String {
+    format!(
+        "[{kind}] {name} crashed {} times within {} s; not restarted (marked crashed): {how}",
+        RESTARTS + 1,
+        RESTART_WINDOW.as_secs()
+    )
+}
+
+async fn worker_failed(
+    ws: &Workshop,
+    me: &ActorRef<BackgroundMsg>,
+    cell: &ActorCell,
+    why: &str,
+) -> bool {
+    let now = ws.now_ms();
+    let found = {
+        let mut workers = ws.inner.workers.write();
+        workers
+            .iter_mut()
+            .find(|(_, s)| s.is(cell.get_id()))
+            .map(|(name, s)| {
+                let verdict = decide(&mut s.budget, s.restarts, now);
+                if verdict == Verdict::GiveUp {
+                    s.actor = None;
+                    s.crashed = Some(why.to_string());
+                }
+                (name.clone(), s.spec.clone(), verdict)
+            })
+    };
+    let Some((name, spec, verdict)) = found else {
+        return false;
+    };
+    tracing::warn!(worker = %name, error = %why, "board worker crashed");
+    ws.emit_about(
+        Topic::Work,
+        "worker_crashed",
+        name.as_str(),
+        format!("[worker] {name} crashed: {why}"),
+    );
+    match verdict {
+        Verdict::Restart { restarts } => match spawn_worker(ws, me.get_cell(), spec).await {
+            Ok(actor) => {
+                let mut workers = ws.inner.workers.write();
+                // Replaced or removed meanwhile: the new actor is not wanted.
+                match workers.get_mut(&name) {
+                    Some(s)
+                        if s.actor
+                            .as_ref()
+                            .is_some_and(|a| a.get_id() == cell.get_id()) =>
+                    {
+                        s.actor = Some(actor);
+                        s.restarts = restarts;
+                    }
+                    _ => actor.stop(Some("replaced".into())),
+                }
+                drop(workers);
+                ws.emit_about(
+                    Topic::Work,
+                    "worker_restarted",
+                    name.as_str(),
+                    format!("[worker] {name} restarted (restart {restarts})"),
+                );
+            }
+            Err(e) => mark_worker_crashed(ws, &name, cell, &e.to_string()),
+        },
+        Verdict::GiveUp => ws.emit_about(
+            Topic::Work,
+            "worker_crashed",
+            name.as_str(),
+            give_up_line("worker", &name, "board_worker(..) starts it again"),
+        ),
+    }
+    true
+}
+
+fn mark_worker_crashed(ws: &Workshop, name: &AgentName, old: &ActorCell, why: &str) {
+    if let Some(s) = ws.inner.workers.write().get_mut(name) {
+        if s.is(old.get_id()) {
+            s.actor = None;
+            s.crashed = Some(why.to_string());
+        }
+    }
+    ws.emit_about(
+        Topic::Work,
+        "worker_crashed",
+        name.as_str(),
+        format!("[worker] {name} could not be restarted (marked crashed): {why}"),
+    );
+}
+
+async fn schedule_failed(ws: &Workshop, me: &ActorRef<BackgroundMsg>, cell: &ActorCell, why: &str) {
+    let now = ws.now_ms();
+    let found = {
+        let mut schedules = ws.inner.schedules.write();
+        schedules
+            .iter_mut()
+            .find(|(_, s)| s.is(cell.get_id()))
+            .map(|(name, s)| {
+                let verdict = decide(&mut s.budget, s.restarts, now);
+                if verdict == Verdict::GiveUp {
+                    s.actor = None;
+                    s.crashed = Some(why.to_string());
+                }
+                (name.clone(), s.spec.clone(), verdict)
+            })
+    };
+    let Some((name, spec, verdict)) = found else {
+        return;
+    };
+    tracing::warn!(schedule = %name, error = %why, "schedule crashed");
+    ws.emit_about(
+        Topic::Schedule,
+        "crashed",
+        name.as_str(),
+        format!("[schedule] {name} crashed: {why}"),
+    );
+    match verdict {
+        Verdict::Restart { restarts } => match spawn_schedule(ws, me.get_cell(), spec).await {
+            Ok(actor) => {
+                let mut schedules = ws.inner.schedules.write();
+                match schedules.get_mut(&name) {
+                    Some(s) if s.is(cell.get_id()) => {
+                        s.actor = Some(actor);
+                        s.restarts = restarts;
+                    }
+                    _ => actor.stop(Some("replaced".into())),
+                }
+                drop(schedules);
+                ws.emit_about(
+                    Topic::Schedule,
+                    "restarted",
+                    name.as_str(),
+                    format!("[schedule] {name} restarted (restart {restarts})"),
+                );
+            }
+            Err(e) => {
+                if let Some(s) = ws.inner.schedules.write().get_mut(&name) {
+                    if s.is(cell.get_id()) {
+                        s.actor = None;
+                        s.crashed = Some(e.to_string());
+                    }
+                }
+                ws.emit_about(
+                    Topic::Schedule,
+                    "crashed",
+                    name.as_str(),
+                    format!("[schedule] {name} could not be restarted (marked crashed): {e}"),
+                );
+            }
+        },
+        Verdict::GiveUp => ws.emit_about(
+            Topic::Schedule,
+            "crashed",
+            name.as_str(),
+            give_up_line("schedule", &name, "every(..) starts it again"),
+        ),
+    }
+}
+
+pub(crate) async fn spawn_worker(
+    ws: &Workshop,
+    sup: ActorCell,
+    spec: WorkerSpec,
+) -> Result<ActorRef<WorkerMsg>, ApiError> {
+    let name = spec.name.clone();
+    Actor::spawn_linked(None, BoardWorker, (ws.clone(), spec), sup)
+        .await
+        .map(|(a, _)| a)
+        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))
+}
+
+pub(crate) async fn spawn_schedule(
+    ws: &Workshop,
+    sup: ActorCell,
+    spec: ScheduleSpec,
+) -> Result<ActorRef<ScheduleMsg>, ApiError> {
+    let name = spec.agent.clone();
+    Actor::spawn_linked(None, ScheduleActor, (ws.clone(), spec), sup)
+        .await
+        .map(|(a, _)| a)
+        .map_err(|e| ApiError::Node(format!("schedule for {name} did not start: {e}")))
+}
+
+impl Workshop {
+    /// The background supervisor (started with the node, before anything is restored).
+    pub(crate) fn background(&self) -> Result<ActorCell, ApiError> {
+        self.inner
+            .background
+            .read()
+            .clone()
+            .ok_or_else(|| ApiError::Node("the node's background supervisor is not running".into()))
+    }
+
+    pub(crate) async fn start_background(&self) -> Result<(), ApiError> {
+        let (sup, _) = Actor::spawn_linked(
+            None,
+            BackgroundSupervisor,
+            self.clone(),
+            self.inner.root.get_cell(),
+        )
+        .await
+        .map_err(|e| ApiError::Node(format!("the background supervisor did not start: {e}")))?;
+        *self.inner.background.write() = Some(sup.get_cell());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_restarts_within_the_window_then_give_up() {
+        let mut b = RestartBudget::new(RESTARTS, RESTART_WINDOW);
+        assert_eq!(decide(&mut b, 0, 0), Verdict::Restart { restarts: 1 });
+        assert_eq!(decide(&mut b, 1, 10), Verdict::Restart { restarts: 2 });
+        assert_eq!(decide(&mut b, 2, 20), Verdict::Restart { restarts: 3 });
+        assert_eq!(decide(&mut b, 3, 30), Verdict::GiveUp);
+        assert_eq!(
+            decide(&mut b, 3, 60_001),
+            Verdict::Restart { restarts: 4 },
+            "a crash after the window is restarted again"
+        );
+    }
+}
