@@ -206,7 +206,10 @@ pub async fn events(
     for e in &evs {
         show(e)?;
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         let batch = tokio::select! {
             b = client.events_after(after, topic, Duration::from_secs(30)) => b?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -216,7 +219,6 @@ pub async fn events(
             show(e)?;
         }
     }
-    Ok(())
 }
 
 pub async fn cost(t: &Target) -> anyhow::Result<()> {

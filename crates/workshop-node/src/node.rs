@@ -18,9 +18,9 @@ use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, Roo
 use crate::{ApiError, Workshop};
 use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::store::MemoryStore;
+use workshop_board::BoardConfig;
 use workshop_board::{BoardActor, BoardActorArgs, BoardClient};
 use workshop_proto::board::BoardMsg;
-use workshop_board::BoardConfig;
 use workshop_proto::node::NodeMsg;
 use workshop_types::Clock;
 
