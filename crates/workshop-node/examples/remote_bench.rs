@@ -105,7 +105,12 @@ async fn main() -> Result<(), AnyErr> {
     let bin = bin.filter(|b| !b.is_empty());
 
     let dir = tempfile::tempdir()?;
-    let mut node = Node::open(dir.path()).await?;
+    let ephemeral = args.iter().any(|a| a == "--ephemeral");
+    let mut node = if ephemeral {
+        Node::start().await?
+    } else {
+        Node::open(dir.path()).await?
+    };
     let cookie = workshop_node::cluster::cookie(Some(dir.path()), true)?;
     let addr = node.listen("127.0.0.1:0".parse()?, cookie.clone()).await?;
     let (_echo, _) = Actor::spawn(None, Echo, ()).await?;
@@ -136,6 +141,7 @@ async fn main() -> Result<(), AnyErr> {
     }
 
     let (mut t_remote, mut t_local, mut t_echo) = (Vec::new(), Vec::new(), Vec::new());
+    let mut t_agents = Vec::new();
     let block = 500;
     let mut done = 0;
     while done < asks {
@@ -155,11 +161,17 @@ async fn main() -> Result<(), AnyErr> {
             local.ask("bench", "go").await?;
             t_local.push(t.elapsed());
         }
+        for _ in 0..n {
+            let t = Instant::now();
+            remote.agents().await?;
+            t_agents.push(t.elapsed());
+        }
         done += n;
     }
     let echo_s = stats(t_echo);
+    let kind = if ephemeral { "ephemeral" } else { "durable" };
     println!(
-        "ask over the client boundary: {asks} sequential asks per path, script backend answering at once, durable node (temp dir), loopback, interleaved blocks of {block}"
+        "ask over the client boundary: {asks} sequential asks per path, script backend answering at once, {kind} node, loopback, interleaved blocks of {block}"
     );
     row(
         "bare ractor_cluster remote call (baseline)",
@@ -168,14 +180,20 @@ async fn main() -> Result<(), AnyErr> {
         "us",
     );
     row(
-        "ask, remote Client (durable node)",
+        &format!("ask, remote Client ({kind} node)"),
         &stats(t_remote),
         &echo_s,
         "us",
     );
     row(
-        "ask, in-process Client (durable node)",
+        &format!("ask, in-process Client ({kind} node)"),
         &stats(t_local),
+        &echo_s,
+        "us",
+    );
+    row(
+        "agents(), remote Client (no agent involved)",
+        &stats(t_agents),
         &echo_s,
         "us",
     );
