@@ -29,7 +29,8 @@ use crate::{
 
 /// How long a call that does not wait for a turn or an item may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a call that waits (ask, await, pipe, await_work...) may take at most.
+/// How long a call that waits (ask, await, pipe, await_work, creating or dismissing an
+/// agent...) may take at most; a node that goes away ends such a call at once.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Added to a caller's own timeout (await with timeout_ms) for the reply to come back.
 const SLACK: Duration = Duration::from_secs(10);

@@ -122,8 +122,10 @@ requests! {
     Profiles {} -> Vec<Profile>;
 
     // ------------------------------------------------------------ agents
-    CreateAgent { name: String, role: Option<String>, options: AgentOptions } -> AgentName;
-    FromProfile { profile: String, name: String, overrides: AgentOptions } -> AgentName;
+    /// Waits: creating (or replacing) an agent starts and stops backend processes, and
+    /// creations of one name run one after another.
+    CreateAgent { name: String, role: Option<String>, options: AgentOptions } -> AgentName, waits = true;
+    FromProfile { profile: String, name: String, overrides: AgentOptions } -> AgentName, waits = true;
     Agents {} -> Vec<AgentName>;
     Ask { name: String, prompt: String, origin: String } -> TurnResult, waits = true;
     Cast { name: String, prompt: String, origin: String } -> RequestRef;
@@ -136,9 +138,9 @@ requests! {
     Halt { name: String } -> ();
     Resume { name: String } -> ();
     Notify { name: String, event: String } -> ();
-    Reset { name: String } -> ();
-    Dismiss { name: String } -> ();
-    ResetAll {} -> ();
+    Reset { name: String } -> (), waits = true;
+    Dismiss { name: String } -> (), waits = true;
+    ResetAll {} -> (), waits = true;
 
     // ------------------------------------------------------------ inspection
     Status {} -> Vec<AgentRow>;
@@ -185,7 +187,7 @@ requests! {
     CancelWork { id: String } -> WorkItem;
     AwaitWork { id: String, timeout_ms: Option<u64> } -> WorkItem, waits = true;
     WorkFromResult { agent: String, id: String, options: WorkOptions } -> WorkItem;
-    BoardWorker { name: String, work_type: String, options: WorkerOptions } -> AgentName;
+    BoardWorker { name: String, work_type: String, options: WorkerOptions } -> AgentName, waits = true;
     Workers {} -> Vec<WorkerInfo>;
 
     // ------------------------------------------------------------ workflows
