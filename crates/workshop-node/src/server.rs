@@ -167,33 +167,9 @@ fn parse_json(key: &str, text: &str) -> Result<serde_json::Value, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("the value for {key:?} is not JSON: {e}")))
 }
 
-/// Keep the last items of a list that fit in `budget` bytes once encoded.
-fn page<T: serde::Serialize>(mut items: Vec<T>, keep_last: bool) -> Page<T> {
-    let budget = workshop_proto::node::MAX_FRAME_BYTES / 2;
-    let mut total = 0usize;
-    let mut fit = 0usize;
-    let order: Box<dyn Iterator<Item = &T>> = if keep_last {
-        Box::new(items.iter().rev())
-    } else {
-        Box::new(items.iter())
-    };
-    for it in order {
-        let n = workshop_proto::encode(it)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if total.saturating_add(n) > budget {
-            break;
-        }
-        total += n;
-        fit += 1;
-    }
-    let truncated = (items.len() - fit) as u64;
-    if keep_last {
-        items.drain(..items.len() - fit);
-    } else {
-        items.truncate(fit);
-    }
-    Page { items, truncated }
+/// Keep the items of a list (its last ones with `keep_last`) that fit in half a frame.
+fn page<T: serde::Serialize>(items: Vec<T>, keep_last: bool) -> Page<T> {
+    Page::fit(items, keep_last, workshop_proto::node::MAX_FRAME_BYTES / 2)
 }
 
 /// Run one request against the node's API and encode its reply.
