@@ -1,5 +1,8 @@
-//! The board through the Workshop API: items, board workers (push wake-up, failure marking,
-//! worktrees) and workflows. Waits follow events, never sleeps.
+//! Board workers through the Workshop API where only the in-process node can run the
+//! scenario: a paused clock moved by the test (`ManualTime`), and a worker with a custom lease
+//! (`board_worker_with`). Items, board workers, worktrees and workflows otherwise run through
+//! `Client` against an in-process node and a `workshop node` process in
+//! tests/e2e/client_board_workers.rs. Waits follow events, never sleeps.
 
 mod common;
 
@@ -7,9 +10,8 @@ use common::*;
 use workshop_board::item::Status;
 use workshop_board::item::WorkType;
 use workshop_node::worker::WorkerSpec;
-use workshop_node::{ApiError, Node, WorkOptions};
-use workshop_types::{AgentName, AgentOptions, AgentStatus, Topic};
-use workshop_workflow::{RunStatus, Source, Stage, Workflow};
+use workshop_node::WorkOptions;
+use workshop_types::{AgentName, AgentStatus, Topic};
 
 fn typed(t: &str) -> WorkOptions {
     WorkOptions {
@@ -20,87 +22,6 @@ fn typed(t: &str) -> WorkOptions {
 
 async fn until_line(rx: &mut tokio::sync::broadcast::Receiver<workshop_types::Event>, line: &str) {
     next_event(rx, line, |e| e.line == line).await;
-}
-
-#[tokio::test]
-async fn worker_is_pushed_ready_items_and_completes_them_with_the_result() {
-    let node = node().await;
-    let w = &node.workshop;
-    let mut ev = w.watch();
-    // A one-minute fallback interval: only the push can make this test pass quickly.
-    w.board_worker(
-        "dev",
-        "code",
-        None,
-        script(vec![text("done: {prompt}")]),
-        Some(60_000),
-        false,
-    )
-    .await
-    .expect("worker");
-    let mut o = typed("code");
-    o.spec = Some("LRU with TTL".into());
-    w.work("cache", "Implement LRU cache", o)
-        .await
-        .expect("work");
-    until_line(&mut ev, "[work] cache completed").await;
-    let item = w.work_item("cache").await.expect("item");
-    assert_eq!(item.status, Status::Done);
-    assert_eq!(
-        item.result.as_deref(),
-        Some("done: Implement LRU cache\n\nSpec:\nLRU with TTL")
-    );
-    assert_eq!(item.claimed_by.as_deref(), Some("dev"));
-    let workers = w.workers().await.expect("workers");
-    assert_eq!(workers.len(), 1);
-    assert_eq!(workers[0].completed, 1);
-    // The agent was reset between items: a fresh session, zero cost.
-    until_line(&mut ev, "[agent] dev reset").await;
-    assert_eq!(w.info("dev").await.expect("info").turns, 0);
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_failed_turn_fails_the_item_and_blocks_its_dependents() {
-    let node = node().await;
-    let w = &node.workshop;
-    let mut ev = w.watch();
-    let mut o = typed("code");
-    o.max_attempts = Some(1);
-    w.work("a", "Do it", o).await.expect("work a");
-    let mut dep = typed("review");
-    dep.depends_on = vec!["a".into()];
-    w.work("b", "Review it", dep).await.expect("work b");
-    w.board_worker(
-        "dev",
-        "code",
-        None,
-        script(vec![error("API 529 overloaded")]),
-        None,
-        false,
-    )
-    .await
-    .expect("worker");
-    next_event(&mut ev, "item a failed", |e| {
-        e.topic == Topic::Work && e.kind == "failed" && e.subject.as_deref() == Some("a")
-    })
-    .await;
-    let a = w.work_item("a").await.expect("a");
-    assert_eq!(
-        a.status,
-        Status::Failed,
-        "a failed turn is never a done item"
-    );
-    assert!(
-        a.error
-            .as_deref()
-            .unwrap_or("")
-            .contains("API 529 overloaded"),
-        "{a:?}"
-    );
-    assert_eq!(w.work_item("b").await.expect("b").status, Status::Blocked);
-    assert_eq!(w.workers().await.expect("workers")[0].failed, 1);
-    node.shutdown().await;
 }
 
 /// On virtual time (the node's clock follows tokio's paused clock, moved by the test): the retry
@@ -165,198 +86,6 @@ async fn failed_turns_are_retried_until_max_attempts() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn board_errors_are_precise() {
-    let node = node().await;
-    let w = &node.workshop;
-    w.work("x", "X", WorkOptions::default()).await.expect("x");
-    let dup = w
-        .work("x", "again", WorkOptions::default())
-        .await
-        .expect_err("duplicate");
-    assert!(matches!(dup, ApiError::Board(_)));
-    let missing = WorkOptions {
-        depends_on: vec!["nope".into()],
-        ..Default::default()
-    };
-    let e = w.work("y", "Y", missing).await.expect_err("missing dep");
-    assert!(e.to_string().contains("nope"), "{e}");
-    let pri = WorkOptions {
-        priority: Some(9),
-        ..Default::default()
-    };
-    assert!(w.work("z", "Z", pri).await.is_err());
-    let e = w
-        .work("q", "Q", typed("feature"))
-        .await
-        .expect_err("bad type");
-    assert!(e.to_string().contains("unknown work type"), "{e}");
-    let e = w.start_work("x").await.expect_err("not claimed");
-    assert!(e.to_string().contains("claim_work"), "{e}");
-    w.claim_work("x", "me").await.expect("claim");
-    let e = w.claim_work("x", "other").await.expect_err("claimed twice");
-    assert!(e.to_string().to_lowercase().contains("claimed"), "{e}");
-    w.start_work("x").await.expect("start");
-    w.complete_work("x", Some("r".into()))
-        .await
-        .expect("complete");
-    assert!(
-        w.cancel_work("x").await.is_err(),
-        "done items cannot be cancelled"
-    );
-    let e = w
-        .board(Some("sideways"), None)
-        .await
-        .expect_err("bad status");
-    assert!(e.to_string().contains("unknown status"), "{e}");
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn work_from_result_uses_the_agents_last_result_as_spec() {
-    let node = node().await;
-    let w = &node.workshop;
-    w.agent("arch", None, script(vec![text("split the module")]))
-        .await
-        .expect("agent");
-    let e = w
-        .work_from_result("arch", "refactor", WorkOptions::default())
-        .await
-        .expect_err("no result yet");
-    assert!(matches!(e, ApiError::NoResult(_)));
-    w.ask("arch", "review").await.expect("ask");
-    let item = w
-        .work_from_result("arch", "refactor", typed("code"))
-        .await
-        .expect("item");
-    assert_eq!(item.spec, "split the module");
-    assert_eq!(item.title, "From arch result");
-    node.shutdown().await;
-}
-
-fn feature() -> Workflow {
-    let plan = Stage::new("plan", "planner", "Plan it");
-    let mut implement = Stage::new("implement", "coder", "Implement the plan");
-    implement.from = Source::Stages(vec!["plan".into()]);
-    implement.work_type = "code".into();
-    let mut review = Stage::new("review", "reviewer", "Review everything");
-    review.from = Source::Stages(vec!["plan".into(), "implement".into()]);
-    review.work_type = "review".into();
-    Workflow::new("feature", vec![plan, implement, review]).expect("valid")
-}
-
-#[tokio::test]
-async fn workflow_runs_through_workers_and_feeds_results_forward() {
-    let node = node().await;
-    let w = &node.workshop;
-    w.workflow(feature()).await.expect("define");
-    w.board_worker(
-        "gen",
-        "custom",
-        None,
-        script(vec![text("the plan")]),
-        None,
-        false,
-    )
-    .await
-    .expect("custom worker");
-    w.board_worker(
-        "dev",
-        "code",
-        None,
-        script(vec![text("the code")]),
-        None,
-        false,
-    )
-    .await
-    .expect("code worker");
-    w.board_worker(
-        "rev",
-        "review",
-        None,
-        script(vec![text("{prompt}")]),
-        None,
-        false,
-    )
-    .await
-    .expect("review worker");
-    w.run_workflow("feature").await.expect("run");
-    let e = w
-        .run_workflow("feature")
-        .await
-        .expect_err("already running");
-    assert!(e.to_string().contains("reset_workflow"), "{e}");
-    let status = within("the workflow", w.await_workflow("feature", None))
-        .await
-        .expect("await");
-    assert_eq!(status, RunStatus::Completed);
-    let review = w.work_item("feature_review").await.expect("review item");
-    assert_eq!(
-        review.result.as_deref(),
-        Some("Review everything\n\nPrevious stage results:\n\n## plan\nthe plan\n\n## implement\nthe code")
-    );
-    w.reset_workflow("feature").await.expect("reset");
-    let (s, items) = w.workflow_status("feature").await.expect("status");
-    assert_eq!(s, RunStatus::Defined);
-    assert!(items.iter().all(|(_, i)| i.is_none()));
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_failed_stage_fails_the_workflow() {
-    let node = node().await;
-    let w = &node.workshop;
-    w.workflow(feature()).await.expect("define");
-    w.board_worker(
-        "gen",
-        "custom",
-        None,
-        script(vec![text("plan")]),
-        None,
-        false,
-    )
-    .await
-    .expect("worker");
-    let mut ev = w.watch();
-    w.run_workflow("feature").await.expect("run");
-    until_line(&mut ev, "[work] feature_plan completed").await;
-    // No code worker: take the implement stage by hand and fail it.
-    w.claim_work("feature_implement", "someone")
-        .await
-        .expect("implement is ready once plan is done");
-    w.fail_work("feature_implement", Some("could not build".into()))
-        .await
-        .expect("fail");
-    let status = within("the workflow", w.await_workflow("feature", None))
-        .await
-        .expect("await");
-    assert_eq!(status, RunStatus::Failed);
-    let (_, items) = w.workflow_status("feature").await.expect("status");
-    let review = items[2].1.as_ref().expect("review item");
-    assert_eq!(review.status, Status::Blocked);
-    node.shutdown().await;
-}
-
-#[tokio::test]
-async fn board_and_workflow_definitions_survive_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let node = Node::open(dir.path()).await.expect("open");
-        let w = &node.workshop;
-        w.work("keep", "Keep me", typed("docs"))
-            .await
-            .expect("work");
-        w.workflow(feature()).await.expect("define");
-        node.shutdown().await;
-    }
-    let node = Node::open(dir.path()).await.expect("reopen");
-    let w = &node.workshop;
-    let item = w.work_item("keep").await.expect("item survived");
-    assert_eq!(item.status, Status::Ready);
-    assert_eq!(w.workflows().len(), 1);
-    node.shutdown().await;
-}
-
 async fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = tokio::process::Command::new("git")
         .args(args)
@@ -394,40 +123,7 @@ async fn repo() -> tempfile::TempDir {
     repo
 }
 
-#[tokio::test]
-async fn worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_failure() {
-    let repo = repo().await;
-    let node = node().await;
-    let w = &node.workshop;
-    let mut ev = w.watch();
-    let dir = repo.path().to_string_lossy().into_owned();
-    // Each item re-creates the agent inside its worktree (so its script starts over): one
-    // worker that succeeds, one that fails.
-    let mut o: AgentOptions = script(vec![text("in {prompt}")]);
-    o.working_dir = Some(dir.clone());
-    w.board_worker("dev", "code", None, o, None, true)
-        .await
-        .expect("worker");
-    let mut o: AgentOptions = script(vec![error("broken")]);
-    o.working_dir = Some(dir);
-    w.board_worker("doc", "docs", None, o, None, true)
-        .await
-        .expect("worker");
-    w.work("ok", "Good job", typed("code")).await.expect("work");
-    until_line(&mut ev, "[work] ok completed").await;
-    let mut bad = typed("docs");
-    bad.max_attempts = Some(1);
-    w.work("bad", "Bad job", bad).await.expect("work");
-    next_event(&mut ev, "worktree kept", |e| e.kind == "worktree_kept").await;
-    let branches = git(repo.path(), &["branch", "--list", "workshop/*"]).await;
-    assert!(branches.contains("workshop/ok-a0"), "{branches}");
-    assert!(branches.contains("workshop/bad-a0"), "{branches}");
-    let wt = repo.path().join(".workshop/worktrees");
-    assert!(!wt.join("ok-a0").exists(), "worktree removed after success");
-    assert!(wt.join("bad-a0").exists(), "worktree kept after failure");
-    node.shutdown().await;
-}
-
+/// A worker with a short lease (`board_worker_with`): the Client port has no lease option.
 #[tokio::test]
 async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
     let repo = repo().await;
