@@ -239,8 +239,14 @@ pub async fn listen(addr: SocketAddr, cookie: String, name: &str) -> Result<List
     )
     .with_listen_addr(addr.ip());
     let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| {
+        let why = e.to_string();
+        let why = if why.contains("Address already in use") {
+            "the address is in use".to_string()
+        } else {
+            why
+        };
         ApiError::Node(format!(
-            "cannot listen on {}:{port} ({e}); is another node running there? pass another --port",
+            "cannot listen on {}:{port} ({why}); is another node running there? `--listen 127.0.0.1:0` picks a free port (clients find it through the data dir)",
             addr.ip()
         ))
     })?;
