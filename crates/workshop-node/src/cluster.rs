@@ -290,18 +290,25 @@ impl Connection {
     }
 }
 
-/// The member of pg `group` in `scope` that is a stand-in held by `session` (node ids are per
-/// NodeServer, so several connections in one process could share one).
+/// The stand-in held by `session` for the member of pg `group` in `scope`.
+///
+/// The stand-in is taken from the session's own children, never from pg: remote actor ids are
+/// (node id, pid) and node ids are numbered per NodeServer, so two connections in one process
+/// (a client of two nodes) can hold stand-ins with equal ids, and pg keeps only one of them.
 fn session_member(
     session: &ractor::ActorCell,
     scope: &str,
     group: &str,
 ) -> Option<ractor::ActorCell> {
-    let shims: std::collections::HashSet<ractor::ActorId> =
-        session.get_children().iter().map(|c| c.get_id()).collect();
-    ractor::pg::get_scoped_members(&scope.to_string(), &group.to_string())
+    let members: std::collections::HashSet<ractor::ActorId> =
+        ractor::pg::get_scoped_members(&scope.to_string(), &group.to_string())
+            .iter()
+            .map(|c| c.get_id())
+            .collect();
+    session
+        .get_children()
         .into_iter()
-        .find(|c| shims.contains(&c.get_id()))
+        .find(|c| members.contains(&c.get_id()))
 }
 
 impl Drop for Connection {

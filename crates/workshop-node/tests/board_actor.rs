@@ -18,6 +18,12 @@ use workshop_node::{ApiError, Client, Node};
 use workshop_proto::board::{req, BoardRequest};
 use workshop_proto::node::{encode_frame, CallEnvelope, RequestFrame};
 
+/// Tests here connect to nodes of this same process through ractor_cluster, and every session
+/// of a process advertises all of the process's actors, so two such tests at once see each
+/// other's stand-ins (remote ids are numbered per NodeServer and collide in pg). One at a time;
+/// the e2e suites run the same scenarios against separate node processes, in parallel.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const COOKIE: &str = "test-cookie-board-0123456789";
 const LEASE_MS: u64 = 30_000;
 /// Longer than `common::LIMIT`: a long poll that is not woken fails the test by timing out.
@@ -239,6 +245,7 @@ async fn bad_frames_are_refused(client: &BoardClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_board_worker_in_process() {
+    let _serial = SERIAL.lock().await;
     let node = Node::start().await.unwrap();
     let client = node.board_client();
     assert!(client.actor().get_id().is_local());
@@ -255,6 +262,7 @@ async fn a_board_worker_in_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_board_worker_on_another_node() {
+    let _serial = SERIAL.lock().await;
     let (node, addr, scope) = listening_node().await;
     let remote = within(
         "connect",
@@ -279,6 +287,7 @@ async fn a_board_worker_on_another_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_long_poll_ends_when_the_node_stops() {
+    let _serial = SERIAL.lock().await;
     let node = Node::start().await.unwrap();
     let client = node.board_client();
     let board = node.workshop.board_handle();

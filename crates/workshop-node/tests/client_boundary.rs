@@ -11,6 +11,12 @@ use workshop_node::{ApiError, Client, Node};
 use workshop_proto::api::{req, Request};
 use workshop_proto::node::{encode_request, RequestFrame};
 
+/// Tests here connect to nodes of this same process through ractor_cluster, and every session
+/// of a process advertises all of the process's actors, so two such tests at once see each
+/// other's stand-ins (remote ids are numbered per NodeServer and collide in pg). One at a time;
+/// the e2e suites run the same scenarios against separate node processes, in parallel.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const COOKIE: &str = "test-cookie-0123456789";
 
 /// A node listening on a free port, in a scope of its own (several nodes share this process).
@@ -39,6 +45,7 @@ async fn connect(addr: &str, cookie: &str, scope: &str) -> Result<Client, ApiErr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_client_gets_the_same_answers_as_an_in_process_one() {
+    let _serial = SERIAL.lock().await;
     let (node, addr, scope) = listening_node().await;
     let local = node.client();
     let remote = connect(&addr, COOKIE, &scope).await.unwrap();
@@ -89,6 +96,7 @@ async fn a_remote_client_gets_the_same_answers_as_an_in_process_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_or_foreign_request_gets_an_error_and_the_session_lives_on() {
+    let _serial = SERIAL.lock().await;
     let (node, addr, scope) = listening_node().await;
     let remote = connect(&addr, COOKIE, &scope).await.unwrap();
     for garbage in [vec![], vec![1, 0xff, 0xfe], vec![77, 1, 2, 3]] {
@@ -130,6 +138,7 @@ async fn a_malformed_or_foreign_request_gets_an_error_and_the_session_lives_on()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_cookie_is_refused_with_a_clear_error() {
+    let _serial = SERIAL.lock().await;
     let (node, addr, scope) = listening_node().await;
     let e = connect(&addr, "wrong", &scope).await.unwrap_err();
     assert_eq!(e.code(), "disconnected");
@@ -144,6 +153,7 @@ async fn a_wrong_cookie_is_refused_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_node_at_the_address_says_so() {
+    let _serial = SERIAL.lock().await;
     let port = workshop_node::cluster::free_port("127.0.0.1".parse().unwrap()).unwrap();
     let addr = format!("127.0.0.1:{port}");
     let e = connect(&addr, COOKIE, "nowhere").await.unwrap_err();
@@ -153,6 +163,7 @@ async fn no_node_at_the_address_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_node_fails_calls_fast_with_a_clear_error() {
+    let _serial = SERIAL.lock().await;
     let (node, addr, scope) = listening_node().await;
     let remote = connect(&addr, COOKIE, &scope).await.unwrap();
     remote.hello().await.unwrap();
@@ -168,6 +179,7 @@ async fn a_stopped_node_fails_calls_fast_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_ask_in_flight_ends_when_its_node_stops() {
+    let _serial = SERIAL.lock().await;
     let (node, addr, scope) = listening_node().await;
     let remote = connect(&addr, COOKIE, &scope).await.unwrap();
     let g = "client-boundary-stop-mid-ask";
