@@ -606,13 +606,7 @@ impl Workshop {
         let name = AgentName::new(name)?;
         let (role, options) = match profile {
             Some(p) => {
-                let p = self
-                    .inner
-                    .profiles
-                    .read()
-                    .get(p.trim_start_matches(':'))
-                    .cloned()
-                    .ok_or_else(|| ApiError::UnknownProfile(p.to_string()))?;
+                let p = self.profile_named(p)?;
                 (p.role, p.options.overlay(&overrides))
             }
             None => (None, overrides),
