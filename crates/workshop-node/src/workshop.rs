@@ -1,10 +1,9 @@
 //! `Workshop`: the node's public API, with AgentWorkshop's names. The console, the CLI and the
 //! tests call only this. It reads the node's configuration (config, profiles, budgets,
-//! workflows) from the state actor's snapshot and changes it by messages to that actor
-//! (`state.rs`), talks to agents through the directory, and still holds the workers' and
-//! schedules' tables; it owns no infrastructure (the supervision tree does).
+//! workflows, the workers' and schedules' tables) from the state actor's snapshot and changes
+//! it by messages to that actor (`state.rs`), and talks to agents through the directory; it
+//! owns no infrastructure (the supervision tree does).
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,16 +21,13 @@ use workshop_types::{
     RequestRef, Topic, TurnResult,
 };
 
-use crate::background::Supervised;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::names::{NameGuard, NameLocks};
 use crate::persist::{AgentRecord, NodeDb};
-use crate::schedule::{ScheduleMsg, ScheduleSpec};
 use crate::state::{NodeStateSnapshot, StateMsg, StateView};
 use crate::store::Store;
 use crate::supervisor::{AgentsSlot, RootMsg};
-use crate::worker::{WorkerMsg, WorkerSpec};
 use crate::ApiError;
 use crate::{AwaitOutcome, BudgetView, GlobalConfig, Profile};
 use workshop_board::durable::DurableBoard;
@@ -107,10 +103,8 @@ pub(crate) struct Inner {
     /// Budgets, checked by each agent as it admits a prompt (shared with their hooks).
     pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) store: Store,
-    pub(crate) schedules: RwLock<HashMap<AgentName, Supervised<ScheduleMsg, ScheduleSpec>>>,
     pub(crate) board: DurableBoard,
     pub(crate) agents_slot: AgentsSlot,
-    pub(crate) workers: RwLock<BTreeMap<AgentName, Supervised<WorkerMsg, WorkerSpec>>>,
     /// Supervises workers and schedules (see `background.rs`).
     pub(crate) background: RwLock<Option<ractor::ActorCell>>,
     /// Creation, replacement and dismissal of one name are serialized (see `names.rs`).
@@ -158,10 +152,8 @@ impl Workshop {
                 store: Store::new(db.clone()),
                 db,
                 admission,
-                schedules: RwLock::new(HashMap::new()),
                 board,
                 agents_slot,
-                workers: RwLock::new(BTreeMap::new()),
                 background: RwLock::new(None),
                 names: NameLocks::default(),
             }),
@@ -846,9 +838,13 @@ impl Workshop {
     pub async fn dismiss(&self, name: &str) -> Result<(), ApiError> {
         let name = parse_name(name)?;
         self.cancel(name.as_str()).await?;
-        if let Some(w) = self.inner.workers.write().remove(&name) {
-            w.stop("dismissed");
-        }
+        let n = name.clone();
+        self.write_state(|reply| StateMsg::RemoveWorker {
+            name: n,
+            why: "dismissed",
+            reply,
+        })
+        .await?;
         if let Some(db) = &self.inner.db {
             db.delete_worker(&name)?;
         }
@@ -867,10 +863,12 @@ impl Workshop {
     /// Stop every agent's session for a node shutdown; the registry keeps them for the next
     /// start (turns in flight are then reported interrupted).
     pub async fn stop_agents(&self) {
-        self.stop_workers();
-        let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
+        self.stop_workers().await;
+        let scheduled: Vec<AgentName> = self.snapshot().schedules.keys().cloned().collect();
         for name in scheduled {
-            self.cancel_quiet(&name);
+            if let Err(e) = self.cancel_quiet(&name).await {
+                tracing::error!(agent = %name, error = %e, "schedule not stopped");
+            }
         }
         for name in self.inner.directory.names() {
             let _held = self.inner.names.lock(&name).await;
@@ -934,8 +932,8 @@ impl Workshop {
                 let _ = db.delete_worker(&w.name);
             }
         }
-        self.stop_workers();
-        let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
+        self.stop_workers().await;
+        let scheduled: Vec<AgentName> = self.snapshot().schedules.keys().cloned().collect();
         for name in scheduled {
             let _ = self.cancel(name.as_str()).await;
         }
