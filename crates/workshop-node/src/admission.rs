@@ -6,17 +6,17 @@
 
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use workshop_agent::AgentHooks;
 use workshop_types::{AgentName, AgentRow, Topic};
 
-use crate::budget::Budgets;
 use crate::directory::{Directory, NodeHooks};
 use crate::event_log::EventLogHandle;
+use crate::state::StateView;
 
 /// The node's admission rules, shared by every agent of the node.
 pub(crate) struct Admission {
-    pub(crate) budgets: Arc<RwLock<Budgets>>,
+    /// The budget limits, as the node's state actor last published them.
+    pub(crate) state: StateView,
     pub(crate) directory: Arc<Directory>,
     pub(crate) events: Arc<EventLogHandle>,
 }
@@ -26,7 +26,7 @@ impl Admission {
     pub(crate) fn check(&self, name: &AgentName) -> Result<(), String> {
         let cost = self.directory.row(name).map(|r| r.cost_usd).unwrap_or(0.0);
         let total = self.directory.total_cost();
-        let verdict = self.budgets.read().check(name, cost, total);
+        let verdict = self.state.current().budgets.check(name, cost, total);
         verdict.inspect_err(|why| {
             self.events.publish(
                 Topic::Budget,

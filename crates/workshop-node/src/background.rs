@@ -10,7 +10,9 @@
 //!
 //! An actor that stops normally (cancelled, replaced, dismissed, node shutdown) was removed from
 //! its table first, so its exit is not a crash. The tables are keyed by name and matched by actor
-//! id, so a crash report about an actor already replaced is ignored.
+//! id, so a crash report about an actor already replaced is ignored. The tables belong to the
+//! node state actor (`state.rs`): this supervisor reports a crash to it, which applies the
+//! restart budget and answers what to do; the restarted actor is entered by a message too.
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use ractor_cluster_derive::RactorMessage;
 use workshop_types::{AgentName, Topic};
 
 use crate::schedule::{ScheduleActor, ScheduleMsg, ScheduleSpec};
+use crate::state::StateMsg;
 use crate::supervisor::RestartBudget;
 use crate::worker::{BoardWorker, WorkerMsg, WorkerSpec};
 use crate::{ApiError, Workshop};
@@ -38,6 +41,18 @@ pub(crate) struct Supervised<M: ractor::Message, S> {
     pub(crate) crashed: Option<String>,
 }
 
+impl<M: ractor::Message, S: Clone> Clone for Supervised<M, S> {
+    fn clone(&self) -> Self {
+        Self {
+            spec: self.spec.clone(),
+            actor: self.actor.clone(),
+            budget: self.budget.clone(),
+            restarts: self.restarts,
+            crashed: self.crashed.clone(),
+        }
+    }
+}
+
 impl<M: ractor::Message, S> Supervised<M, S> {
     pub(crate) fn new(spec: S, actor: ActorRef<M>) -> Self {
         Self {
@@ -49,7 +64,7 @@ impl<M: ractor::Message, S> Supervised<M, S> {
         }
     }
 
-    fn is(&self, id: ractor::ActorId) -> bool {
+    pub(crate) fn is(&self, id: ractor::ActorId) -> bool {
         self.actor.as_ref().is_some_and(|a| a.get_id() == id)
     }
 
@@ -127,20 +142,21 @@ async fn worker_failed(
     cell: &ActorCell,
     why: &str,
 ) -> bool {
-    let now = ws.now_ms();
-    let found = {
-        let mut workers = ws.inner.workers.write();
-        workers
-            .iter_mut()
-            .find(|(_, s)| s.is(cell.get_id()))
-            .map(|(name, s)| {
-                let verdict = decide(&mut s.budget, s.restarts, now);
-                if verdict == Verdict::GiveUp {
-                    s.actor = None;
-                    s.crashed = Some(why.to_string());
-                }
-                (name.clone(), s.spec.clone(), verdict)
-            })
+    let (id, now_ms, reason) = (cell.get_id(), ws.now_ms(), why.to_string());
+    let found = match ws
+        .write_state(|reply| StateMsg::WorkerFailed {
+            id,
+            why: reason,
+            now_ms,
+            reply,
+        })
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, crashed = %why, "a background actor's crash was not recorded");
+            return false;
+        }
     };
     let Some((name, spec, verdict)) = found else {
         return false;
@@ -155,20 +171,17 @@ async fn worker_failed(
     match verdict {
         Verdict::Restart { restarts } => match spawn_worker(ws, me.get_cell(), spec).await {
             Ok(actor) => {
-                let mut workers = ws.inner.workers.write();
-                // Replaced or removed meanwhile: the new actor is not wanted.
-                match workers.get_mut(&name) {
-                    Some(s)
-                        if s.actor
-                            .as_ref()
-                            .is_some_and(|a| a.get_id() == cell.get_id()) =>
-                    {
-                        s.actor = Some(actor);
-                        s.restarts = restarts;
-                    }
-                    _ => actor.stop(Some("replaced".into())),
-                }
-                drop(workers);
+                let n = name.clone();
+                record(
+                    ws.write_state(|reply| StateMsg::WorkerRestarted {
+                        name: n,
+                        old: id,
+                        actor,
+                        restarts,
+                        reply,
+                    })
+                    .await,
+                );
                 ws.emit_about(
                     Topic::Work,
                     "worker_restarted",
@@ -176,7 +189,24 @@ async fn worker_failed(
                     format!("[worker] {name} restarted (restart {restarts})"),
                 );
             }
-            Err(e) => mark_worker_crashed(ws, &name, cell, &e.to_string()),
+            Err(e) => {
+                let (n, why) = (name.clone(), e.to_string());
+                record(
+                    ws.write_state(|reply| StateMsg::WorkerNotRestarted {
+                        name: n,
+                        old: id,
+                        why,
+                        reply,
+                    })
+                    .await,
+                );
+                ws.emit_about(
+                    Topic::Work,
+                    "worker_crashed",
+                    name.as_str(),
+                    format!("[worker] {name} could not be restarted (marked crashed): {e}"),
+                );
+            }
         },
         Verdict::GiveUp => ws.emit_about(
             Topic::Work,
@@ -188,36 +218,29 @@ async fn worker_failed(
     true
 }
 
-fn mark_worker_crashed(ws: &Workshop, name: &AgentName, old: &ActorCell, why: &str) {
-    if let Some(s) = ws.inner.workers.write().get_mut(name) {
-        if s.is(old.get_id()) {
-            s.actor = None;
-            s.crashed = Some(why.to_string());
-        }
+/// A change to the tables that did not reach the state actor (the node is stopping).
+fn record(r: Result<(), ApiError>) {
+    if let Err(e) = r {
+        tracing::error!(error = %e, "a background actor's restart was not recorded");
     }
-    ws.emit_about(
-        Topic::Work,
-        "worker_crashed",
-        name.as_str(),
-        format!("[worker] {name} could not be restarted (marked crashed): {why}"),
-    );
 }
 
 async fn schedule_failed(ws: &Workshop, me: &ActorRef<BackgroundMsg>, cell: &ActorCell, why: &str) {
-    let now = ws.now_ms();
-    let found = {
-        let mut schedules = ws.inner.schedules.write();
-        schedules
-            .iter_mut()
-            .find(|(_, s)| s.is(cell.get_id()))
-            .map(|(name, s)| {
-                let verdict = decide(&mut s.budget, s.restarts, now);
-                if verdict == Verdict::GiveUp {
-                    s.actor = None;
-                    s.crashed = Some(why.to_string());
-                }
-                (name.clone(), s.spec.clone(), verdict)
-            })
+    let (id, now_ms, reason) = (cell.get_id(), ws.now_ms(), why.to_string());
+    let found = match ws
+        .write_state(|reply| StateMsg::ScheduleFailed {
+            id,
+            why: reason,
+            now_ms,
+            reply,
+        })
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, crashed = %why, "a background actor's crash was not recorded");
+            return;
+        }
     };
     let Some((name, spec, verdict)) = found else {
         return;
@@ -232,15 +255,17 @@ async fn schedule_failed(ws: &Workshop, me: &ActorRef<BackgroundMsg>, cell: &Act
     match verdict {
         Verdict::Restart { restarts } => match spawn_schedule(ws, me.get_cell(), spec).await {
             Ok(actor) => {
-                let mut schedules = ws.inner.schedules.write();
-                match schedules.get_mut(&name) {
-                    Some(s) if s.is(cell.get_id()) => {
-                        s.actor = Some(actor);
-                        s.restarts = restarts;
-                    }
-                    _ => actor.stop(Some("replaced".into())),
-                }
-                drop(schedules);
+                let n = name.clone();
+                record(
+                    ws.write_state(|reply| StateMsg::ScheduleRestarted {
+                        name: n,
+                        old: id,
+                        actor,
+                        restarts,
+                        reply,
+                    })
+                    .await,
+                );
                 ws.emit_about(
                     Topic::Schedule,
                     "restarted",
@@ -249,12 +274,16 @@ async fn schedule_failed(ws: &Workshop, me: &ActorRef<BackgroundMsg>, cell: &Act
                 );
             }
             Err(e) => {
-                if let Some(s) = ws.inner.schedules.write().get_mut(&name) {
-                    if s.is(cell.get_id()) {
-                        s.actor = None;
-                        s.crashed = Some(e.to_string());
-                    }
-                }
+                let (n, why) = (name.clone(), e.to_string());
+                record(
+                    ws.write_state(|reply| StateMsg::ScheduleNotRestarted {
+                        name: n,
+                        old: id,
+                        why,
+                        reply,
+                    })
+                    .await,
+                );
                 ws.emit_about(
                     Topic::Schedule,
                     "crashed",

@@ -21,6 +21,7 @@ pub mod node;
 pub mod persist;
 pub mod schedule;
 pub mod server;
+mod state;
 pub mod store;
 pub mod supervisor;
 pub mod work;

@@ -171,8 +171,11 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node's supervision tree did not start: {e}")))?;
+        let (state, view) = crate::state::spawn(db.clone(), root.get_cell()).await?;
         let workshop = Workshop::new(
             root.clone(),
+            state,
+            view,
             directory,
             events,
             backends,

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use workshop_types::{AgentName, AgentStatus, Topic};
 
 use crate::background::{spawn_schedule, Supervised};
+use crate::state::StateMsg;
 use crate::workshop::{call_actor, parse_name};
 use crate::{ApiError, Workshop};
 
@@ -146,21 +147,19 @@ impl Workshop {
 
     pub(crate) async fn start_schedule(&self, spec: ScheduleSpec) -> Result<(), ApiError> {
         let name = spec.agent.clone();
-        self.cancel_quiet(&name);
+        self.cancel_quiet(&name).await?;
         if let Some(db) = &self.inner.db {
             db.put_schedule(&spec)?;
             db.sync().await?;
         }
         let actor = spawn_schedule(self, self.background()?, spec.clone()).await?;
-        if let Some(old) = self
-            .inner
-            .schedules
-            .write()
-            .insert(name.clone(), Supervised::new(spec.clone(), actor))
-        {
-            // Started concurrently for the same agent: the later one wins.
-            old.stop("replaced");
-        }
+        let (n, entry) = (name.clone(), Supervised::new(spec.clone(), actor));
+        self.write_state(|reply| StateMsg::InsertSchedule {
+            name: n,
+            entry,
+            reply,
+        })
+        .await?;
         self.publish(
             Topic::Schedule,
             "created",
@@ -170,20 +169,17 @@ impl Workshop {
         Ok(())
     }
 
-    pub(crate) fn cancel_quiet(&self, name: &AgentName) -> bool {
-        match self.inner.schedules.write().remove(name) {
-            Some(s) => {
-                s.stop("cancelled");
-                true
-            }
-            None => false,
-        }
+    /// Remove the agent's schedule and stop it: true if it had one.
+    pub(crate) async fn cancel_quiet(&self, name: &AgentName) -> Result<bool, ApiError> {
+        let name = name.clone();
+        self.write_state(|reply| StateMsg::RemoveSchedule { name, reply })
+            .await
     }
 
     /// Cancel an agent's schedule. No-op if it has none.
     pub async fn cancel(&self, agent: &str) -> Result<(), ApiError> {
         let name = parse_name(agent)?;
-        if self.cancel_quiet(&name) {
+        if self.cancel_quiet(&name).await? {
             if let Some(db) = &self.inner.db {
                 db.delete_schedule(&name)?;
                 db.sync().await?;
@@ -202,7 +198,7 @@ impl Workshop {
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn schedule_actor(&self, agent: &str) -> Option<ActorRef<ScheduleMsg>> {
         let name = AgentName::new(agent).ok()?;
-        self.inner.schedules.read().get(&name)?.actor.clone()
+        self.snapshot().schedules.get(&name)?.actor.clone()
     }
 
     /// Every schedule, with its counters (each running one asked, within the actor-call
@@ -210,9 +206,8 @@ impl Workshop {
     pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>, ApiError> {
         type Row = (ScheduleInfo, Option<ActorRef<ScheduleMsg>>);
         let rows: Vec<Row> = self
-            .inner
+            .snapshot()
             .schedules
-            .read()
             .values()
             .map(|s| {
                 let info = ScheduleInfo {

@@ -178,12 +178,13 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
     use Request as R;
     match request {
         R::Hello(_) | R::NodeInfo(_) => answer::<req::Hello>(what, Ok(hello(ws, id).await)),
-        R::Configure(r) => {
-            answer::<req::Configure>(what, ws.configure(r.context, r.options, r.max_cost_usd))
-        }
+        R::Configure(r) => answer::<req::Configure>(
+            what,
+            ws.configure(r.context, r.options, r.max_cost_usd).await,
+        ),
         R::Config(_) => answer::<req::Config>(what, Ok(ws.config())),
         R::DefineProfile(r) => {
-            answer::<req::DefineProfile>(what, ws.profile(&r.name, r.role, r.options))
+            answer::<req::DefineProfile>(what, ws.profile(&r.name, r.role, r.options).await)
         }
         R::Profiles(_) => answer::<req::Profiles>(what, Ok(ws.profiles())),
         R::CreateAgent(r) => {
@@ -252,10 +253,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         R::Schedules(_) => answer::<req::Schedules>(what, ws.schedules().await),
         R::Budget(_) => answer::<req::Budget>(what, Ok(ws.budget())),
         R::AgentBudget(r) => answer::<req::AgentBudget>(what, ws.agent_budget(&r.name)),
-        R::ResetBudget(_) => {
-            ws.reset_budget();
-            answer::<req::ResetBudget>(what, Ok(()))
-        }
+        R::ResetBudget(_) => answer::<req::ResetBudget>(what, ws.reset_budget().await),
         R::Events(r) => answer::<req::Events>(
             what,
             ws.events(r.last as usize, r.topic)

@@ -25,6 +25,7 @@ use workshop_board::item::{WorkItem, WorkType};
 use workshop_types::{AgentName, AgentOptions, Topic};
 
 use crate::background::{spawn_worker, Supervised};
+use crate::state::StateMsg;
 use crate::workshop::call_actor;
 use crate::{ApiError, Workshop};
 
@@ -606,13 +607,7 @@ impl Workshop {
         let name = AgentName::new(name)?;
         let (role, options) = match profile {
             Some(p) => {
-                let p = self
-                    .inner
-                    .profiles
-                    .read()
-                    .get(p.trim_start_matches(':'))
-                    .cloned()
-                    .ok_or_else(|| ApiError::UnknownProfile(p.to_string()))?;
+                let p = self.profile_named(p)?;
                 (p.role, p.options.overlay(&overrides))
             }
             None => (None, overrides),
@@ -649,19 +644,21 @@ impl Workshop {
     pub(crate) async fn start_worker(&self, spec: WorkerSpec) -> Result<AgentName, ApiError> {
         let name = spec.name.clone();
         let work_type = spec.work_type.clone();
-        if let Some(old) = self.inner.workers.write().remove(&name) {
-            old.stop("replaced");
-        }
+        let n = name.clone();
+        self.write_state(|reply| StateMsg::RemoveWorker {
+            name: n,
+            why: "replaced",
+            reply,
+        })
+        .await?;
         let actor = spawn_worker(self, self.background()?, spec.clone()).await?;
-        if let Some(old) = self
-            .inner
-            .workers
-            .write()
-            .insert(name.clone(), Supervised::new(spec, actor))
-        {
-            // Started concurrently under the same name: the later one wins.
-            old.stop("replaced");
-        }
+        let (n, entry) = (name.clone(), Supervised::new(spec, actor));
+        self.write_state(|reply| StateMsg::InsertWorker {
+            name: n,
+            entry,
+            reply,
+        })
+        .await?;
         self.publish(
             Topic::Work,
             "worker_started",
@@ -676,9 +673,8 @@ impl Workshop {
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ApiError> {
         type Row = (WorkerInfo, Option<ActorRef<WorkerMsg>>);
         let rows: Vec<Row> = self
-            .inner
+            .snapshot()
             .workers
-            .read()
             .values()
             .map(|s| {
                 let mut info = info_of(&s.spec);
@@ -709,12 +705,12 @@ impl Workshop {
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn worker_actor(&self, name: &str) -> Option<ActorRef<WorkerMsg>> {
         let name = AgentName::new(name).ok()?;
-        self.inner.workers.read().get(&name)?.actor.clone()
+        self.snapshot().workers.get(&name)?.actor.clone()
     }
 
     /// How many board workers the node runs.
     pub fn worker_count(&self) -> usize {
-        self.inner.workers.read().len()
+        self.snapshot().workers.len()
     }
 
     /// For a graceful stop: every worker stops claiming; items in flight get `grace` to finish,
@@ -722,9 +718,8 @@ impl Workshop {
     /// counted). Returns how many items were handed back.
     pub async fn drain_workers(&self, grace: Duration) -> usize {
         let workers: Vec<(AgentName, ActorRef<WorkerMsg>)> = self
-            .inner
+            .snapshot()
             .workers
-            .read()
             .iter()
             .filter_map(|(n, w)| w.actor.clone().map(|a| (n.clone(), a)))
             .collect();
@@ -750,10 +745,13 @@ impl Workshop {
         released
     }
 
-    pub(crate) fn stop_workers(&self) {
-        let workers = std::mem::take(&mut *self.inner.workers.write());
-        for (_, w) in workers {
-            w.stop("node stopping");
+    /// Remove and stop every board worker (node stopping or reset).
+    pub(crate) async fn stop_workers(&self) {
+        if let Err(e) = self
+            .write_state(|reply| StateMsg::StopWorkers { reply })
+            .await
+        {
+            tracing::error!(error = %e, "board workers not stopped");
         }
     }
 }

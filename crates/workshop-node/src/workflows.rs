@@ -31,12 +31,12 @@ pub fn status_name(s: RunStatus) -> &'static str {
 impl Workshop {
     /// Define (or redefine) a workflow. Definitions survive restarts on a durable node.
     pub async fn workflow(&self, wf: Workflow) -> Result<(), ApiError> {
-        if let Some(db) = self.db() {
-            db.put_workflow(&wf)?;
-            db.sync().await?;
-        }
         let name = wf.name.clone();
-        self.workflows_lock().write().insert(name.clone(), wf);
+        self.write_state(|reply| crate::state::StateMsg::Workflow {
+            workflow: wf,
+            reply,
+        })
+        .await??;
         self.emit_about(
             Topic::Workflow,
             "defined",
@@ -47,13 +47,13 @@ impl Workshop {
     }
 
     pub fn workflows(&self) -> Vec<Workflow> {
-        self.workflows_lock().read().values().cloned().collect()
+        self.snapshot().workflows.values().cloned().collect()
     }
 
     fn definition(&self, name: &str) -> Result<Workflow, ApiError> {
         let name = name.trim_start_matches(':');
-        self.workflows_lock()
-            .read()
+        self.snapshot()
+            .workflows
             .get(name)
             .cloned()
             .ok_or_else(|| {

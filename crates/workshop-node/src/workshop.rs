@@ -1,8 +1,9 @@
 //! `Workshop`: the node's public API, with AgentWorkshop's names. The console, the CLI and the
-//! tests call only this. It holds the global configuration and profiles, and talks to agents
-//! through the directory; it owns no infrastructure (the supervision tree does).
+//! tests call only this. It reads the node's configuration (config, profiles, budgets,
+//! workflows, the workers' and schedules' tables) from the state actor's snapshot and changes
+//! it by messages to that actor (`state.rs`), and talks to agents through the directory; it
+//! owns no infrastructure (the supervision tree does).
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,20 +21,16 @@ use workshop_types::{
     RequestRef, Topic, TurnResult,
 };
 
-use crate::background::Supervised;
-use crate::budget::Budgets;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::names::{NameGuard, NameLocks};
 use crate::persist::{AgentRecord, NodeDb};
-use crate::schedule::{ScheduleMsg, ScheduleSpec};
+use crate::state::{NodeStateSnapshot, StateMsg, StateView};
 use crate::store::Store;
 use crate::supervisor::{AgentsSlot, RootMsg};
-use crate::worker::{WorkerMsg, WorkerSpec};
 use crate::ApiError;
 use crate::{AwaitOutcome, BudgetView, GlobalConfig, Profile};
 use workshop_board::durable::DurableBoard;
-use workshop_workflow::Workflow;
 
 /// The largest prompt `ask`/`cast` take. Agent messages may cross nodes, and one ractor_cluster
 /// frame over 16 MiB closes the whole node session, so prompts stay well under it.
@@ -96,23 +93,20 @@ pub(crate) struct Inner {
     pub(crate) directory: Arc<Directory>,
     pub(crate) events: Arc<EventLogHandle>,
     pub(crate) backends: Backends,
-    pub(crate) config: RwLock<GlobalConfig>,
-    pub(crate) profiles: RwLock<BTreeMap<String, Profile>>,
+    /// The single writer of the configuration, profiles, budget limits and workflows
+    /// (`state.rs`); every change to them is a message to it.
+    pub(crate) state: ActorRef<StateMsg>,
+    /// The state actor's latest snapshot, which every reader takes (no locks held).
+    pub(crate) view: StateView,
     pub(crate) incarnations: AtomicU64,
     pub(crate) db: Option<Arc<NodeDb>>,
-    pub(crate) budgets: Arc<RwLock<Budgets>>,
     /// Budgets, checked by each agent as it admits a prompt (shared with their hooks).
     pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) store: Store,
-    pub(crate) schedules: RwLock<HashMap<AgentName, Supervised<ScheduleMsg, ScheduleSpec>>>,
     pub(crate) board: DurableBoard,
     pub(crate) agents_slot: AgentsSlot,
-    /// Agents restored from the registry and not declared again since.
-    pub(crate) restored: parking_lot::Mutex<std::collections::HashSet<AgentName>>,
-    pub(crate) workers: RwLock<BTreeMap<AgentName, Supervised<WorkerMsg, WorkerSpec>>>,
     /// Supervises workers and schedules (see `background.rs`).
     pub(crate) background: RwLock<Option<ractor::ActorCell>>,
-    pub(crate) workflows: RwLock<BTreeMap<String, Workflow>>,
     /// Creation, replacement and dismissal of one name are serialized (see `names.rs`).
     pub(crate) names: NameLocks,
 }
@@ -129,8 +123,11 @@ fn unreachable_err<T>(agent: &AgentName, e: MessagingErr<T>) -> ApiError {
 }
 
 impl Workshop {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         root: ActorRef<RootMsg>,
+        state: ActorRef<StateMsg>,
+        view: StateView,
         directory: Arc<Directory>,
         events: Arc<EventLogHandle>,
         backends: Backends,
@@ -138,9 +135,8 @@ impl Workshop {
         board: DurableBoard,
         agents_slot: AgentsSlot,
     ) -> Self {
-        let budgets = Arc::new(RwLock::new(Budgets::default()));
         let admission = Arc::new(crate::admission::Admission {
-            budgets: budgets.clone(),
+            state: view.clone(),
             directory: directory.clone(),
             events: events.clone(),
         });
@@ -150,20 +146,15 @@ impl Workshop {
                 directory,
                 events,
                 backends,
-                config: RwLock::new(GlobalConfig::default()),
-                profiles: RwLock::new(BTreeMap::new()),
+                state,
+                view,
                 incarnations: AtomicU64::new(0),
                 store: Store::new(db.clone()),
                 db,
-                budgets,
                 admission,
-                schedules: RwLock::new(HashMap::new()),
                 board,
                 agents_slot,
-                restored: Default::default(),
-                workers: RwLock::new(BTreeMap::new()),
                 background: RwLock::new(None),
-                workflows: RwLock::new(BTreeMap::new()),
                 names: NameLocks::default(),
             }),
         }
@@ -183,8 +174,18 @@ impl Workshop {
         self.inner.db.clone()
     }
 
-    pub(crate) fn workflows_lock(&self) -> &RwLock<BTreeMap<String, Workflow>> {
-        &self.inner.workflows
+    /// The node's configuration state as last published by its writer (`state.rs`).
+    pub(crate) fn snapshot(&self) -> Arc<NodeStateSnapshot> {
+        self.inner.view.current()
+    }
+
+    /// Change the node's configuration state: a message to its single writer, answered once
+    /// the change is persisted and published.
+    pub(crate) async fn write_state<R: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<R>) -> StateMsg,
+    ) -> Result<R, ApiError> {
+        call_actor(&self.inner.state, "the node state", msg).await
     }
 
     pub(crate) fn publish(&self, topic: Topic, kind: &str, subject: Option<&str>, line: String) {
@@ -194,40 +195,28 @@ impl Workshop {
     // ---------------------------------------------------------------- configuration
 
     /// Merge new global defaults (incrementally, as AgentWorkshop's `configure`).
-    pub fn configure(
+    /// Configuration and profiles survive a killed process (sled flush; not fdatasync'ed).
+    pub async fn configure(
         &self,
         context: Option<String>,
         options: AgentOptions,
         max_cost_usd: Option<f64>,
     ) -> Result<(), ApiError> {
         options.validate()?;
-        let mut c = self.inner.config.write();
-        if context.is_some() {
-            c.context = context;
-        }
-        c.defaults = c.defaults.overlay(&options);
-        if max_cost_usd.is_some() {
-            c.max_cost_usd = max_cost_usd;
-            self.inner.budgets.write().set_global(max_cost_usd);
-        }
-        let saved = c.clone();
-        drop(c);
-        self.save_config(&saved)
-    }
-
-    /// Configuration and profiles survive a killed process (sled flush; not fdatasync'ed).
-    fn save_config(&self, c: &GlobalConfig) -> Result<(), ApiError> {
-        match &self.inner.db {
-            Some(db) => db.put_config(c),
-            None => Ok(()),
-        }
+        self.write_state(|reply| StateMsg::Configure {
+            context,
+            options,
+            max_cost_usd,
+            reply,
+        })
+        .await?
     }
 
     pub fn config(&self) -> GlobalConfig {
-        self.inner.config.read().clone()
+        self.snapshot().config.clone()
     }
 
-    pub fn profile(
+    pub async fn profile(
         &self,
         name: &str,
         role: Option<String>,
@@ -236,19 +225,25 @@ impl Workshop {
         let name = parse_name(name)?.to_string();
         options.validate()?;
         let profile = Profile {
-            name: name.clone(),
+            name,
             role,
             options,
         };
-        if let Some(db) = &self.inner.db {
-            db.put_profile(&profile)?;
-        }
-        self.inner.profiles.write().insert(name, profile);
-        Ok(())
+        self.write_state(|reply| StateMsg::Profile { profile, reply })
+            .await?
     }
 
     pub fn profiles(&self) -> Vec<Profile> {
-        self.inner.profiles.read().values().cloned().collect()
+        self.snapshot().profiles.values().cloned().collect()
+    }
+
+    /// A profile by name (a leading `:` is allowed).
+    pub(crate) fn profile_named(&self, profile: &str) -> Result<Profile, ApiError> {
+        self.snapshot()
+            .profiles
+            .get(profile.trim_start_matches(':'))
+            .cloned()
+            .ok_or_else(|| ApiError::UnknownProfile(profile.to_string()))
     }
 
     // ---------------------------------------------------------------- agents
@@ -266,7 +261,10 @@ impl Workshop {
     ) -> Result<AgentName, ApiError> {
         let spec = self.build_spec(name, role.clone(), &options)?;
         let held = self.inner.names.lock(&spec.name).await;
-        let restored = self.inner.restored.lock().remove(&spec.name);
+        let name = spec.name.clone();
+        let restored = self
+            .write_state(|reply| StateMsg::TakeRestored { name, reply })
+            .await?;
         if restored {
             if let Some(existing) = self.inner.directory.spec(&spec.name) {
                 let same = existing.role == spec.role
@@ -326,7 +324,9 @@ impl Workshop {
     ) -> Result<AgentName, ApiError> {
         let spec = self.build_spec(name, role, &options)?;
         let held = self.inner.names.lock(&spec.name).await;
-        self.inner.restored.lock().remove(&spec.name);
+        let name = spec.name.clone();
+        self.write_state(|reply| StateMsg::TakeRestored { name, reply })
+            .await?;
         self.spawn(&held, spec, behaviour, None).await
     }
 
@@ -403,10 +403,18 @@ impl Workshop {
             })?;
             db.sync().await?;
         }
-        self.inner
-            .budgets
-            .write()
-            .set_agent(&name, spec.options.max_cost_usd);
+        let limit = spec.options.max_cost_usd;
+        let agent = name.clone();
+        if let Err(e) = self
+            .write_state(|reply| StateMsg::SetAgentBudget {
+                name: agent,
+                limit,
+                reply,
+            })
+            .await
+        {
+            tracing::error!(agent = %name, error = %e, "the agent's budget limit was not set");
+        }
         let displaced = self.inner.directory.insert(Entry {
             actor,
             incarnation,
@@ -445,17 +453,9 @@ impl Workshop {
             );
         }
         let n = records.len();
-        if let Some(c) = db.config()? {
-            self.inner.budgets.write().set_global(c.max_cost_usd);
-            *self.inner.config.write() = c;
-        }
-        for p in db.profiles()? {
-            self.inner.profiles.write().insert(p.name.clone(), p);
-        }
+        self.write_state(|reply| StateMsg::Restore { reply })
+            .await??;
         let schedules = db.schedules()?;
-        for wf in db.workflows()? {
-            self.inner.workflows.write().insert(wf.name.clone(), wf);
-        }
         for rec in records {
             let mut spec = rec.spec;
             spec.resume_session = rec.session_id;
@@ -471,7 +471,9 @@ impl Workshop {
                 .await;
             drop(held);
             if spawned.is_ok() {
-                self.inner.restored.lock().insert(name.clone());
+                let n = name.clone();
+                self.write_state(|reply| StateMsg::MarkRestored { name: n, reply })
+                    .await?;
             }
             if let Err(e) = spawned {
                 self.publish(
@@ -514,13 +516,7 @@ impl Workshop {
         name: &str,
         overrides: AgentOptions,
     ) -> Result<AgentName, ApiError> {
-        let p = self
-            .inner
-            .profiles
-            .read()
-            .get(profile.trim_start_matches(':'))
-            .cloned()
-            .ok_or_else(|| ApiError::UnknownProfile(profile.to_string()))?;
+        let p = self.profile_named(profile)?;
         self.agent(name, p.role, p.options.overlay(&overrides))
             .await
     }
@@ -591,9 +587,8 @@ impl Workshop {
 
     /// The global budget: limit and spent.
     pub fn budget(&self) -> BudgetView {
-        self.inner
+        self.snapshot()
             .budgets
-            .read()
             .global(self.inner.directory.total_cost())
     }
 
@@ -601,20 +596,21 @@ impl Workshop {
     pub fn agent_budget(&self, name: &str) -> Result<BudgetView, ApiError> {
         let name = parse_name(name)?;
         let cost = self.cost(name.as_str())?;
-        Ok(self.inner.budgets.read().agent(&name, cost))
+        Ok(self.snapshot().budgets.agent(&name, cost))
     }
 
     /// Clear every limit; spending counts from zero again.
-    pub fn reset_budget(&self) {
+    pub async fn reset_budget(&self) -> Result<(), ApiError> {
         let costs = self.costs();
-        let total = self.total_cost();
-        self.inner.budgets.write().reset(&costs, total);
-        self.inner.config.write().max_cost_usd = None;
-        let saved = self.config();
-        if let Err(e) = self.save_config(&saved) {
-            tracing::error!(error = %e, "configuration not saved");
-        }
+        let total_cost = self.total_cost();
+        self.write_state(|reply| StateMsg::ResetBudget {
+            costs,
+            total_cost,
+            reply,
+        })
+        .await?;
         self.publish(Topic::Budget, "reset", None, "[budget] reset".into());
+        Ok(())
     }
 
     /// For in-process callers that talk to an agent directly (tests, benchmarks): its actor.
@@ -842,9 +838,13 @@ impl Workshop {
     pub async fn dismiss(&self, name: &str) -> Result<(), ApiError> {
         let name = parse_name(name)?;
         self.cancel(name.as_str()).await?;
-        if let Some(w) = self.inner.workers.write().remove(&name) {
-            w.stop("dismissed");
-        }
+        let n = name.clone();
+        self.write_state(|reply| StateMsg::RemoveWorker {
+            name: n,
+            why: "dismissed",
+            reply,
+        })
+        .await?;
         if let Some(db) = &self.inner.db {
             db.delete_worker(&name)?;
         }
@@ -863,10 +863,12 @@ impl Workshop {
     /// Stop every agent's session for a node shutdown; the registry keeps them for the next
     /// start (turns in flight are then reported interrupted).
     pub async fn stop_agents(&self) {
-        self.stop_workers();
-        let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
+        self.stop_workers().await;
+        let scheduled: Vec<AgentName> = self.snapshot().schedules.keys().cloned().collect();
         for name in scheduled {
-            self.cancel_quiet(&name);
+            if let Err(e) = self.cancel_quiet(&name).await {
+                tracing::error!(agent = %name, error = %e, "schedule not stopped");
+            }
         }
         for name in self.inner.directory.names() {
             let _held = self.inner.names.lock(&name).await;
@@ -912,7 +914,13 @@ impl Workshop {
                 tracing::error!(agent = %name, error = %e, "cannot remove agent from the registry");
             }
         }
-        self.inner.budgets.write().forget(name);
+        let agent = name.clone();
+        if let Err(e) = self
+            .write_state(|reply| StateMsg::ForgetAgentBudget { name: agent, reply })
+            .await
+        {
+            tracing::error!(agent = %name, error = %e, "the agent's budget limit was not removed");
+        }
         Self::stop_actor(entry.actor).await;
         true
     }
@@ -924,8 +932,8 @@ impl Workshop {
                 let _ = db.delete_worker(&w.name);
             }
         }
-        self.stop_workers();
-        let scheduled: Vec<AgentName> = self.inner.schedules.read().keys().cloned().collect();
+        self.stop_workers().await;
+        let scheduled: Vec<AgentName> = self.snapshot().schedules.keys().cloned().collect();
         for name in scheduled {
             let _ = self.cancel(name.as_str()).await;
         }
@@ -933,13 +941,8 @@ impl Workshop {
             let held = self.inner.names.lock(&name).await;
             self.dismiss_quiet(&held).await;
         }
-        *self.inner.config.write() = GlobalConfig::default();
-        *self.inner.budgets.write() = Budgets::default();
-        self.inner.profiles.write().clear();
-        if let Some(db) = &self.inner.db {
-            if let Err(e) = db.clear_config_and_profiles() {
-                tracing::error!(error = %e, "configuration not cleared on disk");
-            }
+        if let Err(e) = self.write_state(|reply| StateMsg::ResetAll { reply }).await {
+            tracing::error!(error = %e, "configuration not cleared");
         }
         self.publish(Topic::Agent, "reset_all", None, "[agent] reset_all".into());
     }

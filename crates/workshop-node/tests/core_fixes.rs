@@ -120,6 +120,7 @@ async fn a_schedule_on_a_spent_agent_is_refused_by_the_agent() {
     let node = node().await;
     let w = &node.workshop;
     w.configure(None, Default::default(), Some(0.0))
+        .await
         .expect("a zero global budget");
     w.agent("mon", None, script(vec![])).await.expect("agent");
     let mut events = w.watch();

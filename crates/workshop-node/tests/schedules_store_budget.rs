@@ -113,12 +113,14 @@ async fn durable_node_keeps_store_schedules_and_agents_across_restart() {
             AgentOptions::default(),
             Some(5.0),
         )
+        .await
         .expect("configure");
         w.profile(
             "coder",
             Some("You write code.".into()),
             AgentOptions::default(),
         )
+        .await
         .expect("profile");
         node.shutdown().await;
     }
@@ -153,7 +155,7 @@ async fn reset_budget_clears_limits_and_restarts_spending() {
     assert!(matches!(e, ApiError::BudgetExceeded(_)), "{e}");
     let b = w.agent_budget("a").expect("budget");
     assert_eq!(b.limit, Some(0.005));
-    w.reset_budget();
+    w.reset_budget().await.expect("reset_budget");
     w.ask("a", "3").await.expect("allowed after reset_budget");
     let b = w.agent_budget("a").expect("budget");
     assert_eq!(b.limit, None);
