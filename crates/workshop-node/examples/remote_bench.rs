@@ -2,14 +2,17 @@
 //!
 //! - `ask` through a remote `Client` (ractor_cluster over loopback TCP to a durable node in this
 //!   process) against a bare ractor_cluster remote call (an echo actor reached through the same
-//!   kind of session): target p50 ≤ 2× the bare call. The in-process `Client` is printed too.
+//!   kind of session): target p50 ≤ 2× the bare call. Also printed: `ask` through the
+//!   in-process `Client`, and `agents()` through the remote one (a request no agent sees).
+//!   `--ephemeral` runs the node without a data dir (it writes no endpoint file, so not with
+//!   `--bin`).
 //! - with `--bin PATH` (the `workshop` binary): `workshop status` against the running node as a
 //!   whole process, wall time (process start + connect + authenticate + call + exit): target
 //!   p50 ≤ 50 ms. Its baseline is the same binary's `--version` (process start alone).
 //!
 //! ```text
 //! cargo build --release -p workshop-cli
-//! cargo run --release -p workshop-node --example remote_bench -- [--asks 5000] [--bin target/release/workshop] [--runs 100]
+//! cargo run --release -p workshop-node --example remote_bench -- [--asks 5000] [--ephemeral] [--bin target/release/workshop] [--runs 100]
 //! ```
 
 use std::time::{Duration, Instant};
