@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -412,9 +411,6 @@ fn next_client_id() -> u64 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
-
-/// Keep a connection alive as long as a client holds it.
-pub type SharedConnection = Arc<Connection>;
 
 /// Whether a process runs (a zombie does not count).
 pub fn pid_alive(pid: u32) -> bool {

@@ -14,7 +14,6 @@ use tokio::sync::Notify;
 use workshop_proto::api::{req, Call, NodeHello, Page, Request, PROTOCOL_VERSION};
 use workshop_proto::node::{decode_request, encode_reply, NodeMsg, ReplyFrame, NODE_GROUP};
 use workshop_proto::ApiError;
-use workshop_types::Topic;
 
 use crate::{WorkflowRun, Workshop};
 
@@ -270,7 +269,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             answer::<req::ClearEvents>(what, Ok(()))
         }
         R::Emit(r) => {
-            emit(ws, r.topic, r.line);
+            ws.emit(r.topic, r.line);
             answer::<req::Emit>(what, Ok(()))
         }
         R::AddWork(r) => answer::<req::AddWork>(what, ws.work(&r.id, &r.title, r.options).await),
@@ -333,8 +332,4 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         // The stop is signalled once this reply is sent (see `handle`).
         R::StopNode(_) => answer::<req::StopNode>(what, Ok(())),
     }
-}
-
-fn emit(ws: &Workshop, topic: Topic, line: String) {
-    ws.emit(topic, line)
 }

@@ -1061,12 +1061,7 @@ impl Workshop {
         let wanted = |e: &Event| e.seq > after && topic.is_none_or(|t| t == e.topic);
         // Subscribe first, so nothing published between the read and the wait is missed.
         let mut rx = self.watch();
-        let have: Vec<Event> = self
-            .events(crate::event_log::RING, topic)
-            .await?
-            .into_iter()
-            .filter(|e| wanted(e))
-            .collect();
+        let have = self.ring_after(after, topic).await?;
         if !have.is_empty() || wait.is_zero() {
             return Ok(have);
         }
@@ -1075,8 +1070,8 @@ impl Workshop {
                 match rx.recv().await {
                     Ok(e) if wanted(&e) => return Some(e),
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => return None,
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    // Missed some (or the log is gone): the ring says what there is.
+                    Err(_) => return None,
                 }
             }
         })
@@ -1084,22 +1079,19 @@ impl Workshop {
         match first {
             Ok(Some(e)) => {
                 let mut out = vec![e];
-                while let Ok(e) = rx.try_recv() {
-                    if wanted(&e) {
-                        out.push(e);
-                    }
-                }
+                out.extend(std::iter::from_fn(|| rx.try_recv().ok()).filter(|e| wanted(e)));
                 Ok(out)
             }
-            // Lagged: read what the ring holds instead.
-            Ok(None) => Ok(self
-                .events(crate::event_log::RING, topic)
-                .await?
-                .into_iter()
-                .filter(|e| wanted(e))
-                .collect()),
+            Ok(None) => self.ring_after(after, topic).await,
             Err(_) => Ok(Vec::new()),
         }
+    }
+
+    /// The ring's events after `after` (of `topic`, if given).
+    async fn ring_after(&self, after: u64, topic: Option<Topic>) -> Result<Vec<Event>, ApiError> {
+        let mut events = self.events(crate::event_log::RING, topic).await?;
+        events.retain(|e| e.seq > after);
+        Ok(events)
     }
 
     pub fn watch(&self) -> broadcast::Receiver<Event> {
