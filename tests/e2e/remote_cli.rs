@@ -895,3 +895,30 @@ fn sigterm_right_after_listening_stops_gracefully() {
         }
     });
 }
+
+/// A damaged endpoint file is named as such (not "no endpoint file"), and an address that is
+/// not one says why; both in `--json` as `no_node`.
+#[test]
+fn a_damaged_endpoint_file_or_a_bad_address_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join(".workshop");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("node.endpoint"), "not an endpoint\n").expect("endpoint");
+    let v = json_error(&cli(dir.path(), &["status", "--json"]), "damaged endpoint");
+    assert_eq!(v["error"]["code"], "no_node", "{v}");
+    let m = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.contains("node.endpoint is damaged"), "{m}");
+    let v = json_error(
+        &cli(
+            dir.path(),
+            &["status", "--json", "--node", "not-an-address"],
+        ),
+        "bad address",
+    );
+    assert_eq!(v["error"]["code"], "no_node", "{v}");
+    let m = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("not-an-address") && m.contains("invalid socket address"),
+        "{m}"
+    );
+}

@@ -57,14 +57,24 @@ impl Target {
             None => match cluster::read_endpoint(&self.data_dir) {
                 Some(e) => e.addr,
                 None => {
-                    return Err(ApiError::NoNode {
-                        addr: format!(
+                    let path = cluster::endpoint_path(&self.data_dir);
+                    let what = if path.exists() {
+                        format!(
+                            "{} (its {} is damaged: expected addr= and pid= lines; restart the node or pass --node)",
+                            self.data_dir.display(),
+                            cluster::ENDPOINT_FILE
+                        )
+                    } else {
+                        format!(
                             "{} (no {} there)",
                             self.data_dir.display(),
                             cluster::ENDPOINT_FILE
-                        ),
+                        )
+                    };
+                    return Err(ApiError::NoNode {
+                        addr: what,
                         hint: self.dir_hint(),
-                    })
+                    });
                 }
             },
         };
@@ -72,21 +82,30 @@ impl Target {
             Ok(c) => c,
             Err(e) => {
                 // Say "no node" rather than "no cookie" when nothing listens there anyway.
-                if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                if let Err(why) = tokio::net::TcpStream::connect(&addr).await {
                     return Err(ApiError::NoNode {
                         addr,
-                        hint: self.dir_hint(),
+                        hint: self.hint(&why.to_string()),
                     });
                 }
                 return Err(e);
             }
         };
         match Client::connect(&addr, cookie).await {
-            Err(ApiError::NoNode { addr, .. }) => Err(ApiError::NoNode {
+            // The node's address came from the data dir: say which one.
+            Err(ApiError::NoNode { addr, hint }) if self.node.is_none() => Err(ApiError::NoNode {
                 addr,
-                hint: self.dir_hint(),
+                hint: format!("{hint}; {}", self.dir_hint()),
             }),
             other => other,
+        }
+    }
+
+    /// What to say after an error reaching the node: with --node, the error itself.
+    fn hint(&self, why: &str) -> String {
+        match &self.node {
+            Some(_) => format!("{why}; is `workshop node` running there?"),
+            None => format!("{why}; {}", self.dir_hint()),
         }
     }
 }
