@@ -289,25 +289,42 @@ impl Connection {
     }
 }
 
+/// Name prefixes of the node and board actors (each node numbers its own within the process).
+pub const NODE_ACTOR_PREFIX: &str = "workshop.node.";
+pub const BOARD_ACTOR_PREFIX: &str = "workshop.board.";
+
 /// The stand-in held by `session` for the member of pg `group` in `scope`.
 ///
-/// The stand-in is taken from the session's own children, never from pg: remote actor ids are
+/// Stand-ins are taken from the session's own children, never from pg: remote actor ids are
 /// (node id, pid) and node ids are numbered per NodeServer, so two connections in one process
-/// (a client of two nodes) can hold stand-ins with equal ids, and pg keeps only one of them.
+/// (a client of two nodes) can hold stand-ins with equal ids, and pg keeps only one of them —
+/// and drops it when the other connection closes. The actor's name (advertised with it) says
+/// what it is; a peer process normally runs one node, so one child matches. Only when the peer
+/// runs several (tests: nodes in this very process) does the pg scope decide between them.
 fn session_member(
     session: &ractor::ActorCell,
     scope: &str,
     group: &str,
 ) -> Option<ractor::ActorCell> {
+    let prefix = if group == BOARD_GROUP {
+        BOARD_ACTOR_PREFIX
+    } else {
+        NODE_ACTOR_PREFIX
+    };
+    let mut named: Vec<ractor::ActorCell> = session
+        .get_children()
+        .into_iter()
+        .filter(|c| c.get_name().is_some_and(|n| n.starts_with(prefix)))
+        .collect();
+    if named.len() <= 1 {
+        return named.pop();
+    }
     let members: std::collections::HashSet<ractor::ActorId> =
         ractor::pg::get_scoped_members(&scope.to_string(), &group.to_string())
             .iter()
             .map(|c| c.get_id())
             .collect();
-    session
-        .get_children()
-        .into_iter()
-        .find(|c| members.contains(&c.get_id()))
+    named.into_iter().find(|c| members.contains(&c.get_id()))
 }
 
 impl Drop for Connection {

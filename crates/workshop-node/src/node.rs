@@ -79,6 +79,9 @@ impl NodeOptions {
     }
 }
 
+/// Numbers the node and board actors' names within this process.
+static NODE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How long a stopping node lets board workers finish their items by default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -189,8 +192,11 @@ impl Node {
             node_name(),
             data_dir.map(|d| absolute(d).display().to_string()),
         );
+        // Named (uniquely in this process), so a client tells this node's stand-in from the
+        // others a session may carry (see `cluster::session_member`).
+        let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (node_actor, _) = Actor::spawn(
-            None,
+            Some(format!("{}{n}", cluster::NODE_ACTOR_PREFIX)),
             NodeActor,
             NodeActorArgs {
                 workshop: workshop.clone(),
@@ -201,7 +207,7 @@ impl Node {
         .await
         .map_err(|e| ApiError::Node(format!("the node actor did not start: {e}")))?;
         let (board_actor, _) = Actor::spawn(
-            None,
+            Some(format!("{}{n}", cluster::BOARD_ACTOR_PREFIX)),
             BoardActor,
             BoardActorArgs {
                 board: workshop.board_handle(),
