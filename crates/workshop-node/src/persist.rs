@@ -37,6 +37,27 @@ pub struct AgentRecord {
 /// How many events the persisted tail keeps.
 pub const EVENT_TAIL: usize = 500;
 
+/// How long opening waits for a database this process has just closed to be released.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Databases this process has closed (see `NodeDb::open`).
+static CLOSED_HERE: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+fn closed_here(dir: &Path) -> bool {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    CLOSED_HERE.lock().contains(&dir)
+}
+
+impl Drop for NodeDb {
+    fn drop(&mut self) {
+        let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let mut closed = CLOSED_HERE.lock();
+        if !closed.contains(&dir) {
+            closed.push(dir);
+        }
+    }
+}
+
 pub struct NodeDb {
     dir: PathBuf,
     db: sled::Db,
@@ -60,11 +81,28 @@ impl NodeDb {
     /// corrupt directory give errors that name the directory and what to do.
     pub fn open(dir: &Path) -> Result<Self, ApiError> {
         std::fs::create_dir_all(dir).map_err(|e| db_err(dir, format!("cannot create it: {e}")))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .flush_every_ms(Some(500))
+                .open()
+        };
+        let locked = |e: &sled::Error| {
+            matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock"))
+        };
+        let mut opened = open();
+        // A database this process closed a moment ago stays locked until sled's own threads
+        // (its periodic flusher) have let go of it: wait for that, briefly. A lock held by
+        // another process is reported at once.
+        if opened.as_ref().is_err_and(&locked) && closed_here(dir) {
+            let deadline = std::time::Instant::now() + REOPEN_WAIT;
+            while opened.as_ref().is_err_and(&locked) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                opened = open();
+            }
+        }
+        let db = opened.map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
                     || io.to_string().contains("could not acquire lock") =>
                 {
