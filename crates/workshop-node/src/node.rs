@@ -38,6 +38,9 @@ pub struct NodeOptions {
     pub board: BoardConfig,
     /// How often expired leases are looked for.
     pub lease_sweep: Duration,
+    /// This node's place in a cluster (name, listen address, board node, peers, cookie, TLS).
+    /// None: a node of its own, which listens only when [`Node::listen`] is called.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 impl Default for NodeOptions {
@@ -48,6 +51,7 @@ impl Default for NodeOptions {
             clock: workshop_types::system_clock(),
             board: BoardConfig::default(),
             lease_sweep: Duration::from_secs(1),
+            cluster: None,
         }
     }
 }
@@ -71,6 +75,10 @@ impl NodeOptions {
     }
     pub fn lease_sweep(mut self, every: Duration) -> Self {
         self.lease_sweep = every;
+        self
+    }
+    pub fn cluster(mut self, cluster: crate::cluster::ClusterOptions) -> Self {
+        self.cluster = Some(cluster);
         self
     }
     /// Start the node.
@@ -138,6 +146,7 @@ impl Node {
             clock,
             board: board_config,
             lease_sweep,
+            cluster: _cluster,
         } = options;
         let data_dir = data_dir.as_deref();
         let board_options = DurableOptions {

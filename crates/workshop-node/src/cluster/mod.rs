@@ -15,6 +15,9 @@ use workshop_proto::board::{BoardMsg, BOARD_GROUP};
 use workshop_proto::node::{NodeMsg, NODE_GROUP};
 use workshop_proto::ApiError;
 
+pub mod options;
+pub use options::{ClusterOptions, TlsOptions};
+
 /// The node's cluster port when none is given.
 pub const DEFAULT_PORT: u16 = 4221;
 /// The pg scope of a cluster when none is given.
