@@ -91,13 +91,19 @@ impl NodeProcess {
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .current_dir(dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::spawn(cmd, dir, None)
+    }
+
+    /// Run `cmd` (a `workshop node` command) whose data dir is `dir`; the cookie is `cookie`,
+    /// else the one in `dir`.
+    pub fn spawn(mut cmd: Command, dir: &Path, cookie: Option<&str>) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn workshop node");
         let stderr = child.stderr.take().expect("stderr");
         let log: Arc<(Mutex<Log>, Condvar)> = Arc::default();
@@ -139,10 +145,13 @@ impl NodeProcess {
         };
         node.addr = field("addr=");
         assert_eq!(field("pid="), node.pid.to_string(), "{endpoint}");
-        node.cookie = std::fs::read_to_string(dir.join("cookie"))
-            .expect("cookie file")
-            .trim()
-            .to_string();
+        node.cookie = match cookie {
+            Some(c) => c.to_string(),
+            None => std::fs::read_to_string(dir.join("cookie"))
+                .expect("cookie file")
+                .trim()
+                .to_string(),
+        };
         node
     }
 

@@ -219,10 +219,14 @@ impl PartialTls {
             (None, None, None) => Ok(None),
             (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsOptions { cert, key, ca })),
             (cert, key, ca) => {
-                let missing: Vec<&str> = [("cert", cert.is_none()), ("key", key.is_none()), ("ca", ca.is_none())]
-                    .into_iter()
-                    .filter_map(|(k, m)| m.then_some(k))
-                    .collect();
+                let missing: Vec<&str> = [
+                    ("cert", cert.is_none()),
+                    ("key", key.is_none()),
+                    ("ca", ca.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(k, m)| m.then_some(k))
+                .collect();
                 Err(invalid(format!(
                     "TLS for node {node} is only half set: no {}; TLS needs cert, key and ca ({hint})",
                     missing.join(", no ")
@@ -440,11 +444,9 @@ impl ClusterFile {
             )));
         };
         let board = match &settings.board {
-            Some(b) if !self.nodes.contains_key(b.trim()) => {
-                return Err(invalid(format!(
-                    "--board {b:?} (or WORKSHOP_BOARD) is not a node of {file}; its nodes are: {names}"
-                )))
-            }
+            Some(b) if !self.nodes.contains_key(b.trim()) => return Err(invalid(format!(
+                "--board {b:?} (or WORKSHOP_BOARD) is not a node of {file}; its nodes are: {names}"
+            ))),
             Some(b) => Some(b.trim().to_string()),
             None => self.board.clone(),
         };
@@ -545,7 +547,8 @@ fn resolve_without_file(
     let peers = dedup(flag_peers(&s.peers)?, &own);
     let board = s.board.as_ref().map(|b| b.trim().to_string());
     if let Some(b) = &board {
-        check_name(b).map_err(|why| invalid(format!("--board {b:?} (or WORKSHOP_BOARD): {why}")))?;
+        check_name(b)
+            .map_err(|why| invalid(format!("--board {b:?} (or WORKSHOP_BOARD): {why}")))?;
     }
     let tls = PartialTls {
         cert: s.tls_cert.clone(),
@@ -689,7 +692,8 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// `HOST:PORT` (a host name, an IPv4 address or a bracketed IPv6 address; port 1-65535).
 fn check_host_port(addr: &str) -> Result<(), String> {
-    const EXPECTED: &str = "expected HOST:PORT (e.g. 10.0.0.5:4221, n2.internal:4221, [fd00::5]:4221)";
+    const EXPECTED: &str =
+        "expected HOST:PORT (e.g. 10.0.0.5:4221, n2.internal:4221, [fd00::5]:4221)";
     let addr = addr.trim();
     if let Ok(a) = addr.parse::<SocketAddr>() {
         if a.port() == 0 {

@@ -23,7 +23,11 @@ key = "/abs/n2.key"
 "#;
 
 fn env_with<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    move |k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
 }
 
 fn no_env(_: &str) -> Option<String> {
@@ -81,11 +85,11 @@ fn a_good_file_resolves_for_each_node() {
             ca: "/etc/workshop/certs/ca.pem".into(),
         })
     );
-    assert_eq!(n1.data_dir, Some(PathBuf::from("/etc/workshop/.workshop/n1")));
     assert_eq!(
-        n1.config,
-        Some(PathBuf::from("/etc/workshop/cluster.toml"))
+        n1.data_dir,
+        Some(PathBuf::from("/etc/workshop/.workshop/n1"))
     );
+    assert_eq!(n1.config, Some(PathBuf::from("/etc/workshop/cluster.toml")));
 
     let n2 = file.resolve(&named("n2"), &env).expect("n2 resolves");
     let c = &n2.cluster;
@@ -124,7 +128,9 @@ fn the_example_cluster_toml_parses() {
 fn one_node_is_its_own_board_and_needs_no_name() {
     let file = parse("[nodes.solo]\nlisten = \"127.0.0.1:0\"\n").expect("parses");
     let env = env_with(&[("WORKSHOP_COOKIE", "c")]);
-    let r = file.resolve(&NodeSettings::default(), &env).expect("resolves");
+    let r = file
+        .resolve(&NodeSettings::default(), &env)
+        .expect("resolves");
     assert_eq!(r.cluster.name, "solo");
     assert_eq!(r.cluster.board.as_deref(), Some("solo"));
     assert!(r.cluster.peers.is_empty());
@@ -156,9 +162,16 @@ fn an_unknown_key_in_a_node_section_is_named_with_its_line_and_table() {
 
 #[test]
 fn an_unknown_table_and_a_dotted_key_are_named_too() {
-    let e = err(parse("[tsl]\nca = \"x\"\n[nodes.n1]\nlisten = \"127.0.0.1:1\"\n"));
-    has(&e, &["cluster.toml:1:", "unknown key \"tsl\" in the top level"]);
-    let e = err(parse("[nodes.n1]\nlisten = \"127.0.0.1:1\"\n[nodes.n1.tls]\ncrt = \"x\"\n"));
+    let e = err(parse(
+        "[tsl]\nca = \"x\"\n[nodes.n1]\nlisten = \"127.0.0.1:1\"\n",
+    ));
+    has(
+        &e,
+        &["cluster.toml:1:", "unknown key \"tsl\" in the top level"],
+    );
+    let e = err(parse(
+        "[nodes.n1]\nlisten = \"127.0.0.1:1\"\n[nodes.n1.tls]\ncrt = \"x\"\n",
+    ));
     has(
         &e,
         &[
@@ -166,17 +179,29 @@ fn an_unknown_table_and_a_dotted_key_are_named_too() {
             "expected one of: cert, key, ca",
         ],
     );
-    let e = err(parse("nodes.n1.listen = \"127.0.0.1:1\"\nnodes.n1.port = 3\n"));
-    has(&e, &["cluster.toml:2:", "unknown key \"port\" in [nodes.n1]"]);
+    let e = err(parse(
+        "nodes.n1.listen = \"127.0.0.1:1\"\nnodes.n1.port = 3\n",
+    ));
+    has(
+        &e,
+        &["cluster.toml:2:", "unknown key \"port\" in [nodes.n1]"],
+    );
 }
 
 #[test]
 fn a_missing_listen_a_bad_value_and_bad_syntax_name_their_line() {
     let e = err(parse("[nodes.n1]\ndata_dir = \"d\"\n"));
-    has(&e, &["cluster.toml:1:", "missing key \"listen\" in [nodes.n1]"]);
-    let e = err(parse("[nodes.n1]\nlisten = \"127.0.0.1:1\"\nmcp_port = \"x\"\n"));
+    has(
+        &e,
+        &["cluster.toml:1:", "missing key \"listen\" in [nodes.n1]"],
+    );
+    let e = err(parse(
+        "[nodes.n1]\nlisten = \"127.0.0.1:1\"\nmcp_port = \"x\"\n",
+    ));
     has(&e, &["cluster.toml:3:", "nodes.n1.mcp_port"]);
-    let e = err(parse("[nodes.n1]\nlisten = \"127.0.0.1:1\"\nweb_port = 70000\n"));
+    let e = err(parse(
+        "[nodes.n1]\nlisten = \"127.0.0.1:1\"\nweb_port = 70000\n",
+    ));
     has(&e, &["cluster.toml:3:", "nodes.n1.web_port"]);
     let e = err(parse("board = \n[nodes.n1]\n"));
     has(&e, &["cluster.toml:1:"]);
@@ -190,7 +215,12 @@ fn two_nodes_need_a_board() {
     let e = err(parse(text));
     has(
         &e,
-        &["/etc/workshop/cluster.toml", "no board", "board = \"NAME\"", "n1, n2"],
+        &[
+            "/etc/workshop/cluster.toml",
+            "no board",
+            "board = \"NAME\"",
+            "n1, n2",
+        ],
     );
 }
 
@@ -200,7 +230,10 @@ fn the_board_must_be_a_node_of_the_file() {
     let e = err(parse(text));
     has(
         &e,
-        &["cluster.toml:2:9: board = \"n9\" is not a node of this file", "n1"],
+        &[
+            "cluster.toml:2:9: board = \"n9\" is not a node of this file",
+            "n1",
+        ],
     );
     let file = parse("[nodes.n1]\nlisten = \"127.0.0.1:4221\"\n").expect("parses");
     let s = NodeSettings {
@@ -221,11 +254,23 @@ fn a_bad_address_names_its_key_and_line() {
     let e = err(parse(
         "[nodes.n1]\nlisten = \"127.0.0.1:1\"\nadvertise = \"n1.internal\"\n",
     ));
-    has(&e, &["cluster.toml:3:", "nodes.n1.advertise = \"n1.internal\": no port"]);
+    has(
+        &e,
+        &[
+            "cluster.toml:3:",
+            "nodes.n1.advertise = \"n1.internal\": no port",
+        ],
+    );
     let e = err(parse(
         "peers = [\"ok:1\",\n  \"bad host:1\"]\n[nodes.n1]\nlisten = \"127.0.0.1:1\"\n",
     ));
-    has(&e, &["cluster.toml:2:3: peers entry \"bad host:1\"", "not a host name"]);
+    has(
+        &e,
+        &[
+            "cluster.toml:2:3: peers entry \"bad host:1\"",
+            "not a host name",
+        ],
+    );
     let e = err(parse(
         "[nodes.n1]\nlisten = \"127.0.0.1:1\"\nadvertise = \"0.0.0.0:4221\"\n",
     ));
@@ -239,14 +284,27 @@ fn a_bad_address_names_its_key_and_line() {
 fn a_node_listening_everywhere_in_a_cluster_must_advertise() {
     let text = "board = \"n1\"\n[nodes.n1]\nlisten = \"0.0.0.0:4221\"\n[nodes.n2]\nlisten = \"0.0.0.0:4221\"\nadvertise = \"n2:4221\"\n";
     let e = err(parse(text));
-    has(&e, &["cluster.toml:2:", "[nodes.n1] listens on 0.0.0.0:4221 but has no advertise"]);
+    has(
+        &e,
+        &[
+            "cluster.toml:2:",
+            "[nodes.n1] listens on 0.0.0.0:4221 but has no advertise",
+        ],
+    );
 }
 
 #[test]
 fn an_unknown_name_lists_the_nodes() {
     let file = parse(FILE).expect("parses");
     let e = err(file.resolve(&named("n3"), &no_env));
-    has(&e, &["no node named \"n3\"", "/etc/workshop/cluster.toml", "n1, n2"]);
+    has(
+        &e,
+        &[
+            "no node named \"n3\"",
+            "/etc/workshop/cluster.toml",
+            "n1, n2",
+        ],
+    );
     let e = err(file.resolve(&NodeSettings::default(), &no_env));
     has(&e, &["--name", "n1, n2"]);
 }
@@ -255,7 +313,13 @@ fn an_unknown_name_lists_the_nodes() {
 fn cookie_file_and_cookie_env_exclude_each_other() {
     let text = "cookie_file = \"c\"\ncookie_env = \"C\"\n[nodes.n1]\nlisten = \"127.0.0.1:1\"\n";
     let e = err(parse(text));
-    has(&e, &["both cookie_file (line 1) and cookie_env (line 2)", "keep one"]);
+    has(
+        &e,
+        &[
+            "both cookie_file (line 1) and cookie_env (line 2)",
+            "keep one",
+        ],
+    );
 }
 
 #[test]
@@ -327,7 +391,13 @@ fn half_a_tls_setting_is_refused() {
     let text = "[tls]\nca = \"ca.pem\"\n[nodes.n1]\nlisten = \"127.0.0.1:1\"\n";
     let file = parse(text).expect("parses");
     let e = err(file.resolve(&named("n1"), &env_with(&[("WORKSHOP_COOKIE", "c")])));
-    has(&e, &["TLS for node n1 is only half set: no cert, no key", "--tls-cert"]);
+    has(
+        &e,
+        &[
+            "TLS for node n1 is only half set: no cert, no key",
+            "--tls-cert",
+        ],
+    );
 }
 
 #[test]
@@ -385,7 +455,10 @@ fn without_a_file_a_node_is_a_cluster_of_one() {
     };
     let env = env_with(&[(NODE_NAME_ENV, "box"), (COOKIE_ENV, "c")]);
     let r = resolve_with(&s, &env).expect("resolves");
-    assert_eq!(r.cluster, ClusterOptions::single("box", DEFAULT_LISTEN, "c"));
+    assert_eq!(
+        r.cluster,
+        ClusterOptions::single("box", DEFAULT_LISTEN, "c")
+    );
     assert!(r.cluster.is_board_node());
     assert_eq!(r.data_dir.as_deref(), Some(dir.path()));
     assert_eq!(r.config, None);
@@ -414,7 +487,10 @@ fn without_a_file_a_node_is_a_cluster_of_one() {
         peers: vec!["nope".into()],
         ..s
     };
-    has(&err(resolve_with(&s, &env)), &["--peer \"nope\"", "no port"]);
+    has(
+        &err(resolve_with(&s, &env)),
+        &["--peer \"nope\"", "no port"],
+    );
 }
 
 #[test]
@@ -425,6 +501,9 @@ fn a_missing_file_is_named() {
     };
     has(
         &err(resolve_with(&s, &no_env)),
-        &["cannot read the cluster file /nonexistent/cluster.toml (no such file)", "--config"],
+        &[
+            "cannot read the cluster file /nonexistent/cluster.toml (no such file)",
+            "--config",
+        ],
     );
 }
