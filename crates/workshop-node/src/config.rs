@@ -444,9 +444,11 @@ impl ClusterFile {
             )));
         };
         let board = match &settings.board {
-            Some(b) if !self.nodes.contains_key(b.trim()) => return Err(invalid(format!(
+            Some(b) if !self.nodes.contains_key(b.trim()) => {
+                return Err(invalid(format!(
                 "--board {b:?} (or WORKSHOP_BOARD) is not a node of {file}; its nodes are: {names}"
-            ))),
+            )))
+            }
             Some(b) => Some(b.trim().to_string()),
             None => self.board.clone(),
         };

@@ -16,6 +16,7 @@ use workshop_proto::node::{NodeMsg, NODE_GROUP};
 use workshop_proto::ApiError;
 
 pub mod options;
+pub mod tls;
 pub use options::{ClusterOptions, TlsOptions};
 
 /// The node's cluster port when none is given.
