@@ -507,3 +507,30 @@ fn a_missing_file_is_named() {
         ],
     );
 }
+
+#[test]
+fn the_compose_cluster_file_parses_and_resolves_for_each_node() {
+    let text = include_str!("../../../../deploy/cluster.compose.toml");
+    let file = ClusterFile::parse(text, Path::new("/etc/workshop/cluster.toml"))
+        .expect("the compose cluster file parses");
+    assert_eq!(file.node_names(), ["n1", "n2", "n3"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cookie = dir.path().join("cookie");
+    write_mode(&cookie, "c", 0o600);
+    for name in ["n1", "n2", "n3"] {
+        // The container's secret is not here: the flag points at a stand-in.
+        let s = NodeSettings {
+            cookie_file: Some(cookie.clone()),
+            ..named(name)
+        };
+        let r = file.resolve(&s, &no_env).expect("resolves");
+        assert_eq!(r.cluster.listen, "0.0.0.0:4221".parse().expect("addr"));
+        assert_eq!(r.cluster.advertise, Some(format!("{name}:4221")));
+        assert_eq!(r.cluster.peers.len(), 2);
+        assert!(!r.cluster.peers.contains(&format!("{name}:4221")));
+        assert_eq!(r.cluster.board.as_deref(), Some("n1"));
+    }
+    // Without the flag, the cookie is the compose secret's path.
+    let e = err(file.resolve(&named("n1"), &no_env));
+    has(&e, &["/run/secrets/workshop_cookie"]);
+}
