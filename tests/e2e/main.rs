@@ -3,6 +3,7 @@
 mod claude;
 mod client_api;
 mod client_board_workers;
+mod cluster;
 mod console;
 mod durability;
 mod remote_cli;

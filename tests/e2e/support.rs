@@ -86,11 +86,11 @@ impl NodeProcess {
     /// `workshop node --data-dir <dir> --listen 127.0.0.1:0` plus `args`, with `env` set.
     pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = workshop();
-        cmd.arg("node")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+        cmd.arg("node").arg("--data-dir").arg(dir);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -139,10 +139,14 @@ impl NodeProcess {
         };
         node.addr = field("addr=");
         assert_eq!(field("pid="), node.pid.to_string(), "{endpoint}");
-        node.cookie = std::fs::read_to_string(dir.join("cookie"))
-            .expect("cookie file")
-            .trim()
-            .to_string();
+        // The cookie: WORKSHOP_COOKIE when the test gave one, else the data dir's file.
+        node.cookie = match env.iter().find(|(k, _)| *k == "WORKSHOP_COOKIE") {
+            Some((_, v)) => v.to_string(),
+            None => std::fs::read_to_string(dir.join("cookie"))
+                .expect("cookie file")
+                .trim()
+                .to_string(),
+        };
         node
     }
 

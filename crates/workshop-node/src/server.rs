@@ -312,6 +312,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
                 r.options.profile.as_deref(),
                 r.options.options,
                 r.options.interval_ms,
+                r.options.lease_ms,
                 r.options.worktree,
             )
             .await,

@@ -22,7 +22,7 @@ use workshop_workflow::{RunStatus, Workflow};
 use crate::ApiError;
 
 /// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A set of operations one actor answers (the node's [`Request`], the board's
 /// [`crate::board::BoardRequest`]): an enum with one variant per request struct.
@@ -403,6 +403,9 @@ pub struct WorkerOptions {
     pub options: AgentOptions,
     pub interval_ms: Option<u64>,
     pub worktree: bool,
+    /// The lease each claim is made under (renewed by heartbeat every third of it); a worker
+    /// whose node dies loses its item when the lease runs out. Default 60 s.
+    pub lease_ms: Option<u64>,
 }
 
 /// What `workers()` shows.
