@@ -39,6 +39,7 @@ fn worker(options: AgentOptions, interval_ms: Option<u64>, worktree: bool) -> Wo
         options,
         interval_ms,
         worktree,
+        lease_ms: None,
     }
 }
 

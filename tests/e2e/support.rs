@@ -86,16 +86,19 @@ impl NodeProcess {
     /// `workshop node --data-dir <dir> --listen 127.0.0.1:0` plus `args`, with `env` set.
     pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = workshop();
-        cmd.arg("node")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .current_dir(dir);
+        cmd.arg("node").arg("--data-dir").arg(dir);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args).current_dir(dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Self::spawn(cmd, dir, None)
+        let cookie = env
+            .iter()
+            .find(|(k, _)| *k == "WORKSHOP_COOKIE")
+            .map(|(_, v)| *v);
+        Self::spawn(cmd, dir, cookie)
     }
 
     /// Run `cmd` (a `workshop node` command) whose data dir is `dir`; the cookie is `cookie`,
@@ -145,6 +148,7 @@ impl NodeProcess {
         };
         node.addr = field("addr=");
         assert_eq!(field("pid="), node.pid.to_string(), "{endpoint}");
+        // The cookie: the one given, else the data dir's file.
         node.cookie = match cookie {
             Some(c) => c.to_string(),
             None => std::fs::read_to_string(dir.join("cookie"))

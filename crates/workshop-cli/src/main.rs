@@ -473,11 +473,12 @@ impl NodePlan {
             }
             Err(e) => return Err(e.into()),
         };
-        // TODO(cluster): serve TLS once the node's start logic listens (cluster::tls). Until
-        // then a node told to use TLS refuses to start rather than listen in plain TCP.
+        // TODO(cluster): drop this once cluster::server_tls and cluster::dial_tls call
+        // cluster::tls::server_mode and cluster::tls::connect. Until then a node told to use
+        // TLS refuses to start (here, before anything starts).
         if let Some(tls) = &resolved.cluster.tls {
             anyhow::bail!(
-                "TLS is set for node {} (cert {}, key {}, ca {}) but `workshop node` does not serve TLS on the cluster port yet, so it would listen in plain TCP; remove [tls] (and --tls-*) to run without TLS for now",
+                "TLS is set for node {} (cert {}, key {}, ca {}) but `workshop node` does not serve TLS on the cluster port yet; remove [tls] (and --tls-*) to run without TLS for now",
                 resolved.cluster.name,
                 tls.cert.display(),
                 tls.key.display(),
@@ -524,17 +525,17 @@ fn run_node(
             None
         }
     };
+    // With ClusterOptions the node opens its cluster port and joins its peers as it starts.
     let mut node = rt.block_on(options.start())?;
     node.set_stop_grace(std::time::Duration::from_millis(grace_ms));
-    // TODO(cluster): the node's start logic will listen (and join the peers) from its
-    // ClusterOptions; until then the cluster port is opened here, as before.
-    let served = match &cluster {
-        Some(c) => rt
-            .block_on(node.listen(c.listen, c.cookie.clone()))
-            .map(Some)
-            .map_err(anyhow::Error::from),
-        None => Ok(None),
-    };
+    let served: anyhow::Result<Option<String>> = Ok(cluster.as_ref().map(|c| {
+        let reached = node.identity().addr.read().clone();
+        match (&c.advertise, reached) {
+            (Some(adv), _) => format!("{}, advertised as {adv}", c.listen),
+            (None, Some(bound)) => bound,
+            (None, None) => c.listen.to_string(),
+        }
+    }));
     let result = served.and_then(|addr| {
         let ctx = console::Ctx::new(node.client(), rt.handle().clone(), false);
         if !no_setup {

@@ -137,9 +137,23 @@ fn out<T: serde::Serialize>(
     Ok(())
 }
 
+/// The agents of the node, or of every node of its cluster (one table per node).
 pub async fn status(t: &Target) -> anyhow::Result<()> {
-    let rows = t.client().await?.status().await?;
-    out(t, &rows, |r| print::status_table(r))
+    let client = t.client().await?;
+    let nodes = client.cluster_status().await?;
+    if nodes.len() <= 1 {
+        let rows = nodes.into_iter().next().map(|n| n.rows).unwrap_or_default();
+        return out(t, &rows, |r| print::status_table(r));
+    }
+    out(t, &nodes, |nodes| {
+        nodes
+            .iter()
+            .map(|n| match &n.error {
+                Some(e) => format!("node {}: {e}\n\n", n.node),
+                None => format!("node {}:\n{}\n", n.node, print::status_table(&n.rows)),
+            })
+            .collect()
+    })
 }
 
 pub async fn agents(t: &Target) -> anyhow::Result<()> {
@@ -209,13 +223,20 @@ pub async fn events(
         })?),
     };
     let client = t.client().await?;
-    let evs = client.events(last as usize, topic).await?;
-    let mut after = evs.last().map(|e| e.seq).unwrap_or(0);
-    let show = |e: &workshop_types::Event| -> anyhow::Result<()> {
+    let evs = client.cluster_events(last as usize, topic).await?;
+    let mut after: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let tagged = client.nodes().await.map(|n| n.len() > 1).unwrap_or(false);
+    let mut note = |e: &workshop_proto::api::NodeEvent| {
+        let c = after.entry(e.node.clone()).or_insert(0);
+        *c = (*c).max(e.event.seq);
+    };
+    let show = |e: &workshop_proto::api::NodeEvent| -> anyhow::Result<()> {
         if t.json {
             println!("{}", serde_json::to_string(e)?);
+        } else if tagged {
+            println!("{} {}", e.node, e.event.line);
         } else {
-            println!("{}", e.line);
+            println!("{}", e.event.line);
         }
         Ok(())
     };
@@ -223,18 +244,21 @@ pub async fn events(
         println!("No events.");
     }
     for e in &evs {
+        note(e);
         show(e)?;
     }
     if !follow {
         return Ok(());
     }
+    // A node with no event shown yet is followed from its latest event (the node decides).
     loop {
         let batch = tokio::select! {
-            b = client.events_after(after, topic, Duration::from_secs(30)) => b?,
+            b = client.cluster_events_after(after.clone(), topic, Duration::from_secs(30)) => b?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         for e in &batch {
-            after = after.max(e.seq);
+            let c = after.entry(e.node.clone()).or_insert(0);
+            *c = (*c).max(e.event.seq);
             show(e)?;
         }
     }
@@ -259,21 +283,35 @@ pub async fn cost(t: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every node of the cluster: address, up or down, uptime, agents, workers, last seen.
 pub async fn nodes(t: &Target) -> anyhow::Result<()> {
-    let h = t.client().await?.node_info().await?;
+    let nodes = t.client().await?.nodes().await?;
     let now = workshop_types::now_ms();
-    out(t, &vec![h], |hs| {
-        hs.iter()
-            .map(|h| {
+    out(t, &nodes, |ns| {
+        ns.iter()
+            .map(|n| {
+                let state = if n.up {
+                    format!(
+                        "up {}",
+                        n.started_at_ms
+                            .map(|s| uptime(now.saturating_sub(s)))
+                            .unwrap_or_else(|| "?".into())
+                    )
+                } else {
+                    "DOWN".to_string()
+                };
+                let seen = n
+                    .last_seen_ms
+                    .map(|s| format!("seen {} ago", uptime(now.saturating_sub(s))))
+                    .unwrap_or_else(|| "never seen".into());
                 format!(
-                    "{}  {}  up {}  {} agents  {} workers  pid {}  v{}\n",
-                    h.name,
-                    h.addr.as_deref().unwrap_or("-"),
-                    uptime(now.saturating_sub(h.started_at_ms)),
-                    h.agents,
-                    h.workers,
-                    h.pid,
-                    h.version
+                    "{}{}{}  {}  {state}  {} agents  {} workers  {seen}\n",
+                    n.name,
+                    if n.this { " (this node)" } else { "" },
+                    if n.board { " [board]" } else { "" },
+                    n.addr.as_deref().unwrap_or("-"),
+                    n.agents,
+                    n.workers,
                 )
             })
             .collect()

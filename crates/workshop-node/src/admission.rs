@@ -19,13 +19,43 @@ pub(crate) struct Admission {
     pub(crate) state: StateView,
     pub(crate) directory: Arc<Directory>,
     pub(crate) events: Arc<EventLogHandle>,
+    /// What the other nodes of the cluster have spent (the board node's ledger).
+    pub(crate) cluster: Arc<ClusterSpend>,
+}
+
+/// The cluster's spend as this node knows it: the ledger's total (pushed by the board node)
+/// and this node's own part of it (what it last reported), so the other nodes' spend is the
+/// difference. Zero on a node of its own.
+#[derive(Default)]
+pub struct ClusterSpend {
+    figures: parking_lot::Mutex<(f64, f64)>,
+}
+
+impl ClusterSpend {
+    /// The ledger's total, as the board node last told it.
+    pub fn set_total(&self, total: f64) {
+        self.figures.lock().1 = total;
+    }
+    /// This node reported `own` and the board answered the total.
+    pub fn reported(&self, own: f64, total: f64) {
+        *self.figures.lock() = (own, total);
+    }
+    /// What this node last reported.
+    pub fn own_reported(&self) -> f64 {
+        self.figures.lock().0
+    }
+    /// What the other nodes have spent.
+    pub fn others(&self) -> f64 {
+        let (own, total) = *self.figures.lock();
+        (total - own).max(0.0)
+    }
 }
 
 impl Admission {
     /// `Err(reason)` (and a `[budget]` event) when a budget of `name` or the node is spent.
     pub(crate) fn check(&self, name: &AgentName) -> Result<(), String> {
         let cost = self.directory.row(name).map(|r| r.cost_usd).unwrap_or(0.0);
-        let total = self.directory.total_cost();
+        let total = self.directory.total_cost() + self.cluster.others();
         let verdict = self.state.current().budgets.check(name, cost, total);
         verdict.inspect_err(|why| {
             self.events.publish(

@@ -202,6 +202,72 @@ impl Client {
         self.call(req::NodeInfo {}).await
     }
 
+    // ---------------------------------------------------------------- the cluster
+
+    /// Every node of the cluster (the answering node first), up or down.
+    pub async fn nodes(&self) -> Result<Vec<workshop_proto::api::NodeStatus>, ApiError> {
+        self.call(req::Nodes {}).await
+    }
+
+    /// Every agent of the cluster with its node.
+    pub async fn cluster_status(&self) -> Result<Vec<workshop_proto::api::NodeAgents>, ApiError> {
+        self.call(req::ClusterStatus {}).await
+    }
+
+    /// The last `last` events of every node, each with its node.
+    pub async fn cluster_events(
+        &self,
+        last: usize,
+        topic: Option<Topic>,
+    ) -> Result<Vec<workshop_proto::api::NodeEvent>, ApiError> {
+        self.call(req::ClusterEvents {
+            last: last as u64,
+            topic,
+        })
+        .await
+    }
+
+    /// Every node's events after the per-node cursors, waiting up to `wait` for the first.
+    pub async fn cluster_events_after(
+        &self,
+        after: BTreeMap<String, u64>,
+        topic: Option<Topic>,
+        wait: Duration,
+    ) -> Result<Vec<workshop_proto::api::NodeEvent>, ApiError> {
+        let wait_ms = wait.as_millis() as u64;
+        self.call_within(
+            req::ClusterEventsAfter {
+                after,
+                topic,
+                wait_ms,
+            },
+            Some(wait_ms),
+        )
+        .await
+    }
+
+    /// Create (or replace) an agent on the named node of the cluster.
+    pub async fn agent_on(
+        &self,
+        node: &str,
+        name: &str,
+        role: Option<String>,
+        options: AgentOptions,
+    ) -> Result<AgentName, ApiError> {
+        self.call(req::PlaceAgent {
+            node: node.into(),
+            name: name.into(),
+            role,
+            options,
+        })
+        .await
+    }
+
+    /// Which node holds each agent name (the board node's registry).
+    pub async fn name_table(&self) -> Result<Vec<(String, String)>, ApiError> {
+        self.call(req::NameTable {}).await
+    }
+
     /// Ask the node to stop gracefully (as SIGTERM does).
     pub async fn stop_node(&self) -> Result<(), ApiError> {
         self.call(req::StopNode {}).await

@@ -9,7 +9,9 @@ use ractor::{Actor, ActorRef};
 use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Backends};
 
 use crate::client::Client;
-use crate::cluster::{self, Listener};
+use crate::cluster::registry::Registry;
+use crate::cluster::route::Ctx as RouteCtx;
+use crate::cluster::{self, ClusterHandle, ClusterOptions, Listener};
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
 use crate::persist::{NodeDb, RowWriterStats};
@@ -106,6 +108,12 @@ pub struct Node {
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
     sweeper: tokio::task::JoinHandle<()>,
+    /// Where requests are answered in the cluster (the node actor's router).
+    router: Arc<RouteCtx>,
+    /// The peers actor (once the node listens).
+    peers: Option<ClusterHandle>,
+    /// Reports this node's spend to the board node's ledger.
+    ledger_sync: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -146,7 +154,7 @@ impl Node {
             clock,
             board: board_config,
             lease_sweep,
-            cluster: _cluster,
+            cluster: cluster_options,
         } = options;
         let data_dir = data_dir.as_deref();
         let board_options = DurableOptions {
@@ -198,9 +206,23 @@ impl Node {
         workshop.start_background().await?;
         workshop.restore().await?;
         let identity = Identity::new(
-            node_name(),
+            cluster_options
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_else(node_name),
             data_dir.map(|d| absolute(d).display().to_string()),
         );
+        // The board node keeps the cluster's name registry and budget ledger.
+        let registry = match &cluster_options {
+            Some(c) if !c.is_board_node() => None,
+            _ => Some(Arc::new(Registry::open(workshop.db())?)),
+        };
+        let router = Arc::new(RouteCtx {
+            ws: workshop.clone(),
+            id: identity.clone(),
+            cluster: std::sync::OnceLock::new(),
+            registry,
+        });
         // Named (uniquely in this process), so a client tells this node's stand-in from the
         // others a session may carry (see `cluster::session_member`).
         let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -208,8 +230,8 @@ impl Node {
             Some(format!("{}{n}", cluster::NODE_ACTOR_PREFIX)),
             NodeActor,
             NodeActorArgs {
-                workshop: workshop.clone(),
                 identity: identity.clone(),
+                router: router.clone(),
                 scope: cluster::DEFAULT_SCOPE.to_string(),
             },
         )
@@ -225,7 +247,7 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the board actor did not start: {e}")))?;
-        Ok(Node {
+        let mut node = Node {
             workshop,
             identity,
             node_actor,
@@ -237,7 +259,15 @@ impl Node {
             root,
             handle,
             sweeper,
-        })
+            router,
+            peers: None,
+            ledger_sync: None,
+        };
+        if let Some(c) = cluster_options {
+            // Actors first, then the port: a peer that connects finds the node actor.
+            node.join(c).await?;
+        }
+        Ok(node)
     }
 
     /// A client of this node (in-process: no network, the same requests and replies).
@@ -284,16 +314,46 @@ impl Node {
     }
 
     /// Open the node's cluster port on `addr` (port 0: a free one) with `cookie`, so other
-    /// processes reach it with `Client::connect`. On a durable node the address is written to
-    /// `<data dir>/node.endpoint` for clients to find.
+    /// processes reach it with `Client::connect` and other nodes can join it. On a durable
+    /// node the address is written to `<data dir>/node.endpoint` for clients to find.
     pub async fn listen(
         &mut self,
         addr: SocketAddr,
         cookie: String,
     ) -> Result<SocketAddr, ApiError> {
-        let listener = cluster::listen(addr, cookie, &self.identity.name).await?;
+        self.join(ClusterOptions::single(
+            self.identity.name.clone(),
+            addr,
+            cookie,
+        ))
+        .await
+    }
+
+    /// Take this node's place in a cluster: open its cluster port, then join its peers (the
+    /// peers actor dials them and keeps redialling lost ones) and report its spend to the
+    /// board node's ledger.
+    pub async fn join(&mut self, c: ClusterOptions) -> Result<SocketAddr, ApiError> {
+        if self.listener.is_some() {
+            return Err(ApiError::Node("this node already listens".into()));
+        }
+        if c.name.is_empty()
+            || c.name.starts_with(cluster::CLIENT_NAME_PREFIX)
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{:?} is not a usable node name: use letters, digits, '-', '_' or '.', not starting with {:?}",
+                c.name,
+                cluster::CLIENT_NAME_PREFIX
+            )));
+        }
+        let listener =
+            cluster::listen_with(c.listen, c.cookie.clone(), &c.name, c.tls.as_ref()).await?;
         let bound = listener.addr;
-        *self.identity.addr.write() = Some(bound.to_string());
+        let advertised = c.advertise.clone().unwrap_or_else(|| bound.to_string());
+        *self.identity.addr.write() = Some(advertised.clone());
         if let Some(dir) = &self.data_dir {
             cluster::write_endpoint(
                 dir,
@@ -303,8 +363,37 @@ impl Node {
                 },
             )?;
         }
+        let server = listener.server();
         self.listener = Some(listener);
+        let board_node = c.board.clone().unwrap_or_else(|| c.name.clone());
+        let events = self.workshop.event_log();
+        let clock = events.clock();
+        let scope = self.scope.clone();
+        let handle = cluster::peers::spawn(|view| cluster::peers::PeersArgs {
+            server,
+            me: c.name.clone(),
+            my_addr: Some(advertised),
+            board_node,
+            seeds: c.peers.clone(),
+            tls: c.tls.clone(),
+            events,
+            clock,
+            scope,
+            view,
+        })
+        .await?;
+        let _ = self.router.cluster.set(handle.clone());
+        self.ledger_sync = Some(tokio::spawn(cluster::ledger::sync(
+            self.router.clone(),
+            handle.clone(),
+        )));
+        self.peers = Some(handle);
         Ok(bound)
+    }
+
+    /// This node's view of its cluster (None before it listens).
+    pub fn cluster_view(&self) -> Option<Arc<cluster::ClusterView>> {
+        self.peers.as_ref().map(|p| p.view())
     }
 
     /// Counters of the agents' status row writer (a durable node only), for tests and benches.
@@ -319,6 +408,18 @@ impl Node {
     /// (persist/rows.rs).
     pub async fn shutdown(mut self) {
         let db = self.workshop.db().map(|d| Arc::downgrade(&d));
+        // Tell the peers this node is leaving (they stop expecting it), then stop following them.
+        if let Some(ledger) = self.ledger_sync.take() {
+            ledger.abort();
+            let _ = ledger.await;
+        }
+        if let Some(peers) = self.peers.take() {
+            cluster::ledger::say_leaving(&self.router, &peers).await;
+            let _ = peers
+                .actor
+                .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
+        }
         // No new requests; those in flight are ended (their callers get a clear error).
         let _ = self
             .node_actor
@@ -355,6 +456,7 @@ impl Node {
         // stopping, a task ending) has let go: a node reopened on it right away must not find
         // it locked.
         drop(self.workshop);
+        drop(self.router);
         if let Some(db) = db {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while db.strong_count() > 0 {

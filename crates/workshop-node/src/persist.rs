@@ -69,6 +69,8 @@ pub struct NodeDb {
     workers: sled::Tree,
     profiles: sled::Tree,
     meta: sled::Tree,
+    /// On the board node: agent name -> the node that holds it (the cluster's registry).
+    names: sled::Tree,
     rows: RowWriter,
 }
 
@@ -132,6 +134,7 @@ impl NodeDb {
             workers: tree("workers")?,
             profiles: tree("profiles")?,
             meta: tree("meta")?,
+            names: tree("names")?,
             dir: dir.to_path_buf(),
             db,
         })
@@ -332,6 +335,56 @@ impl NodeDb {
 
     pub fn workflows(&self) -> Result<Vec<Workflow>, ApiError> {
         self.decode_all(&self.workflows)
+    }
+
+    // ------------------------------------------------------------ the cluster's registry
+
+    /// Reserve `name` for `node` (the caller syncs).
+    pub fn put_name(&self, name: &str, node: &str) -> Result<(), ApiError> {
+        self.names
+            .insert(name.as_bytes(), node.as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn delete_name(&self, name: &str) -> Result<(), ApiError> {
+        self.names
+            .remove(name.as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// Every reserved agent name with its node.
+    pub fn names(&self) -> Result<Vec<(String, String)>, ApiError> {
+        self.names
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| db_err(&self.dir, e))?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The cluster's spend per node (the board node's ledger; the caller syncs).
+    pub fn put_ledger(
+        &self,
+        ledger: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<(), ApiError> {
+        let bytes = codec::encode(ledger).map_err(|e| db_err(&self.dir, e))?;
+        self.meta
+            .insert("ledger", bytes)
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(())
+    }
+
+    pub fn ledger(&self) -> Result<std::collections::BTreeMap<String, f64>, ApiError> {
+        match self.meta.get("ledger").map_err(|e| db_err(&self.dir, e))? {
+            Some(v) => codec::decode(&v).map_err(|e| db_err(&self.dir, e)),
+            None => Ok(Default::default()),
+        }
     }
 
     // ------------------------------------------------------------ store

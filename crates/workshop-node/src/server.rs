@@ -44,15 +44,16 @@ impl Identity {
 pub struct NodeActor;
 
 pub struct NodeActorArgs {
-    pub workshop: Workshop,
     pub identity: Arc<Identity>,
+    /// Where requests are answered in a cluster (see `cluster/route.rs`).
+    pub router: Arc<crate::cluster::route::Ctx>,
     /// The pg scope of the cluster (tests use their own).
     pub scope: String,
 }
 
 pub struct NodeActorState {
-    workshop: Workshop,
     identity: Arc<Identity>,
+    router: Arc<crate::cluster::route::Ctx>,
     /// Requests in flight; aborted when the node actor stops (a stopping node answers nothing
     /// more, and no task may keep the node's state alive after it).
     tasks: tokio::task::JoinSet<()>,
@@ -70,8 +71,8 @@ impl Actor for NodeActor {
     ) -> Result<NodeActorState, ActorProcessingErr> {
         ractor::pg::join_scoped(args.scope, NODE_GROUP.to_string(), vec![myself.get_cell()]);
         Ok(NodeActorState {
-            workshop: args.workshop,
             identity: args.identity,
+            router: args.router,
             tasks: tokio::task::JoinSet::new(),
         })
     }
@@ -114,11 +115,11 @@ impl Actor for NodeActor {
                 }
                 // Reap the tasks that have ended (their results are ()).
                 while state.tasks.try_join_next().is_some() {}
-                let ws = state.workshop.clone();
+                let router = state.router.clone();
                 let id = state.identity.clone();
                 let stop = matches!(env.request, Request::StopNode(_));
                 state.tasks.spawn(async move {
-                    let frame = dispatch(&ws, &id, env.request).await;
+                    let frame = router.route(env.request).await;
                     let _ = reply.send(frame);
                     if stop {
                         // After the reply: the caller learns the node accepted the stop.
@@ -311,6 +312,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
                 r.options.profile.as_deref(),
                 r.options.options,
                 r.options.interval_ms,
+                r.options.lease_ms,
                 r.options.worktree,
             )
             .await,
@@ -331,5 +333,23 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         R::ResetWorkflow(r) => answer::<req::ResetWorkflow>(what, ws.reset_workflow(&r.name).await),
         // The stop is signalled once this reply is sent (see `handle`).
         R::StopNode(_) => answer::<req::StopNode>(what, Ok(())),
+        // The cluster's requests are answered by the router (`cluster/route.rs`).
+        R::Local(_)
+        | R::Nodes(_)
+        | R::ClusterStatus(_)
+        | R::ClusterEvents(_)
+        | R::ClusterEventsAfter(_)
+        | R::PlaceAgent(_)
+        | R::Leaving(_)
+        | R::ClaimName(_)
+        | R::ReleaseName(_)
+        | R::NameTable(_)
+        | R::Spend(_)
+        | R::LedgerTotal(_) => answer::<req::Local>(
+            what,
+            Err(ApiError::Node(format!(
+                "{what} is answered by the cluster router, not the node's API"
+            ))),
+        ),
     }
 }

@@ -601,6 +601,7 @@ impl Workshop {
         profile: Option<&str>,
         overrides: AgentOptions,
         interval_ms: Option<u64>,
+        lease_ms: Option<u64>,
         worktree: bool,
     ) -> Result<AgentName, ApiError> {
         let work_type = crate::work::parse_type(work_type)?;
@@ -618,7 +619,7 @@ impl Workshop {
             role,
             options,
             interval_ms: interval_ms.unwrap_or(DEFAULT_INTERVAL_MS),
-            lease_ms: DEFAULT_LEASE_MS,
+            lease_ms: lease_ms.unwrap_or(DEFAULT_LEASE_MS),
             worktree,
         })
         .await

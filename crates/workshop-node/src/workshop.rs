@@ -139,6 +139,7 @@ impl Workshop {
             state: view.clone(),
             directory: directory.clone(),
             events: events.clone(),
+            cluster: Arc::default(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -168,6 +169,10 @@ impl Workshop {
     /// The node's clock, read now (ms since the Unix epoch).
     pub fn now_ms(&self) -> u64 {
         (self.inner.events.clock())()
+    }
+
+    pub(crate) fn event_log(&self) -> Arc<EventLogHandle> {
+        self.inner.events.clone()
     }
 
     pub(crate) fn db(&self) -> Option<Arc<NodeDb>> {
@@ -585,11 +590,16 @@ impl Workshop {
         }
     }
 
-    /// The global budget: limit and spent.
+    /// The global budget: limit and spent (the whole cluster's spend).
     pub fn budget(&self) -> BudgetView {
         self.snapshot()
             .budgets
-            .global(self.inner.directory.total_cost())
+            .global(self.inner.directory.total_cost() + self.inner.admission.cluster.others())
+    }
+
+    /// The cluster's spend as this node knows it (see `admission.rs`).
+    pub(crate) fn cluster_spend(&self) -> &Arc<crate::admission::ClusterSpend> {
+        &self.inner.admission.cluster
     }
 
     /// One agent's budget: limit and spent.

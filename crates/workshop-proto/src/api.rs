@@ -22,7 +22,7 @@ use workshop_workflow::{RunStatus, Workflow};
 use crate::ApiError;
 
 /// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A set of operations one actor answers (the node's [`Request`], the board's
 /// [`crate::board::BoardRequest`]): an enum with one variant per request struct.
@@ -202,6 +202,71 @@ requests! {
     NodeInfo {} -> NodeHello;
     /// Stop the node gracefully (as SIGTERM does).
     StopNode {} -> ();
+
+    // ------------------------------------------------------------ the cluster
+    /// Answered by this node alone: no forwarding to the node that holds an agent, no fan-out
+    /// to the other nodes. The reply is the inner request's reply (what nodes send each other).
+    Local { request: Box<Request> } -> (), waits = true;
+    /// Every node of the cluster this node knows of (itself first), up or down.
+    Nodes {} -> Vec<NodeStatus>;
+    /// Every agent of the cluster with the node it lives on (unreachable nodes are listed with
+    /// their error).
+    ClusterStatus {} -> Vec<NodeAgents>;
+    /// The last `last` events of every node, oldest first, each with its node's name.
+    ClusterEvents { last: u64, topic: Option<Topic> } -> Vec<NodeEvent>;
+    /// Events of every node after the given per-node cursors (a node not named: from now);
+    /// waits up to `wait_ms` for the first one. The cluster-wide form of `EventsAfter`.
+    ClusterEventsAfter { after: BTreeMap<String, u64>, topic: Option<Topic>, wait_ms: u64 } -> Vec<NodeEvent>, waits = true;
+    /// Create (or replace) an agent on the named node.
+    PlaceAgent { node: String, name: String, role: Option<String>, options: AgentOptions } -> AgentName, waits = true;
+    /// A node says it is leaving the cluster (a graceful stop): its peers stop expecting it.
+    Leaving { node: String } -> ();
+    /// On the board node: reserve an agent name for `node` (durably). Answers the node that
+    /// held it before, if another one did.
+    ClaimName { name: String, node: String } -> Option<String>;
+    /// On the board node: give up `node`'s reservation of `name` (no-op if another holds it).
+    ReleaseName { name: String, node: String } -> ();
+    /// On the board node: who holds each agent name.
+    NameTable {} -> Vec<(String, String)>;
+    /// On the board node: record a turn's cost in the cluster's ledger; answers the total.
+    Spend { node: String, usd: f64 } -> f64;
+    /// From the board node: the cluster's total spend (after a node recorded its spend).
+    LedgerTotal { total: f64 } -> ();
+}
+
+/// A node as `nodes()` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// Where other nodes reach it (None: not known yet).
+    pub addr: Option<String>,
+    pub up: bool,
+    /// This is the node that answered.
+    pub this: bool,
+    /// It holds the cluster's board.
+    pub board: bool,
+    pub started_at_ms: Option<u64>,
+    pub agents: u64,
+    pub workers: u64,
+    /// When it last answered (ms since the epoch).
+    pub last_seen_ms: Option<u64>,
+    pub version: Option<String>,
+}
+
+/// One node's agents in `cluster_status()`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeAgents {
+    pub node: String,
+    pub rows: Vec<AgentRow>,
+    /// Why the node's agents are missing (it is down, it did not answer).
+    pub error: Option<String>,
+}
+
+/// An event with the node it happened on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    pub node: String,
+    pub event: Event,
 }
 
 /// Who a node is (the reply to `Hello` and `NodeInfo`).
@@ -338,6 +403,9 @@ pub struct WorkerOptions {
     pub options: AgentOptions,
     pub interval_ms: Option<u64>,
     pub worktree: bool,
+    /// The lease each claim is made under (renewed by heartbeat every third of it); a worker
+    /// whose node dies loses its item when the lease runs out. Default 60 s.
+    pub lease_ms: Option<u64>,
 }
 
 /// What `workers()` shows.

@@ -229,6 +229,14 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                         .max(0) as u64,
                 ),
             };
+            let lease = match o.remove("lease") {
+                None => None,
+                Some(v) => Some(
+                    v.as_int()
+                        .map_err(|t| format!("lease must be milliseconds, got {t}"))?
+                        .max(0) as u64,
+                ),
+            };
             let worktree = match o.remove("worktree") {
                 None => false,
                 Some(v) => v
@@ -244,6 +252,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                     options: overrides,
                     interval_ms: interval,
                     worktree,
+                    lease_ms: lease,
                 },
             ))?;
             Ok(n.to_string())

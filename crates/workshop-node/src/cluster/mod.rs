@@ -15,9 +15,14 @@ use workshop_proto::board::{BoardMsg, BOARD_GROUP};
 use workshop_proto::node::{NodeMsg, NODE_GROUP};
 use workshop_proto::ApiError;
 
+pub mod ledger;
 pub mod options;
+pub mod peers;
+pub mod registry;
+pub mod route;
 pub mod tls;
 pub use options::{ClusterOptions, TlsOptions};
+pub use peers::{ClusterHandle, ClusterView, Peer};
 
 /// The node's cluster port when none is given.
 pub const DEFAULT_PORT: u16 = 4221;
@@ -211,6 +216,11 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The NodeServer (peers are dialled from it, so they share its sessions).
+    pub fn server(&self) -> ActorRef<NodeServerMessage> {
+        self.server.clone()
+    }
+
     /// Stop the NodeServer and wait until it has (its port is closed afterwards).
     pub async fn stop(self) {
         let _ = self
@@ -228,6 +238,20 @@ impl Drop for Listener {
 
 /// Start a NodeServer on `addr` (port 0 picks a free port).
 pub async fn listen(addr: SocketAddr, cookie: String, name: &str) -> Result<Listener, ApiError> {
+    listen_with(addr, cookie, name, None).await
+}
+
+/// Start a NodeServer on `addr` (port 0 picks a free port), with TLS when `tls` is given.
+pub async fn listen_with(
+    addr: SocketAddr,
+    cookie: String,
+    name: &str,
+    tls: Option<&TlsOptions>,
+) -> Result<Listener, ApiError> {
+    let encryption = match tls {
+        Some(t) => Some(server_tls(t)?),
+        None => None,
+    };
     let port = match addr.port() {
         0 => free_port(addr.ip())?,
         p => p,
@@ -237,7 +261,7 @@ pub async fn listen(addr: SocketAddr, cookie: String, name: &str) -> Result<List
         cookie,
         name.to_string(),
         addr.ip().to_string(),
-        None,
+        encryption,
         None,
     )
     .with_listen_addr(addr.ip());
@@ -293,6 +317,9 @@ impl Connection {
     }
 }
 
+/// What a client's own NodeServer is named (never a peer).
+pub const CLIENT_NAME_PREFIX: &str = "client-";
+
 /// Name prefixes of the node and board actors (each node numbers its own within the process).
 pub const NODE_ACTOR_PREFIX: &str = "workshop.node.";
 pub const BOARD_ACTOR_PREFIX: &str = "workshop.board.";
@@ -305,7 +332,7 @@ pub const BOARD_ACTOR_PREFIX: &str = "workshop.board.";
 /// and drops it when the other connection closes. The actor's name (advertised with it) says
 /// what it is; a peer process normally runs one node, so one child matches. Only when the peer
 /// runs several (tests: nodes in this very process) does the pg scope decide between them.
-fn session_member(
+pub(crate) fn session_member(
     session: &ractor::ActorCell,
     scope: &str,
     group: &str,
@@ -343,7 +370,11 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
         addr: addr.to_string(),
         hint,
     };
-    let name = format!("client-{}-{}", std::process::id(), next_client_id());
+    let name = format!(
+        "{CLIENT_NAME_PREFIX}{}-{}",
+        std::process::id(),
+        next_client_id()
+    );
     let server = NodeServer::new(0, cookie, name, "127.0.0.1".into(), None, None)
         .with_listen_addr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     let (server, _) = Actor::spawn(None, server, ())
@@ -443,4 +474,59 @@ pub fn pid_alive(pid: u32) -> bool {
                 .unwrap_or(false)
         })
         .unwrap_or(false)
+}
+
+/// Send one encoded request to a node actor (here or a peer's stand-in) and wait for its
+/// encoded reply, within `timeout`.
+pub async fn call_node(
+    node: &ActorRef<NodeMsg>,
+    request: workshop_proto::api::Request,
+    timeout: Duration,
+) -> Result<workshop_proto::node::ReplyFrame, ApiError> {
+    let name = request.name();
+    let frame = workshop_proto::node::encode_request(request, env!("CARGO_PKG_VERSION"))?;
+    call_frame(node, frame, name, timeout).await
+}
+
+/// Send an encoded request frame to a node actor and wait for the encoded reply.
+pub async fn call_frame(
+    node: &ActorRef<NodeMsg>,
+    frame: workshop_proto::node::RequestFrame,
+    name: &str,
+    timeout: Duration,
+) -> Result<workshop_proto::node::ReplyFrame, ApiError> {
+    match node
+        .call(|port| NodeMsg::Call(frame, port), Some(timeout))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(reply)) => Ok(reply),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(ApiError::Timeout {
+            what: format!("{name} to another node"),
+            ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Ok(ractor::rpc::CallResult::SenderError) => Err(ApiError::Disconnected(format!(
+            "the node dropped the {name} call (it stopped, or the connection broke)"
+        ))),
+        Err(e) => Err(ApiError::Disconnected(format!(
+            "the node is not reachable ({e})"
+        ))),
+    }
+}
+
+/// The NodeServer's TLS mode (see `tls.rs` once present).
+fn server_tls(_tls: &TlsOptions) -> Result<ractor_cluster::IncomingEncryptionMode, ApiError> {
+    Err(ApiError::Node(
+        "TLS is configured but this build has no TLS support yet".into(),
+    ))
+}
+
+/// Connect `server` to `addr` over TLS (see `tls.rs` once present).
+pub(crate) async fn dial_tls(
+    _server: &ActorRef<NodeServerMessage>,
+    addr: &str,
+    _tls: &TlsOptions,
+) -> Result<(), ApiError> {
+    Err(ApiError::Node(format!(
+        "cannot dial {addr} with TLS: this build has no TLS support yet"
+    )))
 }
