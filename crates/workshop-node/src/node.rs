@@ -360,6 +360,7 @@ impl Node {
                 &cluster::Endpoint {
                     addr: bound.to_string(),
                     pid: std::process::id(),
+                    tls: c.tls.clone(),
                 },
             )?;
         }

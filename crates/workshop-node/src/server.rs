@@ -306,16 +306,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         ),
         R::BoardWorker(r) => answer::<req::BoardWorker>(
             what,
-            ws.board_worker(
-                &r.name,
-                &r.work_type,
-                r.options.profile.as_deref(),
-                r.options.options,
-                r.options.interval_ms,
-                r.options.lease_ms,
-                r.options.worktree,
-            )
-            .await,
+            ws.board_worker(&r.name, &r.work_type, r.options).await,
         ),
         R::Workers(_) => answer::<req::Workers>(what, ws.workers().await),
         R::DefineWorkflow(r) => answer::<req::DefineWorkflow>(what, ws.workflow(r.workflow).await),

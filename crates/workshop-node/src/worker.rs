@@ -593,17 +593,22 @@ async fn git(dir: &Path, args: &[&str]) -> Result<(), ApiError> {
 impl Workshop {
     // ---------------------------------------------------------------- board workers
 
-    /// Start a board worker: an agent made from `profile` (or plain), bound to `work_type`.
+    /// Start a board worker: an agent made from `o.profile` (or plain) with `o.options` over
+    /// it, bound to `work_type`.
     pub async fn board_worker(
         &self,
         name: &str,
         work_type: &str,
-        profile: Option<&str>,
-        overrides: AgentOptions,
-        interval_ms: Option<u64>,
-        lease_ms: Option<u64>,
-        worktree: bool,
+        o: crate::WorkerOptions,
     ) -> Result<AgentName, ApiError> {
+        let crate::WorkerOptions {
+            profile,
+            options: overrides,
+            interval_ms,
+            worktree,
+            lease_ms,
+        } = o;
+        let profile = profile.as_deref();
         let work_type = crate::work::parse_type(work_type)?;
         let name = AgentName::new(name)?;
         let (role, options) = match profile {

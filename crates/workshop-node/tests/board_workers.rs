@@ -42,11 +42,7 @@ async fn failed_turns_are_retried_until_max_attempts() {
     w.board_worker(
         "dev",
         "code",
-        None,
-        script(vec![error("transient"), text("ok now")]),
-        Some(60_000),
-        None,
-        false,
+        worker_opts(script(vec![error("transient"), text("ok now")])),
     )
     .await
     .expect("worker");
