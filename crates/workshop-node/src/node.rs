@@ -8,6 +8,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Backends};
 
+use crate::board_link::BoardLink;
 use crate::client::Client;
 use crate::cluster::{self, Listener};
 use crate::directory::Directory;
@@ -98,14 +99,15 @@ pub struct Node {
     identity: Arc<Identity>,
     node_actor: ActorRef<NodeMsg>,
     /// Answers board workers (in this process or on other nodes): claim, heartbeat, settle.
-    board_actor: ActorRef<BoardMsg>,
+    /// Only on the board node.
+    board_actor: Option<ActorRef<BoardMsg>>,
     data_dir: Option<PathBuf>,
     listener: Option<Listener>,
     stop_grace: Duration,
     scope: String,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
-    sweeper: tokio::task::JoinHandle<()>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -146,7 +148,7 @@ impl Node {
             clock,
             board: board_config,
             lease_sweep,
-            cluster: _cluster,
+            cluster,
         } = options;
         let data_dir = data_dir.as_deref();
         let board_options = DurableOptions {
@@ -154,20 +156,51 @@ impl Node {
             clock: clock.clone(),
             ..DurableOptions::default()
         };
-        let (db, board) = match data_dir {
-            None => (
-                None,
+        // Only the board node holds a board; every other node works it through its link.
+        let holds_board = cluster.as_ref().is_none_or(|c| c.is_board_node());
+        let board_node = match &cluster {
+            Some(c) => c.board.clone().unwrap_or_else(|| c.name.clone()),
+            None => node_name(),
+        };
+        let db = match data_dir {
+            None => None,
+            Some(dir) => Some(Arc::new(NodeDb::open(&dir.join("node"))?)),
+        };
+        let board = match (holds_board, data_dir) {
+            (false, _) => None,
+            (true, None) => Some(
                 DurableBoard::with_store(MemoryStore::new(), board_options)
                     .map_err(|e| ApiError::Board(e.to_string()))?,
             ),
-            Some(dir) => {
-                let db = NodeDb::open(&dir.join("node"))?;
-                let board = DurableBoard::open(dir.join("board"), board_options)
-                    .map_err(|e| ApiError::Board(e.to_string()))?;
-                (Some(Arc::new(db)), board)
+            (true, Some(dir)) => Some(
+                DurableBoard::open(dir.join("board"), board_options)
+                    .map_err(|e| ApiError::Board(e.to_string()))?,
+            ),
+        };
+        let sweeper = board.as_ref().map(|b| b.spawn_lease_sweeper(lease_sweep));
+        // Named (uniquely in this process), so a client tells this node's stand-ins from the
+        // others a session may carry (see `cluster::session_member`).
+        let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The board actor before anything that may run a board worker (restored ones), so
+        // the link is set when they start.
+        let board_link = BoardLink::new(board_node);
+        let board_actor = match &board {
+            None => None,
+            Some(board) => {
+                let (board_actor, _) = Actor::spawn(
+                    Some(format!("{}{n}", cluster::BOARD_ACTOR_PREFIX)),
+                    BoardActor,
+                    BoardActorArgs {
+                        board: board.clone(),
+                        scope: cluster::DEFAULT_SCOPE.to_string(),
+                    },
+                )
+                .await
+                .map_err(|e| ApiError::Node(format!("the board actor did not start: {e}")))?;
+                board_link.set(Some(BoardClient::local(board_actor.clone())));
+                Some(board_actor)
             }
         };
-        let sweeper = board.spawn_lease_sweeper(lease_sweep);
         let events = EventLogHandle::new(db.clone(), clock);
         let directory = Arc::new(Directory::default());
         let agents_slot = AgentsSlot::default();
@@ -193,6 +226,7 @@ impl Node {
             backends,
             db,
             board,
+            board_link,
             agents_slot,
         );
         workshop.start_background().await?;
@@ -201,9 +235,6 @@ impl Node {
             node_name(),
             data_dir.map(|d| absolute(d).display().to_string()),
         );
-        // Named (uniquely in this process), so a client tells this node's stand-in from the
-        // others a session may carry (see `cluster::session_member`).
-        let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (node_actor, _) = Actor::spawn(
             Some(format!("{}{n}", cluster::NODE_ACTOR_PREFIX)),
             NodeActor,
@@ -215,16 +246,6 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node actor did not start: {e}")))?;
-        let (board_actor, _) = Actor::spawn(
-            Some(format!("{}{n}", cluster::BOARD_ACTOR_PREFIX)),
-            BoardActor,
-            BoardActorArgs {
-                board: workshop.board_handle(),
-                scope: cluster::DEFAULT_SCOPE.to_string(),
-            },
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("the board actor did not start: {e}")))?;
         Ok(Node {
             workshop,
             identity,
@@ -242,12 +263,17 @@ impl Node {
 
     /// A client of this node (in-process: no network, the same requests and replies).
     pub fn client(&self) -> Client {
-        Client::local(self.node_actor.clone()).with_board(self.board_actor.clone())
+        let client = Client::local(self.node_actor.clone());
+        match &self.board_actor {
+            Some(board) => client.with_board(board.clone()),
+            None => client,
+        }
     }
 
-    /// A client of this node's board actor (in-process), for board workers.
-    pub fn board_client(&self) -> BoardClient {
-        BoardClient::local(self.board_actor.clone())
+    /// The client this node's board workers use: its own board actor on the board node, else
+    /// whatever its [`crate::board_link::BoardLink`] is set to (an error while it is unset).
+    pub fn board_client(&self) -> Result<BoardClient, ApiError> {
+        self.workshop.board_client()
     }
 
     /// How long a stop lets board workers finish their items before handing them back.
@@ -258,13 +284,10 @@ impl Node {
     /// Move the node to another cluster scope (pg groups are per process: tests that run
     /// several nodes in one process give each its own scope, and clients connect with it).
     pub fn set_scope(&mut self, scope: &str) {
-        let members = [
-            (self.node_actor.get_cell(), workshop_proto::node::NODE_GROUP),
-            (
-                self.board_actor.get_cell(),
-                workshop_proto::board::BOARD_GROUP,
-            ),
-        ];
+        let mut members = vec![(self.node_actor.get_cell(), workshop_proto::node::NODE_GROUP)];
+        if let Some(board) = &self.board_actor {
+            members.push((board.get_cell(), workshop_proto::board::BOARD_GROUP));
+        }
         for (cell, group) in members {
             let group = group.to_string();
             ractor::pg::leave_scoped(self.scope.clone(), group.clone(), vec![cell.clone()]);
@@ -332,14 +355,19 @@ impl Node {
         }
         // Then the board actor: remote workers' last settles were answered; its pending
         // wait_ready calls end with `Disconnected`.
-        let _ = self
-            .board_actor
-            .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(5)))
-            .await;
+        if let Some(board_actor) = &self.board_actor {
+            let _ = board_actor
+                .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
+        }
         self.workshop.stop_agents().await;
-        self.sweeper.abort();
-        if let Err(e) = self.workshop.board_handle().shutdown().await {
-            tracing::error!(error = %e, "board did not shut down cleanly");
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.abort();
+        }
+        if let Some(board) = self.workshop.local_board() {
+            if let Err(e) = board.shutdown().await {
+                tracing::error!(error = %e, "board did not shut down cleanly");
+            }
         }
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;

@@ -247,9 +247,9 @@ async fn bad_frames_are_refused(client: &BoardClient) {
 async fn a_board_worker_in_process() {
     let _serial = SERIAL.lock().await;
     let node = Node::start().await.unwrap();
-    let client = node.board_client();
+    let client = node.board_client().unwrap();
     assert!(client.actor().get_id().is_local());
-    worker_flow(&client, &node.workshop.board_handle()).await;
+    worker_flow(&client, node.workshop.local_board().unwrap()).await;
     bad_frames_are_refused(&client).await;
     // The node's Client hands out the same board.
     let via_client = node.client().board_client().await.unwrap();
@@ -274,12 +274,12 @@ async fn a_board_worker_on_another_node() {
     assert!(!client.actor().get_id().is_local(), "a remote stand-in");
     // The board client keeps the connection open on its own.
     drop(remote);
-    worker_flow(&client, &node.workshop.board_handle()).await;
+    worker_flow(&client, node.workshop.local_board().unwrap()).await;
     bad_frames_are_refused(&client).await;
     // What the remote worker did is what the node's own board shows.
     assert_eq!(
         client.counts().await.unwrap(),
-        node.board_client().counts().await.unwrap()
+        node.board_client().unwrap().counts().await.unwrap()
     );
     drop(client);
     node.shutdown().await;
@@ -289,8 +289,8 @@ async fn a_board_worker_on_another_node() {
 async fn a_waiting_long_poll_ends_when_the_node_stops() {
     let _serial = SERIAL.lock().await;
     let node = Node::start().await.unwrap();
-    let client = node.board_client();
-    let board = node.workshop.board_handle();
+    let client = node.board_client().unwrap();
+    let board = node.workshop.local_board().unwrap().clone();
     let waiter = waiting(&client, &board, WorkType::Review).await;
     within("the node to stop", node.shutdown()).await;
     let e = within("the long poll to end", waiter)
