@@ -280,16 +280,8 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
                 .await
                 .map(|items| page(items, false)),
         ),
-        R::GetWork(r) => answer::<req::GetWork>(what, Ok(ws.work_item(&r.id).await)),
-        R::BoardCounts(_) => answer::<req::BoardCounts>(
-            what,
-            Ok(ws
-                .board_counts()
-                .await
-                .into_iter()
-                .map(|(s, n)| (s, n as u64))
-                .collect()),
-        ),
+        R::GetWork(r) => answer::<req::GetWork>(what, ws.work_item(&r.id).await),
+        R::BoardCounts(_) => answer::<req::BoardCounts>(what, ws.board_counts().await),
         R::ClaimWork(r) => answer::<req::ClaimWork>(what, ws.claim_work(&r.id, &r.agent).await),
         R::StartWork(r) => answer::<req::StartWork>(what, ws.start_work(&r.id).await),
         R::CompleteWork(r) => {
