@@ -649,6 +649,17 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
     });
 }
 
+/// The `node` key of an agent's options map: the node of the cluster to create it on.
+fn take_node(map: &mut Map) -> R<Option<String>> {
+    match map.remove("node") {
+        None => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(|n| Some(n.trim_start_matches(':').to_string()))
+            .map_err(|t| format!("node must be a node's name (a string), got {t}").into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,16 +712,5 @@ mod tests {
             .expect("info");
         assert_eq!(status.to_string(), "Working");
         rt.block_on(node.shutdown());
-    }
-}
-
-/// The `node` key of an agent's options map: the node of the cluster to create it on.
-fn take_node(map: &mut Map) -> R<Option<String>> {
-    match map.remove("node") {
-        None => Ok(None),
-        Some(v) => v
-            .into_string()
-            .map(|n| Some(n.trim_start_matches(':').to_string()))
-            .map_err(|t| format!("node must be a node's name (a string), got {t}").into()),
     }
 }
