@@ -3,7 +3,7 @@
 //! endpoint file it writes there). `board` and `work` open the data dir directly when no node
 //! holds it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use workshop_node::cluster;
@@ -367,12 +367,29 @@ pub async fn stop(t: &Target) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     drop(client);
-    // Wait for the process to be gone (it removes its endpoint file on the way out).
+    // Wait for the node to be gone: a node on this machine (its data dir here names its pid)
+    // by its process; one elsewhere by its cluster port closing (it closes last).
+    let here = info
+        .data_dir
+        .as_deref()
+        .and_then(|d| cluster::read_endpoint(Path::new(d)))
+        .is_some_and(|e| e.pid == info.pid);
+    let port = t.node.clone().or_else(|| info.addr.clone());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while cluster::pid_alive(info.pid) && info.pid != std::process::id() {
+    loop {
+        let gone = if here || port.is_none() {
+            !cluster::pid_alive(info.pid) || info.pid == std::process::id()
+        } else {
+            let addr = port.as_deref().unwrap_or_default();
+            tokio::net::TcpStream::connect(addr).await.is_err()
+        };
+        if gone {
+            break;
+        }
         if std::time::Instant::now() > deadline {
             anyhow::bail!(
-                "the node (pid {}) is still stopping after 60 s; it finishes in-flight work first",
+                "the node {} (pid {}) is still stopping after 60 s; it finishes in-flight work first",
+                info.name,
                 info.pid
             );
         }

@@ -698,6 +698,12 @@ async fn settle(
             ws.emit_about(Topic::Work, kind, id, line);
             ws.after_item_settled(&item).await;
         }
+        Err(e @ ApiError::StaleToken { .. }) => ws.emit_about(
+            Topic::Work,
+            "lease_lost",
+            id,
+            format!("[work] {id}: {} lost its lease, nothing recorded ({e})", spec.name),
+        ),
         Err(e) => ws.emit_about(
             Topic::Work,
             "error",

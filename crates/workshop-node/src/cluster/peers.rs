@@ -481,6 +481,8 @@ impl Actor for PeersActor {
                     if let Some(addr) = p.addr {
                         if st.dials.get(&addr).is_some_and(|d| !d.configured) {
                             st.dials.remove(&addr);
+                        } else if st.dials.contains_key(&addr) {
+                            retry(&me, st, &addr);
                         }
                     }
                     st.publish();

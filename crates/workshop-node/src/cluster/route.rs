@@ -30,6 +30,8 @@ use crate::Workshop;
 const PEER_CALL: Duration = Duration::from_secs(30);
 /// How long a call that waits (ask, await) may take on another node.
 const PEER_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// How long creating an agent waits for a board node that is not up yet.
+const BOARD_WAIT: Duration = Duration::from_secs(10);
 /// How long `nodes()` waits for each node's figures.
 const NODE_INFO_WAIT: Duration = Duration::from_secs(2);
 
@@ -595,13 +597,36 @@ impl Ctx {
         Ok(())
     }
 
+    /// The board node's node actor; while it is not up, wait for it a little (a node that has
+    /// just started has not met it yet).
+    async fn board_peer_soon(&self) -> Result<ActorRef<NodeMsg>, ApiError> {
+        if let Ok(p) = self.board_peer() {
+            return Ok(p);
+        }
+        let Some(mut view) = self.cluster.get().map(|c| c.view.clone()) else {
+            return self.board_peer();
+        };
+        let wait = async {
+            loop {
+                if view.changed().await.is_err() {
+                    return;
+                }
+                if self.board_peer().is_ok() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(BOARD_WAIT, wait).await;
+        self.board_peer()
+    }
+
     async fn claim_name(&self, name: &str) -> Result<Option<String>, ApiError> {
         let me = self.me();
         match &self.registry {
             Some(reg) => reg.claim(name, &me).await,
             None => {
                 call_local(
-                    &self.board_peer()?,
+                    &self.board_peer_soon().await?,
                     req::ClaimName {
                         name: name.to_string(),
                         node: me,
