@@ -1,7 +1,8 @@
 //! Keeping the cluster's budget ledger current: each node reports its own spend to the board
 //! node whenever a turn of it ends (and whenever the board node comes back), and the board node
 //! pushes the cluster's total to every node (`LedgerTotal`), which its agents' admission adds
-//! to their own node's spend. A node that leaves says so to its peers.
+//! to their own node's spend. Each time the board node comes up, the agents' names are checked
+//! with its registry (`Ctx::reconcile_names`). A node that leaves says so to its peers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,11 @@ pub async fn sync(router: Arc<Ctx>, cluster: ClusterHandle) {
         };
         let resync = now_up && !board_up;
         board_up = now_up;
+        if resync {
+            if let Err(e) = router.reconcile_names().await {
+                tracing::warn!(error = %e, "the agents' names were not checked with the board node");
+            }
+        }
         let own = router.ws.total_cost();
         let spend = router.ws.cluster_spend().clone();
         if board_up && (resync || own != spend.own_reported()) {

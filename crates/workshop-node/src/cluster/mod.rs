@@ -316,6 +316,9 @@ impl Connection {
     }
 }
 
+/// What a client's own NodeServer is named (never a peer).
+pub const CLIENT_NAME_PREFIX: &str = "client-";
+
 /// Name prefixes of the node and board actors (each node numbers its own within the process).
 pub const NODE_ACTOR_PREFIX: &str = "workshop.node.";
 pub const BOARD_ACTOR_PREFIX: &str = "workshop.board.";
@@ -366,7 +369,11 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
         addr: addr.to_string(),
         hint,
     };
-    let name = format!("client-{}-{}", std::process::id(), next_client_id());
+    let name = format!(
+        "{CLIENT_NAME_PREFIX}{}-{}",
+        std::process::id(),
+        next_client_id()
+    );
     let server = NodeServer::new(0, cookie, name, "127.0.0.1".into(), None, None)
         .with_listen_addr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     let (server, _) = Actor::spawn(None, server, ())

@@ -329,7 +329,12 @@ impl Actor for PeersActor {
                 peer,
                 session,
             } => {
-                // Clients (CLI commands, benches) have sessions too; a node has a node actor.
+                // Clients (CLI commands, benches, tests) have sessions too, and a client in a
+                // process that also runs a node advertises that node's actors: only a node's
+                // own NodeServer makes a peer.
+                if peer.starts_with(super::CLIENT_NAME_PREFIX) {
+                    return Ok(());
+                }
                 let Some(node) = session_member(&session, &st.args.scope, NODE_GROUP) else {
                     tracing::trace!(%peer, "a session without a node actor (a client)");
                     return Ok(());

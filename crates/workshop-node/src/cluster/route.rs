@@ -141,6 +141,10 @@ impl Ctx {
                 let run = R::FromProfile(r);
                 self.create_here(&name, run).await
             }
+            R::BoardWorker(r) => {
+                let name = r.name.clone();
+                self.create_here(&name, R::BoardWorker(r)).await
+            }
             R::PlaceAgent(r) => {
                 if r.node == self.me() {
                     let name = r.name.clone();
@@ -544,6 +548,43 @@ impl Ctx {
             }
         }
         dispatch(&self.ws, &self.id, create).await
+    }
+
+    /// After (re)joining the board node: agents this node restored whose names another node
+    /// now holds are dismissed here (the other node's is the agent); the others are reserved
+    /// for this node.
+    pub async fn reconcile_names(&self) -> Result<(), ApiError> {
+        let table: BTreeMap<String, String> = match &self.registry {
+            Some(reg) => reg.table().await.into_iter().collect(),
+            None => call_local(&self.board_peer()?, req::NameTable {}, PEER_CALL)
+                .await?
+                .into_iter()
+                .collect(),
+        };
+        let me = self.me();
+        for name in self.ws.agents() {
+            match table.get(name.as_str()) {
+                Some(owner) if *owner == me => {}
+                Some(owner) => {
+                    tracing::warn!(agent = %name, node = %owner, "this node's agent was re-created on another node while this node was away: dismissing this copy");
+                    self.ws.emit_about(
+                        Topic::Agent,
+                        "moved",
+                        name.as_str(),
+                        format!("[agent] {name} lives on node {owner} now; this node's copy is dismissed"),
+                    );
+                    if let Err(e) = self.ws.dismiss(name.as_str()).await {
+                        tracing::warn!(agent = %name, error = %e, "dismissing a moved agent failed");
+                    }
+                }
+                None => {
+                    if let Some(owner) = self.claim_name(name.as_str()).await? {
+                        tracing::debug!(agent = %name, before = %owner, "reserved a restored agent's name");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn claim_name(&self, name: &str) -> Result<Option<String>, ApiError> {
