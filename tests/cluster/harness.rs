@@ -10,7 +10,9 @@ use crate::net::{enabled, in_ns, leftovers, namespaces, within, Net};
 
 /// A plain listener inside `ns` on `addr`.
 fn listen_in(ns: &str, addr: SocketAddr) -> TcpListener {
-    in_ns(ns, move || TcpListener::bind(addr).expect("bind in the namespace"))
+    in_ns(ns, move || {
+        TcpListener::bind(addr).expect("bind in the namespace")
+    })
 }
 
 /// A connection attempt from inside `ns` (bounded by `wait`).
@@ -53,7 +55,10 @@ fn hosts_reach_each_other_cut_and_heal_and_nothing_is_left() {
     net.host(2).cut();
     let refused = connect_from(&h1, at, Duration::from_secs(1));
     assert!(refused.is_err(), "h1 reached a cut h2");
-    assert!(TcpStream::connect_timeout(&at, Duration::from_secs(1)).is_err(), "root reached a cut h2");
+    assert!(
+        TcpStream::connect_timeout(&at, Duration::from_secs(1)).is_err(),
+        "root reached a cut h2"
+    );
     from_h1.write_all(b"ping").expect("write");
     let stalled = read_n(&mut on_h2, 4, Duration::from_millis(700));
     assert!(
@@ -62,7 +67,10 @@ fn hosts_reach_each_other_cut_and_heal_and_nothing_is_left() {
     );
     // ...and after the heal they do (TCP retransmits), and new connections work again.
     net.host(2).heal();
-    assert_eq!(read_n(&mut on_h2, 4, Duration::from_secs(20)).expect("after heal"), b"ping");
+    assert_eq!(
+        read_n(&mut on_h2, 4, Duration::from_secs(20)).expect("after heal"),
+        b"ping"
+    );
     connect_from(&h1, at, short).expect("h1 -> h2 after heal");
 
     drop((from_h1, on_h2, listener));
@@ -86,7 +94,9 @@ async fn a_node_runs_in_a_namespace_and_restarts_on_its_address() {
 
     let c = net.host(1).node().client().await;
     within("node info", c.node_info()).await.expect("node info");
-    c.work("x", "survives restarts", Default::default()).await.expect("post");
+    c.work("x", "survives restarts", Default::default())
+        .await
+        .expect("post");
     drop(c);
 
     // kill -9, then again on the same address and data dir.

@@ -163,7 +163,11 @@ impl Net {
         sweep();
         let pid = std::process::id();
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
-        let run = format!("{PREFIX}{:06x}{}", pid & 0xff_ffff, char::from_digit(n % 36, 36).expect("a digit"));
+        let run = format!(
+            "{PREFIX}{:06x}{}",
+            pid & 0xff_ffff,
+            char::from_digit(n % 36, 36).expect("a digit")
+        );
         let y = free_subnet(pid.wrapping_mul(7).wrapping_add(n * 13));
         let mut net = Net {
             run: run.clone(),
@@ -174,11 +178,25 @@ impl Net {
         // From here on, whatever exists is deleted on drop (also when a step below panics).
         let bridge = format!("{run}br");
         must(&[
-            "link", "add", "name", &bridge, "type", "bridge", "stp_state", "0", "forward_delay",
+            "link",
+            "add",
+            "name",
+            &bridge,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
             "0",
         ]);
         net.bridge = Some(bridge.clone());
-        must(&["addr", "add", &format!("{}/24", net.addr(254)), "dev", &bridge]);
+        must(&[
+            "addr",
+            "add",
+            &format!("{}/24", net.addr(254)),
+            "dev",
+            &bridge,
+        ]);
         must(&["link", "set", &bridge, "up"]);
         for i in 1..=count {
             let host = Host::create(&run, &bridge, i, net.addr(i as u8));
@@ -253,11 +271,21 @@ impl Host {
             node: None,
             cut: false,
         };
-        must(&["link", "add", &veth, "type", "veth", "peer", "name", &inner, "netns", &ns]);
+        must(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", &inner, "netns", &ns,
+        ]);
         must(&["link", "set", &veth, "master", bridge]);
         must(&["link", "set", &veth, "up"]);
         must(&["-n", &ns, "link", "set", "lo", "up"]);
-        must(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &inner]);
+        must(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            &inner,
+        ]);
         must(&["-n", &ns, "link", "set", &inner, "up"]);
         host
     }
@@ -338,20 +366,27 @@ impl NodeProc {
     fn start(ns: &str, name: &str, addr: &str, dir: &Path, args: &[&str]) -> NodeProc {
         let _ = std::fs::remove_file(dir.join("node.endpoint"));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_workshop"), "node", "--no-setup"])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", addr])
-            .args(args)
-            .current_dir(dir)
-            .env_remove("WORKSHOP_LOG")
-            .env_remove("WORKSHOP_LISTEN")
-            .env_remove("WORKSHOP_NODE")
-            .env_remove("WORKSHOP_DATA_DIR")
-            .env("WORKSHOP_COOKIE", COOKIE)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "netns",
+            "exec",
+            ns,
+            env!("CARGO_BIN_EXE_workshop"),
+            "node",
+            "--no-setup",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", addr])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WORKSHOP_LOG")
+        .env_remove("WORKSHOP_LISTEN")
+        .env_remove("WORKSHOP_NODE")
+        .env_remove("WORKSHOP_DATA_DIR")
+        .env("WORKSHOP_COOKIE", COOKIE)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         if let Ok(level) = std::env::var("WORKSHOP_NETNS_LOG") {
             cmd.env("WORKSHOP_LOG", level);
         }
@@ -498,8 +533,8 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Result<ExitStatus, ExitSt
 pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = PathBuf::from("/var/run/netns").join(ns);
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let file =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         sys::enter_netns(&file).unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
         f()
     })

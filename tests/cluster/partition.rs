@@ -33,7 +33,11 @@ async fn a_cut_host_loses_its_lease_and_every_item_is_done_once() {
     for n in 1..=HOSTS {
         until_up(&clients, n, &all_hosts()).await;
     }
-    figure("partition.cluster_formed", begun.elapsed().as_secs_f64(), "s");
+    figure(
+        "partition.cluster_formed",
+        begun.elapsed().as_secs_f64(),
+        "s",
+    );
     for n in 1..=HOSTS {
         let c = clients.get(n).expect("client");
         c.board_worker(&format!("w{n}"), TYPE, worker(n))
@@ -103,7 +107,13 @@ async fn a_cut_host_loses_its_lease_and_every_item_is_done_once() {
         .iter()
         .filter(|s| s.node == "h3" && s.event.kind == "claimed" && s.event.at_ms < cut_ms)
         .filter_map(|s| s.event.subject.clone())
-        .filter(|id| !on_h3(id, &["completed", "failed", "released", "lease_lost"], Some(cut_ms)))
+        .filter(|id| {
+            !on_h3(
+                id,
+                &["completed", "failed", "released", "lease_lost"],
+                Some(cut_ms),
+            )
+        })
         .collect();
     let log = |id: &str| -> Vec<String> {
         seen.iter()
@@ -115,7 +125,10 @@ async fn a_cut_host_loses_its_lease_and_every_item_is_done_once() {
         if by[id] == "h3" {
             // The board took h3's result: its lease had not run out (e.g. the settle went out
             // just before the cut). Still one completion.
-            println!("netns: {id} was held by h3 across the cut and completed by it: {:?}", log(id));
+            println!(
+                "netns: {id} was held by h3 across the cut and completed by it: {:?}",
+                log(id)
+            );
         } else {
             assert!(
                 on_h3(id, &["lease_lost"], None),
@@ -128,7 +141,9 @@ async fn a_cut_host_loses_its_lease_and_every_item_is_done_once() {
     for id in held.iter().filter(|id| by[*id] != "h3") {
         let done_elsewhere = seen
             .iter()
-            .find(|s| s.event.kind == "completed" && s.event.subject.as_deref() == Some(id.as_str()))
+            .find(|s| {
+                s.event.kind == "completed" && s.event.subject.as_deref() == Some(id.as_str())
+            })
             .map(|s| s.event.at_ms)
             .unwrap_or(cut_ms);
         figure(
@@ -145,7 +160,11 @@ async fn a_cut_host_loses_its_lease_and_every_item_is_done_once() {
     );
     figure("partition.cut", CUT.as_secs_f64(), "s");
     figure("partition.lease", LEASE_MS as f64 / 1000.0, "s");
-    figure("partition.items_held_by_cut_host", held.len() as f64, "items");
+    figure(
+        "partition.items_held_by_cut_host",
+        held.len() as f64,
+        "items",
+    );
     figure("partition.converge_after_heal", converge.as_secs_f64(), "s");
     figure("partition.total", begun.elapsed().as_secs_f64(), "s");
     drop(net);

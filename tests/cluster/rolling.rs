@@ -96,8 +96,16 @@ async fn every_node_restarts_in_turn_and_no_item_or_agent_is_lost() {
             "s",
         );
         figure(&format!("rolling.{name}.up"), up.as_secs_f64(), "s");
-        figure(&format!("rolling.{name}.own_worker_claims"), secs(claim.event.at_ms), "s");
-        figure(&format!("rolling.{name}.first_claim"), secs(any.event.at_ms), "s");
+        figure(
+            &format!("rolling.{name}.own_worker_claims"),
+            secs(claim.event.at_ms),
+            "s",
+        );
+        figure(
+            &format!("rolling.{name}.first_claim"),
+            secs(any.event.at_ms),
+            "s",
+        );
     }
 
     let posted = poster.stop().await;

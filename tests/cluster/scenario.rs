@@ -43,7 +43,12 @@ pub fn figure(name: &str, value: f64, unit: &str) {
 pub fn node_args(net: &Net, n: usize) -> Vec<String> {
     let mut args = vec!["--name".to_string(), format!("h{n}")];
     if n != 1 {
-        args.extend(["--board".into(), "h1".into(), "--peer".into(), net.hosts[0].addr()]);
+        args.extend([
+            "--board".into(),
+            "h1".into(),
+            "--peer".into(),
+            net.hosts[0].addr(),
+        ]);
     }
     args
 }
@@ -447,10 +452,7 @@ pub async fn all_done(c: &Client, ids: &[String]) -> BTreeMap<String, WorkItem> 
 /// `completed` event was published across all nodes, by the node whose worker's result the
 /// board recorded (`... by hN`), and that result is the item's own prompt. Returns, per id,
 /// the node whose completion the board accepted.
-pub fn exactly_once(
-    items: &BTreeMap<String, WorkItem>,
-    seen: &[Seen],
-) -> BTreeMap<String, String> {
+pub fn exactly_once(items: &BTreeMap<String, WorkItem>, seen: &[Seen]) -> BTreeMap<String, String> {
     let mut completions: BTreeMap<&str, Vec<&Seen>> = BTreeMap::new();
     for s in seen.iter().filter(|s| s.event.kind == "completed") {
         if let Some(id) = s.event.subject.as_deref() {
