@@ -128,9 +128,14 @@ async fn items_posted_on_one_node_run_on_the_others_and_agents_are_reached_by_na
     assert_eq!(counts.get(&Status::Done).copied().unwrap_or(0), 6);
 
     // An agent placed on n2 is asked from n3 and listed with its node.
-    c1.agent_on("n2", "alpha", None, script(vec![say("alpha here: {prompt}")]))
-        .await
-        .expect("place alpha on n2");
+    c1.agent_on(
+        "n2",
+        "alpha",
+        None,
+        script(vec![say("alpha here: {prompt}")]),
+    )
+    .await
+    .expect("place alpha on n2");
     let r = c3.ask("alpha", "hello").await.expect("ask alpha from n3");
     assert_eq!(r.text, "alpha here: hello");
     let status = c3.cluster_status().await.expect("cluster status");
@@ -142,14 +147,22 @@ async fn items_posted_on_one_node_run_on_the_others_and_agents_are_reached_by_na
             .unwrap_or(false)
     };
     assert!(on("n2") && !on("n1") && !on("n3"), "{status:?}");
-    assert!(c1.agents().await.expect("agents").iter().any(|a| a.as_str() == "alpha"));
+    assert!(c1
+        .agents()
+        .await
+        .expect("agents")
+        .iter()
+        .any(|a| a.as_str() == "alpha"));
 
     // Creating `alpha` on n3 replaces the one on n2: one name, one agent in the cluster.
     c3.agent("alpha", None, script(vec![say("new alpha")]))
         .await
         .expect("re-create alpha on n3");
     let names = c2.name_table().await.expect("names");
-    assert!(names.contains(&("alpha".to_string(), "n3".to_string())), "{names:?}");
+    assert!(
+        names.contains(&("alpha".to_string(), "n3".to_string())),
+        "{names:?}"
+    );
     let status = c1.cluster_status().await.expect("cluster status");
     let holders: Vec<&str> = status
         .iter()
@@ -161,7 +174,11 @@ async fn items_posted_on_one_node_run_on_the_others_and_agents_are_reached_by_na
 
     // Events of every node, tagged with their node.
     let evs = c1.cluster_events(500, None).await.expect("events");
-    assert!(evs.iter().any(|e| e.node == "n2" && e.event.line.contains("w2")), "no n2 events");
+    assert!(
+        evs.iter()
+            .any(|e| e.node == "n2" && e.event.line.contains("w2")),
+        "no n2 events"
+    );
     drop((n1, n2, n3));
 }
 
@@ -181,7 +198,9 @@ async fn a_killed_worker_nodes_item_runs_elsewhere_after_its_lease() {
     c2.board_worker("stuck", "code", worker(vec![hang], Some(1000)))
         .await
         .expect("worker on n2");
-    c1.work("job", "the job", typed("code")).await.expect("post");
+    c1.work("job", "the job", typed("code"))
+        .await
+        .expect("post");
     // Wait until n2 holds it, then kill n2 outright.
     within("n2 to claim the job", async {
         loop {
@@ -217,7 +236,15 @@ async fn a_node_with_the_wrong_cookie_is_refused_with_a_clear_log_line() {
     std::fs::create_dir_all(&dir).expect("dir");
     let bad = NodeProcess::start_with(
         &dir,
-        &["--no-setup", "--name", "bad", "--board", "n1", "--peer", &n1.addr],
+        &[
+            "--no-setup",
+            "--name",
+            "bad",
+            "--board",
+            "n1",
+            "--peer",
+            &n1.addr,
+        ],
         &[("WORKSHOP_COOKIE", "not-the-cluster-cookie")],
     );
     assert!(
@@ -263,7 +290,11 @@ async fn a_restarted_board_node_loses_no_item_and_workers_carry_on() {
     until_up(&c2, &["n1"]).await;
     // Nothing acknowledged before the restart is lost...
     for i in 0..5 {
-        let item = c1.work_item(&format!("a{i}")).await.expect("get").expect("kept");
+        let item = c1
+            .work_item(&format!("a{i}"))
+            .await
+            .expect("get")
+            .expect("kept");
         assert_eq!(item.status, Status::Ready);
     }
     // ...and n2's worker claims new items without being told.

@@ -336,6 +336,19 @@ impl Node {
         if self.listener.is_some() {
             return Err(ApiError::Node("this node already listens".into()));
         }
+        if c.name.is_empty()
+            || c.name.starts_with(cluster::CLIENT_NAME_PREFIX)
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{:?} is not a usable node name: use letters, digits, '-', '_' or '.', not starting with {:?}",
+                c.name,
+                cluster::CLIENT_NAME_PREFIX
+            )));
+        }
         let listener =
             cluster::listen_with(c.listen, c.cookie.clone(), &c.name, c.tls.as_ref()).await?;
         let bound = listener.addr;
@@ -398,6 +411,7 @@ impl Node {
         // Tell the peers this node is leaving (they stop expecting it), then stop following them.
         if let Some(ledger) = self.ledger_sync.take() {
             ledger.abort();
+            let _ = ledger.await;
         }
         if let Some(peers) = self.peers.take() {
             cluster::ledger::say_leaving(&self.router, &peers).await;
@@ -442,6 +456,7 @@ impl Node {
         // stopping, a task ending) has let go: a node reopened on it right away must not find
         // it locked.
         drop(self.workshop);
+        drop(self.router);
         if let Some(db) = db {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while db.strong_count() > 0 {

@@ -45,6 +45,7 @@ async fn failed_turns_are_retried_until_max_attempts() {
         None,
         script(vec![error("transient"), text("ok now")]),
         Some(60_000),
+        None,
         false,
     )
     .await

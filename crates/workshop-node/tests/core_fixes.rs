@@ -246,9 +246,17 @@ async fn a_crashed_board_worker_is_reported_restarted_then_marked_crashed() {
     let node = node().await;
     let w = &node.workshop;
     let mut ev = w.watch();
-    w.board_worker("dev", "code", None, script(vec![]), Some(60_000), false)
-        .await
-        .expect("worker");
+    w.board_worker(
+        "dev",
+        "code",
+        None,
+        script(vec![]),
+        Some(60_000),
+        None,
+        false,
+    )
+    .await
+    .expect("worker");
     let crash = |why: &str| {
         w.worker_actor("dev")
             .expect("a running worker")
@@ -308,9 +316,17 @@ async fn a_crashed_board_worker_is_reported_restarted_then_marked_crashed() {
     assert!(w.worker_actor("dev").is_none(), "nothing runs for it");
 
     // Starting it again clears the mark.
-    w.board_worker("dev", "code", None, script(vec![]), Some(60_000), false)
-        .await
-        .expect("worker again");
+    w.board_worker(
+        "dev",
+        "code",
+        None,
+        script(vec![]),
+        Some(60_000),
+        None,
+        false,
+    )
+    .await
+    .expect("worker again");
     let workers = w.workers().await.expect("workers");
     assert_eq!(
         (workers[0].restarts, workers[0].crashed.as_deref()),
