@@ -59,16 +59,19 @@ pub fn start_node(net: &mut Net, n: usize) {
     net.host(n).spawn_node(&args);
 }
 
-/// Host `n`'s board worker: `w<n>`, a 200 ms scripted turn that says which host ran it.
+/// Host `n`'s board worker: `w<n>`, a 200 ms scripted turn that says which host ran it. The
+/// script backend takes one step per turn and goes on across the worker's resets between
+/// items, so the step is repeated for more items than a scenario gives one worker.
 pub fn worker(n: usize) -> WorkerOptions {
+    let step = ScriptStep {
+        delay_ms: 200,
+        text: Some(format!("{{prompt}} by h{n}")),
+        ..Default::default()
+    };
     WorkerOptions {
         profile: None,
         options: AgentOptions {
-            script: Some(vec![ScriptStep {
-                delay_ms: 200,
-                text: Some(format!("{{prompt}} by h{n}")),
-                ..Default::default()
-            }]),
+            script: Some(vec![step; 2000]),
             ..Default::default()
         },
         interval_ms: None,
