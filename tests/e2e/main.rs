@@ -4,6 +4,7 @@ mod claude;
 mod client_api;
 mod client_board_workers;
 mod cluster;
+mod cluster_config;
 mod console;
 mod durability;
 mod remote_cli;

@@ -90,14 +90,23 @@ impl NodeProcess {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(args).current_dir(dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let cookie = env
+            .iter()
+            .find(|(k, _)| *k == "WORKSHOP_COOKIE")
+            .map(|(_, v)| *v);
+        Self::spawn(cmd, dir, cookie)
+    }
+
+    /// Run `cmd` (a `workshop node` command) whose data dir is `dir`; the cookie is `cookie`,
+    /// else the one in `dir`.
+    pub fn spawn(mut cmd: Command, dir: &Path, cookie: Option<&str>) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn workshop node");
         let stderr = child.stderr.take().expect("stderr");
         let log: Arc<(Mutex<Log>, Condvar)> = Arc::default();
@@ -139,9 +148,9 @@ impl NodeProcess {
         };
         node.addr = field("addr=");
         assert_eq!(field("pid="), node.pid.to_string(), "{endpoint}");
-        // The cookie: WORKSHOP_COOKIE when the test gave one, else the data dir's file.
-        node.cookie = match env.iter().find(|(k, _)| *k == "WORKSHOP_COOKIE") {
-            Some((_, v)) => v.to_string(),
+        // The cookie: the one given, else the data dir's file.
+        node.cookie = match cookie {
+            Some(c) => c.to_string(),
             None => std::fs::read_to_string(dir.join("cookie"))
                 .expect("cookie file")
                 .trim()

@@ -49,19 +49,22 @@ enum Command {
         data: DataArgs,
     },
     /// Run a node until Ctrl-C, SIGTERM or `workshop stop` (loads .workshop.rhai if present).
+    #[command(
+        long_about = "Run a node until Ctrl-C, SIGTERM or `workshop stop` (loads .workshop.rhai \
+if present).\n\n\
+Alone (no --config) it is the board node of a cluster of one, named by --name, \
+WORKSHOP_NODE_NAME or the host name. With --config FILE it is the node --name of that cluster \
+file (see cluster.toml): its listen address, data dir, ports, the board node, the peers, the \
+cookie and TLS come from the file. Every setting below overrides the file; the order is \
+flag > environment variable > file > default. A bad file is refused (file, line and key named) \
+before anything starts.",
+        after_help = "Examples:\n  workshop node\n  workshop node --config cluster.toml --name n2\n  \
+WORKSHOP_COOKIE=... workshop node --ephemeral --listen 127.0.0.1:0"
+    )]
     Node {
         /// Do not load .workshop.rhai from the working directory.
         #[arg(long)]
         no_setup: bool,
-        /// Where the cluster port listens (port 0: any free port). Clients find the node through
-        /// <data dir>/node.endpoint.
-        #[arg(
-            long,
-            value_name = "ADDR",
-            env = "WORKSHOP_LISTEN",
-            default_value = "127.0.0.1:4221"
-        )]
-        listen: std::net::SocketAddr,
         /// Run in the background: log to <data dir>/node.log, pid in <data dir>/node.pid.
         #[arg(long)]
         detach: bool,
@@ -76,6 +79,9 @@ enum Command {
         grace_ms: u64,
         #[command(flatten)]
         data: DataArgs,
+        // Last: its help heading applies to the arguments after it.
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Stop a running node gracefully (as SIGTERM does) and wait for it to exit.
     Stop {
@@ -168,22 +174,98 @@ enum Command {
 
 #[derive(clap::Args)]
 pub struct DataArgs {
-    /// Where the node keeps its durable state (agents, store, events).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".workshop",
-        env = "WORKSHOP_DATA_DIR"
-    )]
-    data_dir: PathBuf,
+    /// Where the node keeps its durable state (agents, store, events) [default: the node's
+    /// data_dir in --config, else .workshop]
+    #[arg(long, value_name = "DIR", env = "WORKSHOP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Keep nothing: no data directory is read or written.
     #[arg(long, conflicts_with = "data_dir")]
     ephemeral: bool,
 }
 
 impl DataArgs {
-    fn dir(&self) -> Option<&Path> {
-        (!self.ephemeral).then_some(self.data_dir.as_path())
+    /// The data dir given, else the default.
+    fn path(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(workshop_node::config::DEFAULT_DATA_DIR))
+    }
+
+    fn dir(&self) -> Option<PathBuf> {
+        (!self.ephemeral).then(|| self.path())
+    }
+}
+
+/// `workshop node`'s place in a cluster: a cluster file and the settings that override it.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
+    /// The cluster file (cluster.toml) shared by every node; --name picks this node's section.
+    #[arg(long, value_name = "FILE", env = "WORKSHOP_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's name: a [nodes.NAME] section of --config (may be left out when the file has
+    /// one node). Without --config: WORKSHOP_NODE_NAME, else the host name.
+    #[arg(long, value_name = "NAME", env = "WORKSHOP_NAME")]
+    name: Option<String>,
+    /// Where the cluster port listens (port 0: any free port). Clients find the node through
+    /// <data dir>/node.endpoint. [default: the node's listen in --config, else 127.0.0.1:4221]
+    #[arg(long, value_name = "ADDR", env = "WORKSHOP_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// The address (HOST:PORT) other nodes reach this one at, when it differs from --listen
+    /// (listening on 0.0.0.0, NAT, containers).
+    #[arg(long, value_name = "HOST:PORT", env = "WORKSHOP_ADVERTISE")]
+    advertise: Option<String>,
+    /// The node that holds the cluster's board [default: the file's board; alone: this node]
+    #[arg(long, value_name = "NAME", env = "WORKSHOP_BOARD")]
+    board: Option<String>,
+    /// An address (HOST:PORT) to join, besides the nodes of --config; repeat it for several
+    /// (WORKSHOP_PEERS: comma-separated). Replaces the file's `peers`.
+    #[arg(
+        long = "peer",
+        value_name = "HOST:PORT",
+        env = "WORKSHOP_PEERS",
+        value_delimiter = ','
+    )]
+    peers: Vec<String>,
+    /// A file that holds the cluster's cookie (mode 0600) [default: the file's cookie_file or
+    /// cookie_env, else WORKSHOP_COOKIE, else <data dir>/cookie (made if missing)]
+    #[arg(long, value_name = "FILE", env = "WORKSHOP_COOKIE_FILE")]
+    cookie_file: Option<PathBuf>,
+    /// TLS between nodes: this node's certificate (PEM), signed by --tls-ca.
+    #[arg(long, value_name = "FILE", env = "WORKSHOP_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS between nodes: this node's private key (PEM).
+    #[arg(long, value_name = "FILE", env = "WORKSHOP_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// TLS between nodes: the CA certificate (PEM) that signed every node's certificate.
+    #[arg(long, value_name = "FILE", env = "WORKSHOP_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// The MCP server's port (planned; not served yet).
+    #[arg(long, value_name = "PORT", env = "WORKSHOP_MCP_PORT")]
+    mcp_port: Option<u16>,
+    /// The dashboard's port (planned; not served yet).
+    #[arg(long, value_name = "PORT", env = "WORKSHOP_WEB_PORT")]
+    web_port: Option<u16>,
+}
+
+impl ClusterArgs {
+    fn settings(&self, data: &DataArgs) -> workshop_node::config::NodeSettings {
+        workshop_node::config::NodeSettings {
+            config: self.config.clone(),
+            name: self.name.clone(),
+            listen: self.listen,
+            advertise: self.advertise.clone(),
+            board: self.board.clone(),
+            peers: self.peers.clone(),
+            cookie_file: self.cookie_file.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_ca: self.tls_ca.clone(),
+            mcp_port: self.mcp_port,
+            web_port: self.web_port,
+            data_dir: data.data_dir.clone(),
+            ephemeral: data.ephemeral,
+        }
     }
 }
 
@@ -230,11 +312,16 @@ impl Command {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Node {
-        detach: true, data, ..
+        detach: true,
+        cluster,
+        data,
+        ..
     } = &cli.command
     {
-        // Before any runtime or thread exists: the child is a fresh process.
-        return daemon::detach(data.dir());
+        // Before any runtime or thread exists: the child is a fresh process. A bad cluster
+        // file is refused here already (the child resolves it again).
+        let plan = NodePlan::resolve(&cluster.settings(data))?;
+        return daemon::detach(plan.data_dir());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -253,7 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             ..
         } => {
-            let target = remote::Target::attach(addr, data.data_dir.clone());
+            let target = remote::Target::attach(addr, data.path());
             let client = rt.block_on(target.client())?;
             let stdin_script = script.is_none() && !std::io::stdin().is_terminal();
             let ctx = console::Ctx::new(
@@ -269,7 +356,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_setup,
             data,
         } => {
-            let node = open_node(&rt, data.dir())?;
+            let node = open_node(&rt, data.dir().as_deref())?;
             let stdin_script = script.is_none() && !std::io::stdin().is_terminal();
             let ctx = console::Ctx::new(
                 node.client(),
@@ -282,11 +369,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Node {
             no_setup,
-            listen,
             grace_ms,
+            cluster,
             data,
             ..
-        } => run_node(&rt, data.dir(), listen, no_setup, grace_ms),
+        } => {
+            // A node's settings are resolved (a bad cluster file refused) before it starts.
+            let plan = NodePlan::resolve(&cluster.settings(&data))?;
+            run_node(&rt, plan, no_setup, grace_ms)
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "workshop", &mut std::io::stdout());
@@ -365,12 +456,51 @@ fn run_console(
     }
 }
 
+/// What `workshop node` starts: a node in its cluster, or (ephemeral, no cookie anywhere) a
+/// node nobody can reach.
+enum NodePlan {
+    Cluster(Box<workshop_node::config::ResolvedNode>),
+    Unreachable { why: String },
+}
+
+impl NodePlan {
+    fn resolve(settings: &workshop_node::config::NodeSettings) -> anyhow::Result<Self> {
+        use workshop_node::config::{self, ConfigError};
+        let resolved = match config::resolve(settings) {
+            Ok(r) => r,
+            Err(ConfigError::NoCookie(why)) if settings.ephemeral && settings.config.is_none() => {
+                return Ok(NodePlan::Unreachable { why })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // TODO(cluster): drop this once cluster::server_tls and cluster::dial_tls call
+        // cluster::tls::server_mode and cluster::tls::connect. Until then a node told to use
+        // TLS refuses to start (here, before anything starts).
+        if let Some(tls) = &resolved.cluster.tls {
+            anyhow::bail!(
+                "TLS is set for node {} (cert {}, key {}, ca {}) but `workshop node` does not serve TLS on the cluster port yet; remove [tls] (and --tls-*) to run without TLS for now",
+                resolved.cluster.name,
+                tls.cert.display(),
+                tls.key.display(),
+                tls.ca.display()
+            );
+        }
+        Ok(NodePlan::Cluster(Box::new(resolved)))
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        match self {
+            NodePlan::Cluster(r) => r.data_dir.as_deref(),
+            NodePlan::Unreachable { .. } => None,
+        }
+    }
+}
+
 /// `workshop node`: open the node, listen, load the setup file, then run until Ctrl-C, SIGTERM
 /// or a `stop` request; stop gracefully and exit 0.
 fn run_node(
     rt: &tokio::runtime::Runtime,
-    dir: Option<&Path>,
-    listen: std::net::SocketAddr,
+    plan: NodePlan,
     no_setup: bool,
     grace_ms: u64,
 ) -> anyhow::Result<()> {
@@ -380,32 +510,46 @@ fn run_node(
         let _guard = rt.enter();
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
     };
-    let mut node = open_node(rt, dir)?;
+    let dir = plan.data_dir().map(Path::to_path_buf);
+    let mut options = Node::builder();
+    if let Some(d) = &dir {
+        options = options.data_dir(d);
+    }
+    let cluster = match plan {
+        NodePlan::Cluster(r) => {
+            options = options.cluster(r.cluster.clone());
+            Some(r.cluster)
+        }
+        NodePlan::Unreachable { why } => {
+            eprintln!("workshop node: not listening: {why}");
+            None
+        }
+    };
+    // With ClusterOptions the node opens its cluster port and joins its peers as it starts.
+    let mut node = rt.block_on(options.start())?;
     node.set_stop_grace(std::time::Duration::from_millis(grace_ms));
-    let served = (|| -> anyhow::Result<Option<std::net::SocketAddr>> {
-        let cookie = match workshop_node::cluster::cookie(dir, true) {
-            Ok(c) => c,
-            Err(e) if dir.is_none() => {
-                eprintln!("workshop node: not listening: {e}");
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Some(rt.block_on(node.listen(listen, cookie))?))
-    })();
+    let served: anyhow::Result<Option<String>> = Ok(cluster.as_ref().map(|c| {
+        let reached = node.identity().addr.read().clone();
+        match (&c.advertise, reached) {
+            (Some(adv), _) => format!("{}, advertised as {adv}", c.listen),
+            (None, Some(bound)) => bound,
+            (None, None) => c.listen.to_string(),
+        }
+    }));
     let result = served.and_then(|addr| {
         let ctx = console::Ctx::new(node.client(), rt.handle().clone(), false);
         if !no_setup {
             load_setup(&ctx)?;
         }
         let agents = rt.block_on(node.client().agents())?.len();
-        match (addr, dir) {
+        let role = cluster.as_ref().map(describe).unwrap_or_default();
+        match (addr, &dir) {
             (Some(a), Some(d)) => eprintln!(
-                "workshop node listening on {a} ({agents} agents, data dir {}); Ctrl-C or `workshop stop` stops it.",
+                "workshop node listening on {a} ({role}{agents} agents, data dir {}); Ctrl-C or `workshop stop` stops it.",
                 d.display()
             ),
             (Some(a), None) => eprintln!(
-                "workshop node listening on {a} ({agents} agents, ephemeral); Ctrl-C stops it."
+                "workshop node listening on {a} ({role}{agents} agents, ephemeral); Ctrl-C stops it."
             ),
             (None, _) => eprintln!("workshop node running ({agents} agents); Ctrl-C stops it."),
         }
@@ -413,11 +557,25 @@ fn run_node(
     });
     eprintln!("workshop node stopping...");
     rt.block_on(node.shutdown());
-    if let Some(d) = dir {
+    if let Some(d) = &dir {
         daemon::remove_own_pid_file(d);
     }
     eprintln!("workshop node stopped.");
     result
+}
+
+/// `node n2, board n1, 2 peers; ` for the start line.
+fn describe(c: &workshop_node::cluster::ClusterOptions) -> String {
+    let board = match c.board.as_deref() {
+        Some(b) if !c.is_board_node() => format!("board {b}"),
+        _ => "the board node".to_string(),
+    };
+    let peers = match c.peers.len() {
+        0 => String::new(),
+        1 => ", 1 peer".to_string(),
+        n => format!(", {n} peers"),
+    };
+    format!("node {}, {board}{peers}; ", c.name)
 }
 
 async fn wait_for_stop(node: &Node, mut term: tokio::signal::unix::Signal) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod client;
 pub mod clock;
 pub mod cluster;
+pub mod config;
 pub mod directory;
 pub mod event_log;
 mod names;

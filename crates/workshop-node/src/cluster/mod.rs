@@ -20,6 +20,7 @@ pub mod options;
 pub mod peers;
 pub mod registry;
 pub mod route;
+pub mod tls;
 pub use options::{ClusterOptions, TlsOptions};
 pub use peers::{ClusterHandle, ClusterView, Peer};
 
