@@ -176,6 +176,66 @@ pub async fn dispatch(
             )
             .await,
         ),
+        R::CompleteWork(r) => answer::<req::CompleteWork>(
+            what,
+            board
+                .complete_work(&r.id, r.result)
+                .await
+                .map_err(api_error),
+        ),
+        R::FailWork(r) => answer::<req::FailWork>(
+            what,
+            board.fail_work(&r.id, r.error).await.map_err(api_error),
+        ),
+        R::AwaitSettled(r) => answer::<req::AwaitSettled>(
+            what,
+            await_settled(board, &r.id, Duration::from_millis(r.wait_ms), stopping).await,
+        ),
+        R::Remove(r) => answer::<req::Remove>(what, board.remove(&r.id).await.map_err(api_error)),
+    }
+}
+
+/// The item as soon as it is settled (done, failed, blocked or cancelled), or as it stands
+/// after `wait`; None when there is no such item. Subscribes to the board's settlements first,
+/// then reads the durable replica, then waits: a settlement made durable after the read is
+/// pushed to the subscription (pushes follow the replica update), so none is missed.
+pub async fn await_settled(
+    board: &DurableBoard,
+    id: &str,
+    wait: Duration,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<Option<WorkItem>, ApiError> {
+    let mut settled = board.subscribe_settled();
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        let Some(item) = board.get_now(id) else {
+            return Ok(None);
+        };
+        if item.status.is_settled() {
+            return Ok(Some(item));
+        }
+        loop {
+            tokio::select! {
+                r = settled.recv() => match r {
+                    Ok(item) if item.id.as_str() == id => return Ok(Some(item)),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(ApiError::Board(format!(
+                            "the board shut down while waiting for work item `{id}` to settle"
+                        )))
+                    }
+                },
+                _ = &mut deadline => return Ok(board.get_now(id)),
+                _ = stopping.wait_for(|s| *s) => {
+                    return Err(ApiError::Disconnected(format!(
+                        "the board actor stopped while waiting for work item `{id}` to settle \
+                         (its node is stopping); find the board again"
+                    )))
+                }
+            }
+        }
     }
 }
 

@@ -226,6 +226,57 @@ impl BoardClient {
         .await
     }
 
+    /// Settle a claimed or in-progress item as done without its token (the console's
+    /// `complete_work`).
+    pub async fn complete_work(
+        &self,
+        id: &str,
+        result: impl Into<String>,
+    ) -> Result<WorkItem, ApiError> {
+        self.call(req::CompleteWork {
+            id: id.into(),
+            result: result.into(),
+        })
+        .await
+    }
+
+    /// Settle a claimed or in-progress item as failed without its token, no retry (the
+    /// console's `fail_work`).
+    pub async fn fail_work(
+        &self,
+        id: &str,
+        error: impl Into<String>,
+    ) -> Result<WorkItem, ApiError> {
+        self.call(req::FailWork {
+            id: id.into(),
+            error: error.into(),
+        })
+        .await
+    }
+
+    /// Remove an item nothing depends on.
+    pub async fn remove(&self, id: &str) -> Result<WorkItem, ApiError> {
+        self.call(req::Remove { id: id.into() }).await
+    }
+
+    /// The item as soon as it is settled (done, failed, blocked or cancelled), or as it stands
+    /// after `wait`; None when there is no such item. A long poll, like `wait_ready`.
+    pub async fn await_settled(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Option<WorkItem>, ApiError> {
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.call_within(
+            req::AwaitSettled {
+                id: id.into(),
+                wait_ms,
+            },
+            wait.saturating_add(SLACK),
+        )
+        .await
+    }
+
     pub async fn cancel(&self, id: &str) -> Result<WorkItem, ApiError> {
         self.call(req::Cancel { id: id.into() }).await
     }

@@ -245,6 +245,7 @@ struct Shared {
     view: Arc<RwLock<Board>>,
     stats: Arc<CommitStats>,
     ready_tx: broadcast::Sender<WorkItem>,
+    settled_tx: broadcast::Sender<WorkItem>,
     clock: Clock,
     /// Rings the backoff waker: a new retry backoff was made durable, or the board shut down.
     wake: Arc<Notify>,
@@ -282,6 +283,7 @@ impl DurableBoard {
         let stats = Arc::new(CommitStats::default());
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
         let (ready_tx, _) = broadcast::channel(options.ready_capacity.max(1));
+        let (settled_tx, _) = broadcast::channel(options.ready_capacity.max(1));
         let store = Arc::new(store);
         let poisoned: Poison = Arc::default();
         let (to_syncer, from_committer) = std::sync::mpsc::channel();
@@ -303,6 +305,7 @@ impl DurableBoard {
             view: view.clone(),
             stats: stats.clone(),
             ready_tx: ready_tx.clone(),
+            settled_tx: settled_tx.clone(),
             observer: options.observer,
             poisoned,
             wake: wake.clone(),
@@ -328,6 +331,7 @@ impl DurableBoard {
                 view,
                 stats,
                 ready_tx,
+                settled_tx,
                 clock: options.clock,
                 wake,
                 waker_started: AtomicBool::new(false),
@@ -581,6 +585,20 @@ impl DurableBoard {
         rt.spawn(backoff_waker(shared, wake, checked));
     }
 
+    /// A receiver of every item that became settled (done, failed, blocked or cancelled; see
+    /// [`Status::is_settled`]), sent once the change is durable and in the read replica, so a
+    /// reader that subscribes first and then reads the replica misses no settlement. A slow
+    /// receiver may see `Lagged`; then re-read the items it waits for.
+    pub fn subscribe_settled(&self) -> broadcast::Receiver<WorkItem> {
+        self.shared.settled_tx.subscribe()
+    }
+
+    /// How many `subscribe_settled` receivers are live (tests wait on it to know an
+    /// `await_settled` is waiting).
+    pub fn settled_subscribers(&self) -> usize {
+        self.shared.settled_tx.receiver_count()
+    }
+
     /// How many `subscribe_ready` receivers are live (tests wait on it to know a long poll is
     /// waiting).
     pub fn ready_subscribers(&self) -> usize {
@@ -820,6 +838,7 @@ struct Syncer<S: BoardStore> {
     view: Arc<RwLock<Board>>,
     stats: Arc<CommitStats>,
     ready_tx: broadcast::Sender<WorkItem>,
+    settled_tx: broadcast::Sender<WorkItem>,
     observer: Option<Observer>,
     poisoned: Poison,
     wake: Arc<Notify>,
@@ -888,6 +907,13 @@ impl<S: BoardStore> Syncer<S> {
                 for c in &p.changes {
                     if let Some(item) = c.ready_item() {
                         let _ = self.ready_tx.send(item.clone());
+                    }
+                }
+            }
+            if failure.is_none() && self.settled_tx.receiver_count() > 0 {
+                for c in &p.changes {
+                    if let Some(item) = c.item.as_ref().filter(|i| i.status.is_settled()) {
+                        let _ = self.settled_tx.send(item.clone());
                     }
                 }
             }

@@ -61,7 +61,8 @@
 //! ## 4. On the wire — [`actor::BoardActor`], [`client::BoardClient`]
 //! The board actor owns a `DurableBoard` handle, joins the pg group `workshop.board` in its
 //! cluster's scope and answers `workshop_proto::board` requests, each in its own task that
-//! replies after the group commit; `wait_ready` is a long poll over `subscribe_ready`.
+//! replies after the group commit; `wait_ready` is a long poll over `subscribe_ready`, and
+//! `await_settled` one over `subscribe_settled`.
 //! `BoardClient` is what a board worker on any node calls (typed, with timeouts); [`wire`]
 //! holds the pure parts (typed errors, filters).
 //!

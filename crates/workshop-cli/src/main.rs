@@ -473,18 +473,6 @@ impl NodePlan {
             }
             Err(e) => return Err(e.into()),
         };
-        // TODO(cluster): drop this once cluster::server_tls and cluster::dial_tls call
-        // cluster::tls::server_mode and cluster::tls::connect. Until then a node told to use
-        // TLS refuses to start (here, before anything starts).
-        if let Some(tls) = &resolved.cluster.tls {
-            anyhow::bail!(
-                "TLS is set for node {} (cert {}, key {}, ca {}) but `workshop node` does not serve TLS on the cluster port yet; remove [tls] (and --tls-*) to run without TLS for now",
-                resolved.cluster.name,
-                tls.cert.display(),
-                tls.key.display(),
-                tls.ca.display()
-            );
-        }
         Ok(NodePlan::Cluster(Box::new(resolved)))
     }
 

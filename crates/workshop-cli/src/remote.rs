@@ -52,10 +52,16 @@ impl Target {
 
     /// Connect to the target node.
     pub async fn client(&self) -> Result<Client, ApiError> {
+        // TLS: WORKSHOP_TLS_CERT/KEY/CA (as for `workshop node`), else what the node of the
+        // data dir wrote in its endpoint file.
+        let mut tls = tls_from_env();
         let addr = match &self.node {
             Some(a) => a.clone(),
             None => match cluster::read_endpoint(&self.data_dir) {
-                Some(e) => e.addr,
+                Some(e) => {
+                    tls = tls.or(e.tls);
+                    e.addr
+                }
                 None => {
                     let path = cluster::endpoint_path(&self.data_dir);
                     let what = if path.exists() {
@@ -91,7 +97,11 @@ impl Target {
                 return Err(e);
             }
         };
-        match Client::connect(&addr, cookie).await {
+        let connected = match &tls {
+            Some(t) => Client::connect_tls(&addr, cookie, t).await,
+            None => Client::connect(&addr, cookie).await,
+        };
+        match connected {
             // The node's address came from the data dir: say which one.
             Err(ApiError::NoNode { addr, hint }) if self.node.is_none() => Err(ApiError::NoNode {
                 addr,
@@ -108,6 +118,21 @@ impl Target {
             None => format!("{why}; {}", self.dir_hint()),
         }
     }
+}
+
+/// The TLS files from WORKSHOP_TLS_CERT, WORKSHOP_TLS_KEY and WORKSHOP_TLS_CA, when all three
+/// are set.
+fn tls_from_env() -> Option<cluster::TlsOptions> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    Some(cluster::TlsOptions {
+        cert: var("WORKSHOP_TLS_CERT")?,
+        key: var("WORKSHOP_TLS_KEY")?,
+        ca: var("WORKSHOP_TLS_CA")?,
+    })
 }
 
 /// Print an error as text (stderr) or JSON (stdout: `{"error": {"code", "message"}}`).

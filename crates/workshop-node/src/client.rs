@@ -103,7 +103,26 @@ impl Client {
     }
 
     pub async fn connect_scoped(addr: &str, cookie: String, scope: &str) -> Result<Self, ApiError> {
-        let conn = cluster::connect(addr, cookie, scope).await?;
+        Self::connect_with(addr, cookie, scope, None).await
+    }
+
+    /// Connect over TLS (the node's cluster port speaks TLS): `tls` is this client's
+    /// certificate and key, and the CA that signed the node's.
+    pub async fn connect_tls(
+        addr: &str,
+        cookie: String,
+        tls: &cluster::TlsOptions,
+    ) -> Result<Self, ApiError> {
+        Self::connect_with(addr, cookie, cluster::DEFAULT_SCOPE, Some(tls)).await
+    }
+
+    async fn connect_with(
+        addr: &str,
+        cookie: String,
+        scope: &str,
+        tls: Option<&cluster::TlsOptions>,
+    ) -> Result<Self, ApiError> {
+        let conn = cluster::connect_with(addr, cookie, scope, tls).await?;
         let client = Self {
             node: conn.node.clone(),
             target: Arc::from(format!("the node at {addr}")),

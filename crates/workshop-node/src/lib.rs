@@ -10,6 +10,7 @@
 mod admission;
 pub mod agents;
 pub mod background;
+pub mod board_link;
 pub mod budget;
 pub mod client;
 pub mod clock;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use workshop_agent::backend::{claude::ClaudeBackend, script::ScriptBackend, Backends};
 
+use crate::board_link::BoardLink;
 use crate::client::Client;
 use crate::cluster::registry::Registry;
 use crate::cluster::route::Ctx as RouteCtx;
@@ -100,20 +101,24 @@ pub struct Node {
     identity: Arc<Identity>,
     node_actor: ActorRef<NodeMsg>,
     /// Answers board workers (in this process or on other nodes): claim, heartbeat, settle.
-    board_actor: ActorRef<BoardMsg>,
+    /// Only on the board node.
+    board_actor: Option<ActorRef<BoardMsg>>,
     data_dir: Option<PathBuf>,
     listener: Option<Listener>,
     stop_grace: Duration,
     scope: String,
     root: ActorRef<RootMsg>,
     handle: tokio::task::JoinHandle<()>,
-    sweeper: tokio::task::JoinHandle<()>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
     /// Where requests are answered in the cluster (the node actor's router).
     router: Arc<RouteCtx>,
     /// The peers actor (once the node listens).
     peers: Option<ClusterHandle>,
     /// Reports this node's spend to the board node's ledger.
     ledger_sync: Option<tokio::task::JoinHandle<()>>,
+    /// Points the board link at the board node's board actor while it is up (not on the board
+    /// node itself).
+    board_follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -162,20 +167,51 @@ impl Node {
             clock: clock.clone(),
             ..DurableOptions::default()
         };
-        let (db, board) = match data_dir {
-            None => (
-                None,
+        // Only the board node holds a board; every other node works it through its link.
+        let holds_board = cluster_options.as_ref().is_none_or(|c| c.is_board_node());
+        let board_node = match &cluster_options {
+            Some(c) => c.board.clone().unwrap_or_else(|| c.name.clone()),
+            None => node_name(),
+        };
+        let db = match data_dir {
+            None => None,
+            Some(dir) => Some(Arc::new(NodeDb::open(&dir.join("node"))?)),
+        };
+        let board = match (holds_board, data_dir) {
+            (false, _) => None,
+            (true, None) => Some(
                 DurableBoard::with_store(MemoryStore::new(), board_options)
                     .map_err(|e| ApiError::Board(e.to_string()))?,
             ),
-            Some(dir) => {
-                let db = NodeDb::open(&dir.join("node"))?;
-                let board = DurableBoard::open(dir.join("board"), board_options)
-                    .map_err(|e| ApiError::Board(e.to_string()))?;
-                (Some(Arc::new(db)), board)
+            (true, Some(dir)) => Some(
+                DurableBoard::open(dir.join("board"), board_options)
+                    .map_err(|e| ApiError::Board(e.to_string()))?,
+            ),
+        };
+        let sweeper = board.as_ref().map(|b| b.spawn_lease_sweeper(lease_sweep));
+        // Named (uniquely in this process), so a client tells this node's stand-ins from the
+        // others a session may carry (see `cluster::session_member`).
+        let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The board actor before anything that may run a board worker (restored ones), so
+        // the link is set when they start.
+        let board_link = BoardLink::new(board_node);
+        let board_actor = match &board {
+            None => None,
+            Some(board) => {
+                let (board_actor, _) = Actor::spawn(
+                    Some(format!("{}{n}", cluster::BOARD_ACTOR_PREFIX)),
+                    BoardActor,
+                    BoardActorArgs {
+                        board: board.clone(),
+                        scope: cluster::DEFAULT_SCOPE.to_string(),
+                    },
+                )
+                .await
+                .map_err(|e| ApiError::Node(format!("the board actor did not start: {e}")))?;
+                board_link.set(Some(BoardClient::local(board_actor.clone())));
+                Some(board_actor)
             }
         };
-        let sweeper = board.spawn_lease_sweeper(lease_sweep);
         let events = EventLogHandle::new(db.clone(), clock);
         let directory = Arc::new(Directory::default());
         let agents_slot = AgentsSlot::default();
@@ -201,6 +237,7 @@ impl Node {
             backends,
             db,
             board,
+            board_link,
             agents_slot,
         );
         workshop.start_background().await?;
@@ -223,9 +260,6 @@ impl Node {
             cluster: std::sync::OnceLock::new(),
             registry,
         });
-        // Named (uniquely in this process), so a client tells this node's stand-in from the
-        // others a session may carry (see `cluster::session_member`).
-        let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (node_actor, _) = Actor::spawn(
             Some(format!("{}{n}", cluster::NODE_ACTOR_PREFIX)),
             NodeActor,
@@ -237,16 +271,6 @@ impl Node {
         )
         .await
         .map_err(|e| ApiError::Node(format!("the node actor did not start: {e}")))?;
-        let (board_actor, _) = Actor::spawn(
-            Some(format!("{}{n}", cluster::BOARD_ACTOR_PREFIX)),
-            BoardActor,
-            BoardActorArgs {
-                board: workshop.board_handle(),
-                scope: cluster::DEFAULT_SCOPE.to_string(),
-            },
-        )
-        .await
-        .map_err(|e| ApiError::Node(format!("the board actor did not start: {e}")))?;
         let mut node = Node {
             workshop,
             identity,
@@ -262,6 +286,7 @@ impl Node {
             router,
             peers: None,
             ledger_sync: None,
+            board_follower: None,
         };
         if let Some(c) = cluster_options {
             // Actors first, then the port: a peer that connects finds the node actor.
@@ -272,12 +297,17 @@ impl Node {
 
     /// A client of this node (in-process: no network, the same requests and replies).
     pub fn client(&self) -> Client {
-        Client::local(self.node_actor.clone()).with_board(self.board_actor.clone())
+        let client = Client::local(self.node_actor.clone());
+        match &self.board_actor {
+            Some(board) => client.with_board(board.clone()),
+            None => client,
+        }
     }
 
-    /// A client of this node's board actor (in-process), for board workers.
-    pub fn board_client(&self) -> BoardClient {
-        BoardClient::local(self.board_actor.clone())
+    /// The client this node's board workers use: its own board actor on the board node, else
+    /// whatever its [`crate::board_link::BoardLink`] is set to (an error while it is unset).
+    pub fn board_client(&self) -> Result<BoardClient, ApiError> {
+        self.workshop.board_client()
     }
 
     /// How long a stop lets board workers finish their items before handing them back.
@@ -288,13 +318,10 @@ impl Node {
     /// Move the node to another cluster scope (pg groups are per process: tests that run
     /// several nodes in one process give each its own scope, and clients connect with it).
     pub fn set_scope(&mut self, scope: &str) {
-        let members = [
-            (self.node_actor.get_cell(), workshop_proto::node::NODE_GROUP),
-            (
-                self.board_actor.get_cell(),
-                workshop_proto::board::BOARD_GROUP,
-            ),
-        ];
+        let mut members = vec![(self.node_actor.get_cell(), workshop_proto::node::NODE_GROUP)];
+        if let Some(board) = &self.board_actor {
+            members.push((board.get_cell(), workshop_proto::board::BOARD_GROUP));
+        }
         for (cell, group) in members {
             let group = group.to_string();
             ractor::pg::leave_scoped(self.scope.clone(), group.clone(), vec![cell.clone()]);
@@ -360,6 +387,7 @@ impl Node {
                 &cluster::Endpoint {
                     addr: bound.to_string(),
                     pid: std::process::id(),
+                    tls: c.tls.clone(),
                 },
             )?;
         }
@@ -383,6 +411,12 @@ impl Node {
         })
         .await?;
         let _ = self.router.cluster.set(handle.clone());
+        if self.board_actor.is_none() {
+            self.board_follower = Some(tokio::spawn(follow_board(
+                handle.clone(),
+                self.workshop.board_link().clone(),
+            )));
+        }
         self.ledger_sync = Some(tokio::spawn(cluster::ledger::sync(
             self.router.clone(),
             handle.clone(),
@@ -409,9 +443,12 @@ impl Node {
     pub async fn shutdown(mut self) {
         let db = self.workshop.db().map(|d| Arc::downgrade(&d));
         // Tell the peers this node is leaving (they stop expecting it), then stop following them.
-        if let Some(ledger) = self.ledger_sync.take() {
-            ledger.abort();
-            let _ = ledger.await;
+        for task in [self.ledger_sync.take(), self.board_follower.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+            let _ = task.await;
         }
         if let Some(peers) = self.peers.take() {
             cluster::ledger::say_leaving(&self.router, &peers).await;
@@ -433,14 +470,19 @@ impl Node {
         }
         // Then the board actor: remote workers' last settles were answered; its pending
         // wait_ready calls end with `Disconnected`.
-        let _ = self
-            .board_actor
-            .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(5)))
-            .await;
+        if let Some(board_actor) = &self.board_actor {
+            let _ = board_actor
+                .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(5)))
+                .await;
+        }
         self.workshop.stop_agents().await;
-        self.sweeper.abort();
-        if let Err(e) = self.workshop.board_handle().shutdown().await {
-            tracing::error!(error = %e, "board did not shut down cleanly");
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.abort();
+        }
+        if let Some(board) = self.workshop.local_board() {
+            if let Err(e) = board.shutdown().await {
+                tracing::error!(error = %e, "board did not shut down cleanly");
+            }
         }
         self.root.stop(Some("node shutdown".into()));
         let _ = self.handle.await;
@@ -469,6 +511,29 @@ impl Node {
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+        }
+    }
+}
+
+/// Keep `link` pointed at the board node's board actor: set while the board node is up (its
+/// stand-in in the session with it), cleared while it is not, so board workers wait and carry
+/// on by themselves when it is back.
+async fn follow_board(cluster: ClusterHandle, link: crate::board_link::BoardLink) {
+    let mut view = cluster.view.clone();
+    let mut current: Option<ractor::ActorId> = None;
+    loop {
+        let board = {
+            let v = view.borrow_and_update();
+            v.board_peer().and_then(|p| p.board.clone())
+        };
+        let id = board.as_ref().map(|b| b.get_id());
+        if id != current {
+            current = id;
+            let board_node = link.board_node().to_string();
+            link.set(board.map(|b| BoardClient::new(b, format!("the board on node {board_node}"))));
+        }
+        if view.changed().await.is_err() {
+            return;
         }
     }
 }

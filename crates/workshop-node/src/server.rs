@@ -280,16 +280,8 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
                 .await
                 .map(|items| page(items, false)),
         ),
-        R::GetWork(r) => answer::<req::GetWork>(what, Ok(ws.work_item(&r.id).await)),
-        R::BoardCounts(_) => answer::<req::BoardCounts>(
-            what,
-            Ok(ws
-                .board_counts()
-                .await
-                .into_iter()
-                .map(|(s, n)| (s, n as u64))
-                .collect()),
-        ),
+        R::GetWork(r) => answer::<req::GetWork>(what, ws.work_item(&r.id).await),
+        R::BoardCounts(_) => answer::<req::BoardCounts>(what, ws.board_counts().await),
         R::ClaimWork(r) => answer::<req::ClaimWork>(what, ws.claim_work(&r.id, &r.agent).await),
         R::StartWork(r) => answer::<req::StartWork>(what, ws.start_work(&r.id).await),
         R::CompleteWork(r) => {
@@ -306,16 +298,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         ),
         R::BoardWorker(r) => answer::<req::BoardWorker>(
             what,
-            ws.board_worker(
-                &r.name,
-                &r.work_type,
-                r.options.profile.as_deref(),
-                r.options.options,
-                r.options.interval_ms,
-                r.options.lease_ms,
-                r.options.worktree,
-            )
-            .await,
+            ws.board_worker(&r.name, &r.work_type, r.options).await,
         ),
         R::Workers(_) => answer::<req::Workers>(what, ws.workers().await),
         R::DefineWorkflow(r) => answer::<req::DefineWorkflow>(what, ws.workflow(r.workflow).await),

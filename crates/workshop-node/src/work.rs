@@ -1,10 +1,12 @@
 //! The work board through the Workshop API, with AgentWorkshop's names: `work`, `board`,
 //! `work_item`, `claim_work`, `start_work`, `complete_work`, `fail_work`, `cancel_work`,
-//! `work_from_result`. Every change is published on the `work` topic.
+//! `work_from_result`. Every change is published on the `work` topic (of this node: the one
+//! that made it). Every operation goes through the node's board client (`board_link.rs`), so
+//! it works the same on the board node and on any other.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use workshop_board::durable::DurableError;
 use workshop_board::item::{NewItem, Status, WorkItem, WorkType};
 use workshop_board::state::ListFilter;
 use workshop_types::Topic;
@@ -14,11 +16,10 @@ use crate::{ApiError, Workshop};
 /// Lease of a claim made by hand from the console (a worker renews its own by heartbeat).
 pub const MANUAL_LEASE_MS: u64 = 30 * 60 * 1000;
 
-pub use workshop_proto::api::WorkOptions;
+/// The longest one `AwaitSettled` long poll of `await_work` waits; a longer wait is several.
+pub const AWAIT_POLL: Duration = Duration::from_secs(30);
 
-pub(crate) fn board_err(e: DurableError) -> ApiError {
-    ApiError::Board(e.to_string())
-}
+pub use workshop_proto::api::WorkOptions;
 
 pub fn parse_type(t: &str) -> Result<WorkType, ApiError> {
     t.trim_start_matches(':').parse().map_err(ApiError::Board)
@@ -52,7 +53,7 @@ impl Workshop {
         for (k, v) in o.metadata {
             item = item.meta(k, v);
         }
-        let added = self.board_handle().add(item).await.map_err(board_err)?;
+        let added = self.board_client()?.add(item).await?;
         self.work_event(
             "added",
             added.id.as_str(),
@@ -75,30 +76,29 @@ impl Workshop {
             work_type: work_type.map(parse_type).transpose()?,
             claimed_by: None,
         };
-        Ok(self.board_handle().list(filter).await)
+        Ok(self.board_client()?.list(filter).await?.items)
     }
 
-    pub async fn work_item(&self, id: &str) -> Option<WorkItem> {
-        self.board_handle().get(id.trim_start_matches(':')).await
+    pub async fn work_item(&self, id: &str) -> Result<Option<WorkItem>, ApiError> {
+        self.board_client()?.get(id.trim_start_matches(':')).await
     }
 
-    pub async fn board_counts(&self) -> BTreeMap<Status, usize> {
-        self.board_handle().counts().await
+    pub async fn board_counts(&self) -> Result<BTreeMap<Status, u64>, ApiError> {
+        self.board_client()?.counts().await
     }
 
     async fn existing(&self, id: &str) -> Result<WorkItem, ApiError> {
         self.work_item(id)
-            .await
-            .ok_or_else(|| ApiError::Board(format!("no work item {id}; board() lists them")))
+            .await?
+            .ok_or_else(|| ApiError::NoSuchItem(id.trim_start_matches(':').to_string()))
     }
 
     pub async fn claim_work(&self, id: &str, agent: &str) -> Result<WorkItem, ApiError> {
         let id = id.trim_start_matches(':');
         let item = self
-            .board_handle()
+            .board_client()?
             .claim(id, agent.trim_start_matches(':'), MANUAL_LEASE_MS)
-            .await
-            .map_err(board_err)?;
+            .await?;
         self.work_event("claimed", id, format!("[work] {id} claimed by {agent}"));
         Ok(item)
     }
@@ -112,11 +112,7 @@ impl Workshop {
                 item.id, item.status, item.id
             ))
         })?;
-        let item = self
-            .board_handle()
-            .start(item.id.as_str(), token)
-            .await
-            .map_err(board_err)?;
+        let item = self.board_client()?.start(item.id.as_str(), token).await?;
         self.work_event(
             "started",
             item.id.as_str(),
@@ -132,10 +128,9 @@ impl Workshop {
     ) -> Result<WorkItem, ApiError> {
         let id = id.trim_start_matches(':');
         let item = self
-            .board_handle()
+            .board_client()?
             .complete_work(id, result.unwrap_or_default())
-            .await
-            .map_err(board_err)?;
+            .await?;
         self.work_event("completed", id, format!("[work] {id} completed"));
         self.after_item_settled(&item).await;
         Ok(item)
@@ -144,11 +139,7 @@ impl Workshop {
     pub async fn fail_work(&self, id: &str, error: Option<String>) -> Result<WorkItem, ApiError> {
         let id = id.trim_start_matches(':');
         let error = error.unwrap_or_else(|| "failed by hand".into());
-        let item = self
-            .board_handle()
-            .fail_work(id, error.clone())
-            .await
-            .map_err(board_err)?;
+        let item = self.board_client()?.fail_work(id, error.clone()).await?;
         self.work_event("failed", id, format!("[work] {id} failed: {error}"));
         self.after_item_settled(&item).await;
         Ok(item)
@@ -156,36 +147,51 @@ impl Workshop {
 
     pub async fn cancel_work(&self, id: &str) -> Result<WorkItem, ApiError> {
         let id = id.trim_start_matches(':');
-        let item = self.board_handle().cancel(id).await.map_err(board_err)?;
+        let item = self.board_client()?.cancel(id).await?;
         self.work_event("cancelled", id, format!("[work] {id} cancelled"));
         self.after_item_settled(&item).await;
         Ok(item)
     }
 
-    /// Wait until an item is settled (done, failed, blocked or cancelled); follows events.
+    /// Wait until an item is settled (done, failed, blocked or cancelled), wherever it runs:
+    /// long polls of the board (`AwaitSettled`), at most [`AWAIT_POLL`] each.
     pub async fn await_work(
         &self,
         id: &str,
-        timeout: Option<std::time::Duration>,
+        timeout: Option<Duration>,
     ) -> Result<WorkItem, ApiError> {
-        self.wait_until(
-            &[Topic::Work],
-            timeout,
-            |t| ApiError::Board(format!("{id} still open after {} ms", t.as_millis())),
-            || {
-                let ws = self.clone();
-                let id = id.to_string();
-                async move {
-                    let item = ws.existing(&id).await?;
-                    Ok(matches!(
-                        item.status,
-                        Status::Done | Status::Failed | Status::Blocked | Status::Cancelled
-                    )
-                    .then_some(item))
-                }
-            },
-        )
-        .await
+        let id = id.trim_start_matches(':');
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let still_open = |t: Duration| {
+            ApiError::Board(format!(
+                "{id} still open after {} ms; await_work(\"{id}\") again to keep waiting",
+                t.as_millis()
+            ))
+        };
+        loop {
+            let wait = match deadline {
+                None => AWAIT_POLL,
+                Some(d) => d
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(AWAIT_POLL),
+            };
+            let board = self.board_client()?;
+            let poll = board.await_settled(id, wait);
+            let item = match deadline {
+                None => poll.await?,
+                // The board answers after `wait` at the latest; this bounds one that does not.
+                Some(d) => tokio::time::timeout_at(d + Duration::from_secs(1), poll)
+                    .await
+                    .map_err(|_| still_open(timeout.unwrap_or_default()))??,
+            }
+            .ok_or_else(|| ApiError::NoSuchItem(id.to_string()))?;
+            if item.status.is_settled() {
+                return Ok(item);
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                return Err(still_open(timeout.unwrap_or_default()));
+            }
+        }
     }
 
     /// A work item whose spec is the agent's last result.

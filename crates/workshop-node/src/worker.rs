@@ -1,6 +1,12 @@
 //! Board workers: one actor per worker binds an agent (made from a profile) to a work type.
-//! It is woken as soon as a matching item becomes ready (the board pushes it; the interval is
-//! only a fallback), claims the highest-priority oldest ready item with a lease, runs
+//! Every board call goes through the node's board client (`board_link.rs`), so a worker works
+//! the cluster's board from any node. While idle, the worker has one waiter task: a long poll
+//! (`wait_ready` of its type, answered as soon as an item is claimable, else empty after the
+//! worker's interval, and asked again). When it returns items the worker claims the
+//! highest-priority oldest ready item with a lease (no claim, hence no durable write, while
+//! nothing is ready); while an item is in flight there is no waiter. While the board is out of
+//! reach the waiter waits for the node's link to change (or a bounded backoff) and carries on
+//! by itself; the worker says once that it lost the board and once that it has it back. It runs
 //! `title + "\n\nSpec:\n" + spec` (plus earlier stage results for workflow items), renews the
 //! lease by heartbeat while the turn runs, then completes the item with the result or fails it
 //! with the error (a failed turn is a failed item, retried with backoff by the board up to its
@@ -20,11 +26,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use workshop_board::durable::DurableError;
 use workshop_board::item::{WorkItem, WorkType};
+use workshop_board::BoardClient;
 use workshop_types::{AgentName, AgentOptions, Topic};
 
 use crate::background::{spawn_worker, Supervised};
+use crate::board_link::is_unreachable;
 use crate::state::StateMsg;
 use crate::workshop::call_actor;
 use crate::{ApiError, Workshop};
@@ -33,6 +40,10 @@ pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_LEASE_MS: u64 = 60_000;
 /// How long a stopping node waits for an interrupted item to be handed back.
 pub const RELEASE_WAIT: Duration = Duration::from_secs(10);
+/// First and longest wait before a worker asks an unreachable board again (it also asks as
+/// soon as the node's board link changes), and after a failed claim.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// How a worker was defined (persisted, so workers come back after a restart).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -50,7 +61,7 @@ pub use workshop_proto::api::WorkerInfo;
 
 #[derive(RactorMessage)]
 pub enum WorkerMsg {
-    /// Look for work (pushed on ready items, and on the fallback interval).
+    /// The waiter saw claimable items of the worker's type: claim one.
     Wake,
     /// The item in flight ended.
     Done {
@@ -94,7 +105,14 @@ pub struct WorkerState {
     /// Counted when the board has recorded the outcome, before its event is published, so
     /// whoever sees the event sees the count.
     counts: Arc<Counts>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The long poll for ready items, while idle (at most one; none while an item is in
+    /// flight or the worker drains).
+    waiter: Option<JoinHandle<()>>,
+    /// Claims refused in a row (not for an unreachable board): the next waiter starts after a
+    /// backoff, so a board that refuses every claim is not asked in a tight loop.
+    claim_failures: u32,
+    /// Whether the worker has said it lost the board (and not yet that it is back).
+    lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Items settled by one worker.
@@ -114,32 +132,7 @@ impl Actor for BoardWorker {
         me: ActorRef<WorkerMsg>,
         (ws, spec): (Workshop, WorkerSpec),
     ) -> Result<WorkerState, ActorProcessingErr> {
-        // Push: the board announces every item that becomes ready.
-        let mut ready = ws.board_handle().subscribe_ready();
-        let wanted = spec.work_type.clone();
-        let push_to = me.clone();
-        let push = tokio::spawn(async move {
-            loop {
-                match ready.recv().await {
-                    Ok(item) if item.work_type == wanted => {
-                        if push_to.cast(WorkerMsg::Wake).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    // Missed some: look anyway.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if push_to.cast(WorkerMsg::Wake).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        let timer = me.send_interval(Duration::from_millis(spec.interval_ms), || WorkerMsg::Wake);
-        me.cast(WorkerMsg::Wake)?;
-        Ok(WorkerState {
+        let mut st = WorkerState {
             ws,
             spec,
             current: None,
@@ -147,8 +140,12 @@ impl Actor for BoardWorker {
             draining: false,
             drained: Vec::new(),
             counts: Arc::default(),
-            tasks: vec![push, timer],
-        })
+            waiter: None,
+            claim_failures: 0,
+            lost: Arc::default(),
+        };
+        st.wait_for_work(&me, Duration::ZERO);
+        Ok(st)
     }
 
     async fn post_stop(
@@ -156,9 +153,7 @@ impl Actor for BoardWorker {
         _me: ActorRef<WorkerMsg>,
         st: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
-        for t in st.tasks.drain(..) {
-            t.abort();
-        }
+        st.stop_waiting();
         Ok(())
     }
 
@@ -170,25 +165,27 @@ impl Actor for BoardWorker {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerMsg::Wake => {
-                // Busy, or nothing of our type is ready: no durable claim (every claim costs an
-                // fdatasync, and an idle worker is woken by every interval tick).
-                if st.draining
-                    || st.current.is_some()
-                    || !st.ws.board_handle().has_ready(Some(&st.spec.work_type))
-                {
+                // The waiter saw a claimable item and has ended. Only then is a durable claim
+                // made (each costs an fdatasync on the board node).
+                st.waiter = None;
+                if st.draining || st.current.is_some() {
                     return Ok(());
                 }
-                let claimed = st
-                    .ws
-                    .board_handle()
-                    .claim_next(
-                        Some(st.spec.work_type.clone()),
-                        st.spec.name.as_str(),
-                        st.spec.lease_ms,
-                    )
-                    .await;
+                let claimed = match st.ws.board_client() {
+                    Ok(board) => {
+                        board
+                            .claim_next(
+                                Some(st.spec.work_type.clone()),
+                                st.spec.name.as_str(),
+                                st.spec.lease_ms,
+                            )
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
                 match claimed {
                     Ok(Some(item)) => {
+                        st.claim_failures = 0;
                         st.current = Some(item.id.to_string());
                         st.ws.emit_about(
                             Topic::Work,
@@ -208,13 +205,26 @@ impl Actor for BoardWorker {
                             let _ = me.cast(WorkerMsg::Done { id, end });
                         });
                     }
-                    Ok(None) => {}
-                    Err(e) => st.ws.emit_about(
-                        Topic::Work,
-                        "error",
-                        st.spec.name.as_str(),
-                        format!("[error] worker {}: claim failed: {e}", st.spec.name),
-                    ),
+                    // Another worker was first: wait again.
+                    Ok(None) => {
+                        st.claim_failures = 0;
+                        st.wait_for_work(&me, Duration::ZERO);
+                    }
+                    // The waiter waits for the board to come back.
+                    Err(e) if is_unreachable(&e) => {
+                        board_lost(&st.ws, &st.spec.name, &st.lost, &e);
+                        st.wait_for_work(&me, BACKOFF_MIN);
+                    }
+                    Err(e) => {
+                        st.ws.emit_about(
+                            Topic::Work,
+                            "error",
+                            st.spec.name.as_str(),
+                            format!("[error] worker {}: claim failed: {e}", st.spec.name),
+                        );
+                        st.claim_failures = st.claim_failures.saturating_add(1);
+                        st.wait_for_work(&me, backoff(st.claim_failures));
+                    }
                 }
             }
             WorkerMsg::Done { id, end } => {
@@ -234,11 +244,12 @@ impl Actor for BoardWorker {
                         let _ = w.send(());
                     }
                 } else {
-                    me.cast(WorkerMsg::Wake)?;
+                    st.wait_for_work(&me, Duration::ZERO);
                 }
             }
             WorkerMsg::Drain(reply) => {
                 st.draining = true;
+                st.stop_waiting();
                 if st.current.is_none() {
                     let _ = reply.send(());
                 } else {
@@ -261,6 +272,144 @@ impl Actor for BoardWorker {
             WorkerMsg::CrashForTest(why) => return Err(why.into()),
         }
         Ok(())
+    }
+}
+
+impl WorkerState {
+    /// Start the waiter (after `delay`), unless one runs: it long-polls the board for ready
+    /// items of the worker's type and wakes the worker when there are some.
+    fn wait_for_work(&mut self, me: &ActorRef<WorkerMsg>, delay: Duration) {
+        if self.waiter.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let ws = self.ws.clone();
+        let name = self.spec.name.clone();
+        let work_type = self.spec.work_type.clone();
+        let interval = Duration::from_millis(self.spec.interval_ms);
+        let lost = self.lost.clone();
+        let me = me.clone();
+        self.waiter = Some(tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            wait_ready(&ws, &name, work_type, interval, &lost).await;
+            let _ = me.cast(WorkerMsg::Wake);
+        }));
+    }
+
+    fn stop_waiting(&mut self) {
+        if let Some(w) = self.waiter.take() {
+            w.abort();
+        }
+    }
+}
+
+/// The waiter's loop: returns once the board has claimable items of `work_type`. Each long
+/// poll lasts up to `interval` (the fallback: an empty answer, and it asks again). While the
+/// board is out of reach it waits for the node's board link to change, or a bounded backoff,
+/// and asks again; a change of the link also ends a poll in flight (the board moved).
+async fn wait_ready(
+    ws: &Workshop,
+    name: &AgentName,
+    work_type: WorkType,
+    interval: Duration,
+    lost: &std::sync::atomic::AtomicBool,
+) {
+    let mut link = ws.board_link().subscribe();
+    let mut failures = 0;
+    loop {
+        let client = link.borrow_and_update().clone();
+        let answer = match client {
+            None => Err(ws.board_link().unreachable()),
+            Some(board) => tokio::select! {
+                r = board.wait_ready(Some(work_type.clone()), interval) => r,
+                _ = link.changed() => continue,
+            },
+        };
+        match answer {
+            Ok(items) => {
+                board_back(ws, name, lost);
+                failures = 0;
+                if !items.is_empty() {
+                    return;
+                }
+            }
+            Err(e) => {
+                board_lost(ws, name, lost, &e);
+                failures += 1;
+                tokio::select! {
+                    _ = link.changed() => {}
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The wait before the `failures`-th retry: doubling from [`BACKOFF_MIN`] up to
+/// [`BACKOFF_MAX`].
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKOFF_MIN.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+}
+
+/// Say (once) that the worker cannot reach the board.
+fn board_lost(ws: &Workshop, name: &AgentName, lost: &std::sync::atomic::AtomicBool, e: &ApiError) {
+    if !lost.swap(true, Ordering::SeqCst) {
+        ws.emit_about(
+            Topic::Work,
+            "board_lost",
+            name.as_str(),
+            format!(
+                "[work] worker {name} cannot reach the board: {e}; it waits for the board and \
+                 carries on by itself"
+            ),
+        );
+    }
+}
+
+/// Say (once) that the worker reaches the board again.
+fn board_back(ws: &Workshop, name: &AgentName, lost: &std::sync::atomic::AtomicBool) {
+    if lost.swap(false, Ordering::SeqCst) {
+        ws.emit_about(
+            Topic::Work,
+            "board_back",
+            name.as_str(),
+            format!("[work] worker {name} reaches the board again"),
+        );
+    }
+}
+
+/// One board call with the node's current board client. While the board is out of reach it
+/// waits for the node's board link to change (or a bounded backoff) and calls again, for up to
+/// `within`; then the last error is the answer. For calls that may be repeated safely: `start`
+/// and `release` (a repeat is refused as stale, changing nothing), `complete` and `fail`
+/// (idempotent for the settling token).
+async fn with_board<T, F, Fut>(ws: &Workshop, within: Duration, call: F) -> Result<T, ApiError>
+where
+    F: Fn(BoardClient) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut link = ws.board_link().subscribe();
+    let mut failures = 0;
+    loop {
+        let client = link.borrow_and_update().clone();
+        let r = match client {
+            Some(board) => call(board).await,
+            None => Err(ws.board_link().unreachable()),
+        };
+        let now = tokio::time::Instant::now();
+        match r {
+            Err(e) if is_unreachable(&e) && now < deadline => {
+                failures += 1;
+                tokio::select! {
+                    _ = link.changed() => {}
+                    _ = tokio::time::sleep(backoff(failures).min(deadline - now)) => {}
+                }
+            }
+            r => return r,
+        }
     }
 }
 
@@ -287,34 +436,49 @@ async fn run_item(
     mut release: oneshot::Receiver<()>,
     counts: &Counts,
 ) -> ItemEnd {
-    let board = ws.board_handle();
     let id = item.id.to_string();
     let Some(token) = item.token() else {
         return ItemEnd::Failed;
     };
     let name = spec.name.as_str();
+    let lease = Duration::from_millis(spec.lease_ms);
     // Mark it in progress while the turn starts; ordering is kept by awaiting it before the end.
     let start = {
-        let board = board.clone();
+        let ws = ws.clone();
         let id = id.clone();
-        tokio::spawn(async move { board.start(&id, token).await })
+        tokio::spawn(async move {
+            with_board(&ws, lease, |board| {
+                let id = id.clone();
+                async move { board.start(&id, token).await }
+            })
+            .await
+        })
     };
     // Renews the lease; a refusal by the board (stale token: the lease expired, the item was
     // cancelled or re-claimed) means the item is no longer ours, and is reported on `lost`.
     let (lost_tx, mut lost) = oneshot::channel::<String>();
     let heartbeat = {
-        let board = board.clone();
+        let ws = ws.clone();
         let id = id.clone();
         let lease = spec.lease_ms;
         tokio::spawn(async move {
             let every = Duration::from_millis((lease / 3).max(10));
             loop {
                 tokio::time::sleep(every).await;
-                match board.heartbeat(&id, token, lease).await {
+                let beat = match ws.board_client() {
+                    Ok(board) => board.heartbeat(&id, token, lease).await,
+                    Err(e) => Err(e),
+                };
+                match beat {
                     Ok(_) => {}
-                    Err(DurableError::Board(refused)) => {
+                    Err(refused @ (ApiError::StaleToken { .. } | ApiError::NoSuchItem(_))) => {
                         let _ = lost_tx.send(refused.to_string());
                         break;
+                    }
+                    // The board is out of reach: renew at the next beat (if the outage
+                    // outlasts the lease, the board refuses the token then).
+                    Err(e) if is_unreachable(&e) => {
+                        tracing::warn!(item = %id, error = %e, "heartbeat not delivered");
                     }
                     // Storage trouble or shutdown: stop renewing; settling reports the error.
                     Err(e) => {
@@ -325,13 +489,24 @@ async fn run_item(
             }
         })
     };
+    // The prompt reads earlier stages' results from the board: without them it would be wrong.
+    let prompt = match ws.stage_prompt_for(&item).await {
+        Ok(p) => p,
+        Err(e) => {
+            heartbeat.abort();
+            let _ = start.await;
+            let why = format!("could not read the results of earlier stages: {e}");
+            settle(ws, spec, &id, token, Err(why), counts).await;
+            return ItemEnd::Failed;
+        }
+    };
     let worktree = if spec.worktree {
         match prepare_worktree(ws, spec, &item).await {
             Ok(p) => Some(p),
             Err(e) => {
                 heartbeat.abort();
                 let _ = start.await;
-                settle(ws, &id, token, Err(format!("worktree: {e}")), counts).await;
+                settle(ws, spec, &id, token, Err(format!("worktree: {e}")), counts).await;
                 return ItemEnd::Failed;
             }
         }
@@ -344,7 +519,6 @@ async fn run_item(
         &id,
         format!("[board_worker] {name} started {id}"),
     );
-    let prompt = ws.stage_prompt_for(&item).await;
     let ask = ws.ask_from(name, &prompt, "board");
     tokio::pin!(ask);
     let (outcome, lease_lost) = tokio::select! {
@@ -359,7 +533,16 @@ async fn run_item(
             let _ = ask.await;
             heartbeat.abort();
             let _ = start.await;
-            match board.release(&id, token, "its node stopped before the turn ended").await {
+            let released = with_board(ws, RELEASE_WAIT / 2, |board| {
+                let id = id.clone();
+                async move {
+                    board
+                        .release(&id, token, "its node stopped before the turn ended")
+                        .await
+                }
+            })
+            .await;
+            match released {
                 Ok(_) => ws.emit_about(
                     Topic::Work,
                     "released",
@@ -398,6 +581,7 @@ async fn run_item(
     let ok = outcome.is_ok();
     settle(
         ws,
+        spec,
         &id,
         token,
         outcome.map(|r| r.text).map_err(|e| e.to_string()),
@@ -471,18 +655,26 @@ async fn release_lost_item(
     );
 }
 
+/// Record the item's outcome with the worker's token. While the board is out of reach it is
+/// tried again for up to the lease (past it the board would refuse the token anyway).
 async fn settle(
     ws: &Workshop,
+    spec: &WorkerSpec,
     id: &str,
     token: u64,
     outcome: Result<String, String>,
     counts: &Counts,
 ) {
-    let board = ws.board_handle();
-    let res = match &outcome {
-        Ok(text) => board.complete(id, token, text.clone()).await,
-        Err(e) => board.fail(id, token, e.clone(), true).await,
-    };
+    let res = with_board(ws, Duration::from_millis(spec.lease_ms), |board| {
+        let outcome = outcome.clone();
+        async move {
+            match outcome {
+                Ok(text) => board.complete(id, token, text).await,
+                Err(e) => board.fail(id, token, e, true).await,
+            }
+        }
+    })
+    .await;
     match res {
         Ok(item) => {
             let line = match (&outcome, item.status) {
@@ -593,17 +785,22 @@ async fn git(dir: &Path, args: &[&str]) -> Result<(), ApiError> {
 impl Workshop {
     // ---------------------------------------------------------------- board workers
 
-    /// Start a board worker: an agent made from `profile` (or plain), bound to `work_type`.
+    /// Start a board worker: an agent made from `o.profile` (or plain) with `o.options` over
+    /// it, bound to `work_type`.
     pub async fn board_worker(
         &self,
         name: &str,
         work_type: &str,
-        profile: Option<&str>,
-        overrides: AgentOptions,
-        interval_ms: Option<u64>,
-        lease_ms: Option<u64>,
-        worktree: bool,
+        o: crate::WorkerOptions,
     ) -> Result<AgentName, ApiError> {
+        let crate::WorkerOptions {
+            profile,
+            options: overrides,
+            interval_ms,
+            worktree,
+            lease_ms,
+        } = o;
+        let profile = profile.as_deref();
         let work_type = crate::work::parse_type(work_type)?;
         let name = AgentName::new(name)?;
         let (role, options) = match profile {

@@ -3,12 +3,18 @@
 //! run's status is derived from its items (completed when all are done, failed as soon as one
 //! fails or is blocked) and announced when it changes.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
 use workshop_board::item::{Status, WorkItem};
 use workshop_types::Topic;
 use workshop_workflow::{run_status, stage_prompt, RunStatus, StageState, Workflow};
 
-use crate::work::WorkOptions;
+use crate::work::{WorkOptions, AWAIT_POLL};
 use crate::{ApiError, Workshop};
+
+/// How often `await_workflow` looks again at a running workflow with no open item to wait on.
+const MISSING_STAGE_POLL: Duration = Duration::from_secs(1);
 
 fn stage_state(item: Option<&WorkItem>) -> StageState {
     match item.map(|i| i.status) {
@@ -105,7 +111,7 @@ impl Workshop {
         let wf = self.definition(name)?;
         let mut stages = Vec::new();
         for s in &wf.stages {
-            stages.push((s.name.clone(), self.work_item(&wf.item_id(&s.name)).await));
+            stages.push((s.name.clone(), self.work_item(&wf.item_id(&s.name)).await?));
         }
         let states: Vec<StageState> = stages
             .iter()
@@ -114,36 +120,74 @@ impl Workshop {
         Ok((run_status(&states), stages))
     }
 
-    /// Wait until the workflow's run completes or fails (follows events; no polling).
+    /// Wait until the workflow's run completes or fails, wherever its stages run: long polls
+    /// of the board (`AwaitSettled`) on every open stage at once, status read again whenever
+    /// one settles.
     pub async fn await_workflow(
         &self,
         name: &str,
-        timeout: Option<std::time::Duration>,
+        timeout: Option<Duration>,
     ) -> Result<RunStatus, ApiError> {
-        self.wait_until(
-            &[Topic::Work, Topic::Workflow],
-            timeout,
-            |t| {
-                ApiError::Board(format!(
-                    "workflow {name} still running after {} ms",
-                    t.as_millis()
-                ))
-            },
-            || {
-                let ws = self.clone();
-                let name = name.to_string();
-                async move {
-                    match ws.workflow_status(&name).await?.0 {
-                        s @ (RunStatus::Completed | RunStatus::Failed) => Ok(Some(s)),
-                        RunStatus::Defined => Err(ApiError::Board(format!(
-                            "workflow {name} is not running; run_workflow(\"{name}\") first"
-                        ))),
-                        RunStatus::Running => Ok(None),
-                    }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let still_running = || {
+            ApiError::Board(format!(
+                "workflow {name} still running after {} ms; await_workflow(\"{name}\") again to \
+                 keep waiting",
+                timeout.unwrap_or_default().as_millis()
+            ))
+        };
+        loop {
+            let (status, stages) = self.workflow_status(name).await?;
+            match status {
+                RunStatus::Completed | RunStatus::Failed => return Ok(status),
+                RunStatus::Defined => {
+                    return Err(ApiError::Board(format!(
+                        "workflow {name} is not running; run_workflow(\"{name}\") first"
+                    )))
                 }
-            },
-        )
-        .await
+                RunStatus::Running => {}
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining.is_some_and(|r| r.is_zero()) {
+                return Err(still_running());
+            }
+            let wait = remaining.map_or(AWAIT_POLL, |r| r.min(AWAIT_POLL));
+            let open: Vec<String> = stages
+                .iter()
+                .filter_map(|(_, item)| item.as_ref())
+                .filter(|item| !item.status.is_settled())
+                .map(|item| item.id.to_string())
+                .collect();
+            if open.is_empty() {
+                // Running with no open item: a stage's item is missing (the run is being
+                // started, or an item was removed by hand). Nothing to wait on; look again.
+                tokio::time::sleep(wait.min(MISSING_STAGE_POLL)).await;
+                continue;
+            }
+            let client = self.board_client()?;
+            let mut polls = tokio::task::JoinSet::new();
+            for id in open {
+                let client = client.clone();
+                polls.spawn(async move { client.await_settled(&id, wait).await });
+            }
+            // The first stage to settle (or the first poll to end) ends this round; the other
+            // polls are dropped (the board ends them after `wait`).
+            let first = match deadline {
+                None => polls.join_next().await,
+                Some(d) => tokio::time::timeout_at(d + Duration::from_secs(1), polls.join_next())
+                    .await
+                    .map_err(|_| still_running())?,
+            };
+            match first {
+                Some(Ok(Err(e))) => return Err(e),
+                Some(Err(e)) => {
+                    return Err(ApiError::Node(format!(
+                        "waiting for workflow {name} failed: {e}; await_workflow(\"{name}\") again"
+                    )))
+                }
+                Some(Ok(Ok(_))) | None => {}
+            }
+        }
     }
 
     /// Remove the run's items (dependents first) and return the workflow to `defined`.
@@ -151,11 +195,8 @@ impl Workshop {
         let wf = self.definition(name)?;
         for s in wf.stages.iter().rev() {
             let id = wf.item_id(&s.name);
-            if self.work_item(&id).await.is_some() {
-                self.board_handle()
-                    .remove(&id)
-                    .await
-                    .map_err(crate::work::board_err)?;
+            if self.work_item(&id).await?.is_some() {
+                self.board_client()?.remove(&id).await?;
             }
         }
         self.emit_about(
@@ -184,11 +225,12 @@ impl Workshop {
         }
     }
 
-    /// The prompt for an item: title, spec, and the results of the stages it depends on.
-    pub(crate) async fn stage_prompt_for(&self, item: &WorkItem) -> String {
+    /// The prompt for an item: title, spec, and the results of the stages it depends on (an
+    /// error when the board cannot be read: the prompt would lack them).
+    pub(crate) async fn stage_prompt_for(&self, item: &WorkItem) -> Result<String, ApiError> {
         let mut previous = Vec::new();
         for dep in &item.depends_on {
-            if let Some(d) = self.work_item(dep.as_str()).await {
+            if let Some(d) = self.work_item(dep.as_str()).await? {
                 if let Some(r) = d.result {
                     let label = d
                         .metadata
@@ -199,6 +241,6 @@ impl Workshop {
                 }
             }
         }
-        stage_prompt(&item.title, &item.spec, &previous)
+        Ok(stage_prompt(&item.title, &item.spec, &previous))
     }
 }

@@ -21,6 +21,7 @@ use workshop_types::{
     RequestRef, Topic, TurnResult,
 };
 
+use crate::board_link::BoardLink;
 use crate::directory::{Directory, Entry, NodeHooks};
 use crate::event_log::{EventLogHandle, EventLogMsg};
 use crate::names::{NameGuard, NameLocks};
@@ -31,6 +32,7 @@ use crate::supervisor::{AgentsSlot, RootMsg};
 use crate::ApiError;
 use crate::{AwaitOutcome, BudgetView, GlobalConfig, Profile};
 use workshop_board::durable::DurableBoard;
+use workshop_board::BoardClient;
 
 /// The largest prompt `ask`/`cast` take. Agent messages may cross nodes, and one ractor_cluster
 /// frame over 16 MiB closes the whole node session, so prompts stay well under it.
@@ -103,7 +105,11 @@ pub(crate) struct Inner {
     /// Budgets, checked by each agent as it admits a prompt (shared with their hooks).
     pub(crate) admission: Arc<crate::admission::Admission>,
     pub(crate) store: Store,
-    pub(crate) board: DurableBoard,
+    /// The board itself: only on the board node (its board actor, lease sweeper and shutdown
+    /// use it). Every board operation goes through `board_link`.
+    pub(crate) board: Option<DurableBoard>,
+    /// Where the cluster's board is reached (see `board_link.rs`).
+    pub(crate) board_link: BoardLink,
     pub(crate) agents_slot: AgentsSlot,
     /// Supervises workers and schedules (see `background.rs`).
     pub(crate) background: RwLock<Option<ractor::ActorCell>>,
@@ -132,7 +138,8 @@ impl Workshop {
         events: Arc<EventLogHandle>,
         backends: Backends,
         db: Option<Arc<NodeDb>>,
-        board: DurableBoard,
+        board: Option<DurableBoard>,
+        board_link: BoardLink,
         agents_slot: AgentsSlot,
     ) -> Self {
         let admission = Arc::new(crate::admission::Admission {
@@ -154,6 +161,7 @@ impl Workshop {
                 db,
                 admission,
                 board,
+                board_link,
                 agents_slot,
                 background: RwLock::new(None),
                 names: NameLocks::default(),
@@ -161,9 +169,22 @@ impl Workshop {
         }
     }
 
-    /// The node's work board.
-    pub fn board_handle(&self) -> DurableBoard {
-        self.inner.board.clone()
+    /// The board this node holds (the board node only): for its board actor, lease sweeper
+    /// and shutdown. Board operations go through [`Workshop::board_client`].
+    pub fn local_board(&self) -> Option<&DurableBoard> {
+        self.inner.board.as_ref()
+    }
+
+    /// Where this node reaches the cluster's board: set it when the board becomes reachable,
+    /// clear it when it is lost.
+    pub fn board_link(&self) -> &BoardLink {
+        &self.inner.board_link
+    }
+
+    /// The client every board operation of this node goes through, or
+    /// [`ApiError::NoNode`] naming the board node while it is out of reach.
+    pub fn board_client(&self) -> Result<BoardClient, ApiError> {
+        self.inner.board_link.client()
     }
 
     /// The node's clock, read now (ms since the Unix epoch).
@@ -1111,44 +1132,6 @@ impl Workshop {
     pub fn clear_events(&self) {
         if let Some(log) = self.inner.events.actor() {
             let _ = log.cast(EventLogMsg::Clear);
-        }
-    }
-
-    /// Re-run `check` after every event of `topics` until it yields a value, the timeout passes
-    /// (`on_timeout` says what was still open) or the node stops. Follows events, never polls.
-    pub(crate) async fn wait_until<T, F, Fut>(
-        &self,
-        topics: &[Topic],
-        timeout: Option<Duration>,
-        on_timeout: impl FnOnce(Duration) -> ApiError,
-        check: F,
-    ) -> Result<T, ApiError>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Option<T>, ApiError>>,
-    {
-        // Subscribe before the first check, so no event between the two is missed.
-        let mut events = self.watch();
-        let wait = async {
-            loop {
-                if let Some(v) = check().await? {
-                    return Ok(v);
-                }
-                loop {
-                    match events.recv().await {
-                        Ok(e) if topics.contains(&e.topic) => break,
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(_) => return Err(ApiError::Node("the node is shutting down".into())),
-                    }
-                }
-            }
-        };
-        match timeout {
-            None => wait.await,
-            Some(t) => tokio::time::timeout(t, wait)
-                .await
-                .map_err(|_| on_timeout(t))?,
         }
     }
 

@@ -212,6 +212,91 @@ async fn worker_flow(client: &BoardClient, board: &DurableBoard) {
     assert_eq!(cancelled.status, Status::Cancelled);
 }
 
+/// What the console does without a token, through `client`: complete or fail an item by hand,
+/// wait for an item to settle (a long poll woken by the settlement), remove an item.
+async fn console_flow(client: &BoardClient, board: &DurableBoard) {
+    client
+        .add(NewItem::new("h1", "By hand").work_type(WorkType::Code))
+        .await
+        .unwrap();
+    // Only a claimed item can be settled by hand; the board's refusal names the transition.
+    let e = client.complete_work("h1", "too early").await.unwrap_err();
+    assert_eq!(e.code(), "board", "{e}");
+    assert!(e.to_string().contains("h1"), "{e}");
+    client.claim("h1", "console", LEASE_MS).await.unwrap();
+
+    // A waiting await_settled is woken by the settlement (its wait is far away).
+    let before = board.settled_subscribers();
+    let waiter = {
+        let c = client.clone();
+        tokio::spawn(async move { c.await_settled("h1", LONG_WAIT).await })
+    };
+    within("await_settled to subscribe", async {
+        while board.settled_subscribers() <= before {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let done = client.complete_work("h1", "done by hand").await.unwrap();
+    assert_eq!(done.status, Status::Done);
+    assert_eq!(done.result.as_deref(), Some("done by hand"));
+    let settled = within("await_settled woken by the settlement", waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(settled, Some(done.clone()));
+    // Settled already, or no such item: answered at once.
+    assert_eq!(
+        within(
+            "await_settled on a done item",
+            client.await_settled("h1", LONG_WAIT)
+        )
+        .await
+        .unwrap(),
+        Some(done)
+    );
+    assert_eq!(
+        within(
+            "await_settled on no item",
+            client.await_settled("nope", LONG_WAIT)
+        )
+        .await
+        .unwrap(),
+        None
+    );
+
+    // Failed by hand: no retry, whatever attempts are left.
+    client
+        .add(NewItem::new("h2", "Broken").work_type(WorkType::Docs))
+        .await
+        .unwrap();
+    // Still open after its wait: answered with the item as it stands.
+    let open = client
+        .await_settled("h2", Duration::from_millis(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open.status, Status::Ready);
+    client.claim("h2", "console", LEASE_MS).await.unwrap();
+    let failed = client.fail_work("h2", "failed by hand").await.unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.error.as_deref(), Some("failed by hand"));
+    let e = client.fail_work("nope", "x").await.unwrap_err();
+    assert_eq!(e, ApiError::NoSuchItem("nope".into()));
+
+    // Remove: refused while something depends on the item, then dependents first.
+    client.add(NewItem::new("h3", "Base")).await.unwrap();
+    client
+        .add(NewItem::new("h4", "On top").depends_on(["h3"]))
+        .await
+        .unwrap();
+    let e = client.remove("h3").await.unwrap_err();
+    assert_eq!(e.code(), "board", "{e}");
+    assert_eq!(client.remove("h4").await.unwrap().id.as_str(), "h4");
+    assert_eq!(client.remove("h3").await.unwrap().id.as_str(), "h3");
+    assert_eq!(client.get("h3").await.unwrap(), None);
+}
+
 /// Garbage and foreign frames get error replies; the actor answers the next call.
 async fn bad_frames_are_refused(client: &BoardClient) {
     for garbage in [vec![], vec![1, 0xff, 0xfe], vec![77, 1, 2, 3]] {
@@ -247,9 +332,10 @@ async fn bad_frames_are_refused(client: &BoardClient) {
 async fn a_board_worker_in_process() {
     let _serial = SERIAL.lock().await;
     let node = Node::start().await.unwrap();
-    let client = node.board_client();
+    let client = node.board_client().unwrap();
     assert!(client.actor().get_id().is_local());
-    worker_flow(&client, &node.workshop.board_handle()).await;
+    worker_flow(&client, node.workshop.local_board().unwrap()).await;
+    console_flow(&client, node.workshop.local_board().unwrap()).await;
     bad_frames_are_refused(&client).await;
     // The node's Client hands out the same board.
     let via_client = node.client().board_client().await.unwrap();
@@ -274,12 +360,13 @@ async fn a_board_worker_on_another_node() {
     assert!(!client.actor().get_id().is_local(), "a remote stand-in");
     // The board client keeps the connection open on its own.
     drop(remote);
-    worker_flow(&client, &node.workshop.board_handle()).await;
+    worker_flow(&client, node.workshop.local_board().unwrap()).await;
+    console_flow(&client, node.workshop.local_board().unwrap()).await;
     bad_frames_are_refused(&client).await;
     // What the remote worker did is what the node's own board shows.
     assert_eq!(
         client.counts().await.unwrap(),
-        node.board_client().counts().await.unwrap()
+        node.board_client().unwrap().counts().await.unwrap()
     );
     drop(client);
     node.shutdown().await;
@@ -289,8 +376,8 @@ async fn a_board_worker_on_another_node() {
 async fn a_waiting_long_poll_ends_when_the_node_stops() {
     let _serial = SERIAL.lock().await;
     let node = Node::start().await.unwrap();
-    let client = node.board_client();
-    let board = node.workshop.board_handle();
+    let client = node.board_client().unwrap();
+    let board = node.workshop.local_board().unwrap().clone();
     let waiter = waiting(&client, &board, WorkType::Review).await;
     within("the node to stop", node.shutdown()).await;
     let e = within("the long poll to end", waiter)

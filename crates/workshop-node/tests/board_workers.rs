@@ -42,11 +42,7 @@ async fn failed_turns_are_retried_until_max_attempts() {
     w.board_worker(
         "dev",
         "code",
-        None,
-        script(vec![error("transient"), text("ok now")]),
-        Some(60_000),
-        None,
-        false,
+        worker_opts(script(vec![error("transient"), text("ok now")])),
     )
     .await
     .expect("worker");
@@ -55,7 +51,7 @@ async fn failed_turns_are_retried_until_max_attempts() {
             .starts_with("[work] flaky failed (attempt 1 of 2), will retry")
     })
     .await;
-    let retrying = w.work_item("flaky").await.expect("item");
+    let retrying = w.work_item("flaky").await.expect("get").expect("item");
     assert_eq!(retrying.status, Status::Ready);
     let failed_at = w.now_ms();
     let backoff = retrying.not_before_ms - failed_at;
@@ -63,7 +59,7 @@ async fn failed_turns_are_retried_until_max_attempts() {
     // The backoff passes (virtual time); the board pushes the item, the worker claims it.
     time.advance(std::time::Duration::from_millis(1000)).await;
     until_line(&mut ev, "[work] flaky completed").await;
-    let item = w.work_item("flaky").await.expect("item");
+    let item = w.work_item("flaky").await.expect("get").expect("item");
     assert_eq!(item.status, Status::Done);
     assert_eq!(item.attempts, 1);
     // Claimed once its backoff had passed by the board's clock, by the push (the worker's
@@ -183,7 +179,7 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
 
     // Nothing was recorded with the stale token: the item is as the cancel left it, and the
     // worker neither completed nor failed anything.
-    let item = w.work_item("x").await.expect("item");
+    let item = w.work_item("x").await.expect("get").expect("item");
     assert_eq!(item.status, Status::Cancelled);
     assert_eq!((item.result, item.last_settle), (None, None));
     within("the worker to be free", async {

@@ -246,17 +246,9 @@ async fn a_crashed_board_worker_is_reported_restarted_then_marked_crashed() {
     let node = node().await;
     let w = &node.workshop;
     let mut ev = w.watch();
-    w.board_worker(
-        "dev",
-        "code",
-        None,
-        script(vec![]),
-        Some(60_000),
-        None,
-        false,
-    )
-    .await
-    .expect("worker");
+    w.board_worker("dev", "code", worker_opts(script(vec![])))
+        .await
+        .expect("worker");
     let crash = |why: &str| {
         w.worker_actor("dev")
             .expect("a running worker")
@@ -316,17 +308,9 @@ async fn a_crashed_board_worker_is_reported_restarted_then_marked_crashed() {
     assert!(w.worker_actor("dev").is_none(), "nothing runs for it");
 
     // Starting it again clears the mark.
-    w.board_worker(
-        "dev",
-        "code",
-        None,
-        script(vec![]),
-        Some(60_000),
-        None,
-        false,
-    )
-    .await
-    .expect("worker again");
+    w.board_worker("dev", "code", worker_opts(script(vec![])))
+        .await
+        .expect("worker again");
     let workers = w.workers().await.expect("workers");
     assert_eq!(
         (workers[0].restarts, workers[0].crashed.as_deref()),

@@ -59,6 +59,17 @@ requests! {
     /// A long poll: the claimable ready items (of `work_type`, if given) as soon as there is
     /// one, or an empty list after `wait_ms`. The remote form of `subscribe_ready`.
     WaitReady { work_type: Option<WorkType>, wait_ms: u64 } -> Vec<WorkItem>, waits = true;
+    /// Settle a claimed or in-progress item as done without its token (the console's
+    /// `complete_work`).
+    CompleteWork { id: String, result: String } -> WorkItem;
+    /// Settle a claimed or in-progress item as failed without its token and without a retry
+    /// (the console's `fail_work`).
+    FailWork { id: String, error: String } -> WorkItem;
+    /// A long poll: the item as soon as it is settled (done, failed, blocked or cancelled), or
+    /// as it stands after `wait_ms`; None when there is no such item.
+    AwaitSettled { id: String, wait_ms: u64 } -> Option<WorkItem>, waits = true;
+    /// Remove an item nothing depends on (a workflow's reset).
+    Remove { id: String } -> WorkItem;
 }
 
 /// The board actor's mailbox: one remotable RPC, like the node actor's.

@@ -176,6 +176,31 @@ fn board_requests_are_stable() {
             }
             .into(),
         ),
+        (
+            "board_complete_work",
+            b::CompleteWork {
+                id: "t1".into(),
+                result: "done by hand".into(),
+            }
+            .into(),
+        ),
+        (
+            "board_fail_work",
+            b::FailWork {
+                id: "t1".into(),
+                error: "failed by hand".into(),
+            }
+            .into(),
+        ),
+        (
+            "board_await_settled",
+            b::AwaitSettled {
+                id: "t1".into(),
+                wait_ms: 30_000,
+            }
+            .into(),
+        ),
+        ("board_remove", b::Remove { id: "t1".into() }.into()),
     ];
     for (n, r) in cases {
         let frame = encode_frame(r.clone(), "0.1.0").unwrap();

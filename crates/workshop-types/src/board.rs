@@ -221,6 +221,15 @@ impl Status {
     pub fn is_leased(self) -> bool {
         matches!(self, Status::Claimed | Status::InProgress)
     }
+
+    /// True for the states `await_work` waits for: done, failed, blocked or cancelled (a
+    /// blocked item waits for a dependency that will not complete).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Status::Done | Status::Failed | Status::Blocked | Status::Cancelled
+        )
+    }
 }
 
 impl fmt::Display for Status {

@@ -111,6 +111,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), ApiError> {
 pub struct Endpoint {
     pub addr: String,
     pub pid: u32,
+    /// The node's TLS files, when its port speaks TLS (a client on the same machine uses them).
+    pub tls: Option<TlsOptions>,
 }
 
 pub fn endpoint_path(data_dir: &Path) -> PathBuf {
@@ -118,10 +120,17 @@ pub fn endpoint_path(data_dir: &Path) -> PathBuf {
 }
 
 pub fn write_endpoint(data_dir: &Path, e: &Endpoint) -> Result<(), ApiError> {
-    write_private(
-        &endpoint_path(data_dir),
-        &format!("addr={}\npid={}\n", e.addr, e.pid),
-    )
+    let mut text = format!("addr={}\npid={}\n", e.addr, e.pid);
+    if let Some(t) = &e.tls {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        text.push_str(&format!(
+            "tls_cert={}\ntls_key={}\ntls_ca={}\n",
+            abs(&t.cert).display(),
+            abs(&t.key).display(),
+            abs(&t.ca).display()
+        ));
+    }
+    write_private(&endpoint_path(data_dir), &text)
 }
 
 pub fn remove_endpoint(data_dir: &Path) {
@@ -133,16 +142,25 @@ pub fn read_endpoint(data_dir: &Path) -> Option<Endpoint> {
     let text = std::fs::read_to_string(endpoint_path(data_dir)).ok()?;
     let mut addr = None;
     let mut pid = None;
+    let (mut cert, mut key, mut ca) = (None, None, None);
     for line in text.lines() {
         match line.split_once('=') {
             Some(("addr", v)) => addr = Some(v.trim().to_string()),
             Some(("pid", v)) => pid = v.trim().parse().ok(),
+            Some(("tls_cert", v)) => cert = Some(PathBuf::from(v.trim())),
+            Some(("tls_key", v)) => key = Some(PathBuf::from(v.trim())),
+            Some(("tls_ca", v)) => ca = Some(PathBuf::from(v.trim())),
             _ => {}
         }
     }
+    let tls = match (cert, key, ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(TlsOptions { cert, key, ca }),
+        _ => None,
+    };
     Some(Endpoint {
         addr: addr?,
         pid: pid?,
+        tls,
     })
 }
 
@@ -249,7 +267,7 @@ pub async fn listen_with(
     tls: Option<&TlsOptions>,
 ) -> Result<Listener, ApiError> {
     let encryption = match tls {
-        Some(t) => Some(server_tls(t)?),
+        Some(t) => Some(tls::server_mode(t)?),
         None => None,
     };
     let port = match addr.port() {
@@ -366,6 +384,17 @@ impl Drop for Connection {
 
 /// Connect to the node at `addr`, authenticate with `cookie` and find its node actor.
 pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connection, ApiError> {
+    connect_with(addr, cookie, scope, None).await
+}
+
+/// Connect to the node at `addr` (over TLS when `tls` is given), authenticate with `cookie` and
+/// find its node actor.
+pub async fn connect_with(
+    addr: &str,
+    cookie: String,
+    scope: &str,
+    tls: Option<&TlsOptions>,
+) -> Result<Connection, ApiError> {
     let no_node = |hint: String| ApiError::NoNode {
         addr: addr.to_string(),
         hint,
@@ -388,14 +417,18 @@ pub async fn connect(addr: &str, cookie: String, scope: &str) -> Result<Connecti
             subscription: Box::new(Watcher::new(tx, false)),
         })
         .map_err(|e| ApiError::Node(format!("cannot watch the connection: {e}")))?;
-    ractor_cluster::client_connect(&server, addr)
-        .await
-        .map_err(|e| match e {
+    if let Some(tls) = tls {
+        tls::connect(&server, addr, tls).await?;
+    } else {
+        ractor_cluster::client_connect(&server, addr)
+            .await
+            .map_err(|e| match e {
             ractor_cluster::ClientConnectErr::Socket(e) => no_node(format!(
                 "{e}; is `workshop node` running? `workshop node` writes its address to <data dir>/{ENDPOINT_FILE}"
             )),
             other => ApiError::Node(format!("cannot connect to {addr}: {other}")),
         })?;
+    }
     let wait = async {
         let mut authenticated = std::collections::HashSet::new();
         loop {
@@ -511,22 +544,4 @@ pub async fn call_frame(
             "the node is not reachable ({e})"
         ))),
     }
-}
-
-/// The NodeServer's TLS mode (see `tls.rs` once present).
-fn server_tls(_tls: &TlsOptions) -> Result<ractor_cluster::IncomingEncryptionMode, ApiError> {
-    Err(ApiError::Node(
-        "TLS is configured but this build has no TLS support yet".into(),
-    ))
-}
-
-/// Connect `server` to `addr` over TLS (see `tls.rs` once present).
-pub(crate) async fn dial_tls(
-    _server: &ActorRef<NodeServerMessage>,
-    addr: &str,
-    _tls: &TlsOptions,
-) -> Result<(), ApiError> {
-    Err(ApiError::Node(format!(
-        "cannot dial {addr} with TLS: this build has no TLS support yet"
-    )))
 }

@@ -528,7 +528,7 @@ async fn dial(
     tls: Option<&TlsOptions>,
 ) -> Result<(), String> {
     if let Some(tls) = tls {
-        return super::dial_tls(server, addr, tls)
+        return super::tls::connect(server, addr, tls)
             .await
             .map_err(|e| e.to_string());
     }

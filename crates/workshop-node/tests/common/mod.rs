@@ -292,3 +292,12 @@ impl Behaviour for Recorder {
 pub fn name(s: &str) -> workshop_types::AgentName {
     workshop_types::AgentName::new(s).expect("valid name")
 }
+
+/// A board worker with `options`, a one-minute fallback interval (the board's push wakes it).
+pub fn worker_opts(options: AgentOptions) -> workshop_node::WorkerOptions {
+    workshop_node::WorkerOptions {
+        options,
+        interval_ms: Some(60_000),
+        ..Default::default()
+    }
+}
