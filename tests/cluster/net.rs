@@ -9,7 +9,8 @@
 //! run never collides with a new run; [`Net::new`] also removes leftovers whose process is gone
 //! and whose namespaces hold no process. The subnet's third octet is one no interface uses yet.
 //! [`Net`]'s drop stops every node it started (SIGTERM, then SIGKILL) and deletes the
-//! namespaces, the veths and the bridge, also when the test panics.
+//! namespaces, the veths and the bridge, also when the test panics; a node gets SIGKILL when
+//! the test's thread ends (`PR_SET_PDEATHSIG`), so a killed test process leaves no node.
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -120,8 +121,8 @@ fn owner(name: &str) -> Option<u32> {
     u32::from_str_radix(hex, 16).ok()
 }
 
-/// Remove what crashed runs left: names of ours whose process is gone (and, for namespaces,
-/// that no process lives in).
+/// Remove what crashed runs left: namespaces, links and data dirs named by a process that is
+/// gone (namespaces only when no process lives in them).
 fn sweep() {
     let gone = |n: &str| owner(n).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
     for ns in namespaces().iter().filter(|n| gone(n)) {
@@ -132,6 +133,14 @@ fn sweep() {
     }
     for link in links().iter().filter(|n| gone(n)) {
         let _ = ip(&["link", "del", link]);
+    }
+    // The hosts' data dirs (`<tmp>/<run>-hN-XXXXXX`).
+    if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in dir.flatten() {
+            if entry.file_name().to_str().is_some_and(gone) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 
@@ -390,6 +399,9 @@ impl NodeProc {
         if let Ok(level) = std::env::var("WORKSHOP_NETNS_LOG") {
             cmd.env("WORKSHOP_LOG", level);
         }
+        // Should the test process be killed outright, its nodes go with it (no orphan keeps
+        // a namespace alive; the next run's sweep removes what is left).
+        sys::die_with_parent(&mut cmd);
         let spawned = Instant::now();
         let mut child = cmd.spawn().expect("spawn ip netns exec workshop node");
         let stderr = child.stderr.take().expect("stderr");
@@ -556,6 +568,22 @@ mod sys {
     pub fn signal(pid: u32, signal: i32) {
         // SAFETY: kill has no memory effects; a stale pid is only an error return.
         unsafe { libc::kill(pid as i32, signal) };
+    }
+
+    /// The child gets SIGKILL when the thread that spawned it ends (the test's own thread).
+    pub fn die_with_parent(cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; this runs
+        // between fork and exec, as pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
     }
 
     /// Move the calling thread into the network namespace `file` refers to.

@@ -174,7 +174,11 @@ async fn a_cut_host_loses_its_lease_and_every_item_is_done_once() {
         .filter(|s| s.event.at_ms >= cut_ms)
         .map(|s| s.event.at_ms - cut_ms)
         .collect();
-    figure("partition.nodes_seeing_h3_down", downs.len() as f64, "nodes");
+    figure(
+        "partition.nodes_seeing_h3_down",
+        downs.len() as f64,
+        "nodes",
+    );
     if let Some(first) = downs.iter().min() {
         figure("partition.h3_down_after_cut", *first as f64 / 1000.0, "s");
     }

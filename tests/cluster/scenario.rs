@@ -88,33 +88,64 @@ pub fn typed() -> WorkOptions {
 }
 
 /// Wait until host `n`'s node sees every node in `names` up, following its `node` events (a
-/// second at most between looks); connects again if its client fails.
+/// second at most between looks); connects again if its client fails. On a timeout the panic
+/// shows what every node sees.
 pub async fn until_up(clients: &Clients, n: usize, names: &[String]) {
-    within(&format!("h{n} to see {names:?} up"), async {
-        loop {
-            let Some((g, client)) = clients.current(n).await else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    if tokio::time::timeout(LIMIT, wait_up(clients, n, names))
+        .await
+        .is_err()
+    {
+        panic!(
+            "timed out after {LIMIT:?} waiting for h{n} to see {names:?} up; the nodes see:\n{}",
+            views(clients).await
+        );
+    }
+}
+
+async fn wait_up(clients: &Clients, n: usize, names: &[String]) {
+    loop {
+        let Some((g, client)) = clients.current(n).await else {
+            // Not reachable now (no event to wait for): look again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let after = match client.events(1, None).await {
+            Ok(e) => e.last().map(|e| e.seq).unwrap_or(0),
+            Err(_) => {
+                clients.drop_client(n, g);
                 continue;
-            };
-            let after = match client.events(1, None).await {
-                Ok(e) => e.last().map(|e| e.seq).unwrap_or(0),
-                Err(_) => {
-                    clients.drop_client(n, g);
-                    continue;
-                }
-            };
-            if let Ok(nodes) = client.nodes().await {
-                let up = |name: &String| nodes.iter().any(|s| &s.name == name && s.up);
-                if names.iter().all(up) {
-                    return;
-                }
             }
-            let _ = client
-                .events_after(after, Some(Topic::Node), Duration::from_secs(1))
-                .await;
+        };
+        if let Ok(nodes) = client.nodes().await {
+            let up = |name: &String| nodes.iter().any(|s| &s.name == name && s.up);
+            if names.iter().all(up) {
+                return;
+            }
         }
-    })
-    .await
+        let _ = client
+            .events_after(after, Some(Topic::Node), Duration::from_secs(1))
+            .await;
+    }
+}
+
+/// What every node's `nodes()` says (for failure messages).
+pub async fn views(clients: &Clients) -> String {
+    let mut out = String::new();
+    for n in 1..=HOSTS {
+        let view = match clients.current(n).await {
+            None => "not reachable".to_string(),
+            Some((_, c)) => match c.nodes().await {
+                Ok(nodes) => nodes
+                    .iter()
+                    .map(|s| format!("{} {}", s.name, if s.up { "up" } else { "down" }))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Err(e) => format!("nodes() failed: {e}"),
+            },
+        };
+        out.push_str(&format!("  h{n}: {view}\n"));
+    }
+    out
 }
 
 pub fn all_hosts() -> Vec<String> {
