@@ -9,7 +9,7 @@ use workshop_node::{Client, WorkOptions, WorkerOptions};
 use workshop_types::board::Status;
 use workshop_types::{AgentOptions, ScriptStep, Topic};
 
-use crate::support::{say, script, within, NodeProcess};
+use crate::support::{cost, say, script, within, NodeProcess};
 
 const COOKIE: &str = "cluster-test-cookie-0123456789abcdef";
 
@@ -218,6 +218,7 @@ async fn a_killed_worker_nodes_item_runs_elsewhere_after_its_lease() {
     // A worker on n3 (started after the kill) gets the item once the lease has run out.
     let n3 = start(root.path(), "n3", Some(("n1", &n1.addr)));
     let c3 = n3.client().await;
+    until_up(&c3, &["n1"]).await;
     c3.board_worker("fresh", "code", worker(vec![say("finished")], None))
         .await
         .expect("worker on n3");
@@ -308,4 +309,57 @@ async fn a_restarted_board_node_loses_no_item_and_workers_carry_on() {
     }
     let _ = AgentOptions::default();
     drop((n1, n2));
+}
+
+/// Wait (bounded) until `client`'s node counts at least `usd` spent in the cluster. The ledger
+/// has no event of its own, so this looks again every few milliseconds.
+async fn until_spent(client: &Client, usd: f64) {
+    within(&format!("the ledger to reach {usd}"), async {
+        loop {
+            let b = client.budget().await.expect("budget");
+            if b.spent >= usd - 1e-9 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_budget_is_one_ledger_for_the_cluster() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let n1 = start(root.path(), "n1", None);
+    let n2 = start(root.path(), "n2", Some(("n1", &n1.addr)));
+    let n3 = start(root.path(), "n3", Some(("n1", &n1.addr)));
+    let (c1, c2, c3) = (n1.client().await, n2.client().await, n3.client().await);
+    until_up(&c1, &["n2", "n3"]).await;
+    until_up(&c2, &["n3"]).await;
+    // Set on n1, it applies on every node.
+    c1.configure(None, AgentOptions::default(), Some(1.0))
+        .await
+        .expect("configure");
+    assert_eq!(c3.budget().await.expect("budget").limit, Some(1.0));
+    c1.agent_on(
+        "n2",
+        "a2",
+        None,
+        script(vec![cost(0.6), cost(0.6), cost(0.6)]),
+    )
+    .await
+    .expect("a2 on n2");
+    c1.agent_on("n3", "a3", None, script(vec![cost(0.6), cost(0.6)]))
+        .await
+        .expect("a3 on n3");
+    c1.ask("a2", "one").await.expect("first turn");
+    until_spent(&c3, 0.6).await;
+    // n3 has spent nothing itself, but the cluster has spent 0.6 of 1.0: one more turn.
+    c1.ask("a3", "two").await.expect("second turn");
+    until_spent(&c2, 1.2).await;
+    // n2 has spent 0.6 itself; with n3's 0.6 the cluster is over its budget.
+    let refused = c1.ask("a2", "three").await.expect_err("over budget");
+    assert!(refused.to_string().contains("budget"), "{refused}");
+    let b = c1.budget().await.expect("budget");
+    assert!((b.spent - 1.2).abs() < 1e-9, "{b:?}");
+    drop((n1, n2, n3));
 }

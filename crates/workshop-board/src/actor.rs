@@ -2,12 +2,14 @@
 //! [`BOARD_GROUP`] in its cluster's scope (so board workers on other nodes find it) and answers
 //! [`BoardRequest`]s carried in [`BoardMsg::Call`] frames.
 //!
-//! The actor only decodes: each request runs in its own task, which awaits the durable
-//! operation (group commit: the reply leaves after the batch's flush + fdatasync) and replies
-//! from there, so a slow sync or a long `wait_ready` never holds up the mailbox. A frame that
+//! The actor only decodes: each request is polled once in place (a read answers there) and then
+//! runs in its own task, which awaits the durable operation (group commit: the reply leaves
+//! after the batch's flush + fdatasync) and replies from there, so a slow sync or a long
+//! `wait_ready` never holds up the mailbox. A frame that
 //! does not decode, or comes from another protocol version, gets an error reply; the actor
 //! lives on.
 
+use std::future::Future;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -85,10 +87,17 @@ impl Actor for BoardActor {
                 };
                 let board = state.board.clone();
                 let stopping = state.stopping.subscribe();
-                tokio::spawn(async move {
+                let mut answer = Box::pin(async move {
                     let frame = dispatch(&board, env.request, stopping).await;
                     let _ = reply.send(frame);
                 });
+                // Poll once here: a read answers without a task spawn, and a durable operation
+                // reaches the committer's queue before the spawn's scheduling delay. What is
+                // left runs in its own task (polled again at once, under the task's waker).
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if answer.as_mut().poll(&mut cx).is_pending() {
+                    tokio::spawn(answer);
+                }
             }
         }
         Ok(())

@@ -257,7 +257,12 @@ pub async fn events(
     };
     let show = |e: &workshop_proto::api::NodeEvent| -> anyhow::Result<()> {
         if t.json {
-            println!("{}", serde_json::to_string(e)?);
+            // The event's own fields, and the node it happened on.
+            let mut v = serde_json::to_value(&e.event)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("node".into(), serde_json::Value::String(e.node.clone()));
+            }
+            println!("{v}");
         } else if tagged {
             println!("{} {}", e.node, e.event.line);
         } else {

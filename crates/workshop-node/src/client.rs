@@ -265,6 +265,37 @@ impl Client {
         .await
     }
 
+    /// Follow every node's events live (from now on), each with its node. The stream ends when
+    /// the node goes away or the receiver is dropped.
+    pub async fn watch_cluster(
+        &self,
+    ) -> Result<mpsc::Receiver<workshop_proto::api::NodeEvent>, ApiError> {
+        let mut after: BTreeMap<String, u64> = BTreeMap::new();
+        for e in self.cluster_events(50, None).await? {
+            let c = after.entry(e.node).or_insert(0);
+            *c = (*c).max(e.event.seq);
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    b = me.cluster_events_after(after.clone(), None, Duration::from_secs(30)) => b,
+                    _ = tx.closed() => return,
+                };
+                let Ok(batch) = batch else { return };
+                for e in batch {
+                    let c = after.entry(e.node.clone()).or_insert(0);
+                    *c = (*c).max(e.event.seq);
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// Create (or replace) an agent on the named node of the cluster.
     pub async fn agent_on(
         &self,

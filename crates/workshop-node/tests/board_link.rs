@@ -79,13 +79,13 @@ async fn a_waiting_worker_claims_once_the_link_is_set() {
     w.board_worker(
         "dev",
         "code",
-        None,
-        script(vec![text("parsed")]),
-        None,
-        false,
+        workshop_node::WorkerOptions {
+            options: script(vec![text("parsed")]),
+            ..Default::default()
+        },
     )
     .await
-    .unwrap();
+    .expect("worker");
     next_event_virtual(&mut ev, "the worker to miss the board", |e| {
         e.kind == "board_lost"
     })

@@ -38,7 +38,8 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("reset", "reset(name) — fresh session, same config, zero cost"),
     ("dismiss", "dismiss(name) — remove an agent (graceful, then killed after 3 s)"),
     ("reset_all", "reset_all() — dismiss every agent and clear the config"),
-    ("status", "status() — the agents table"),
+    ("status", "status() — the agents table (every node's, in a cluster)"),
+    ("nodes", "nodes() — the nodes of the cluster: address, up/down, agents, workers"),
     ("info", "info(name) — details of one agent"),
     ("result", "result(name[, \"full\"]) — last response text, or the full result map"),
     ("history", "history(name[, last]) — the conversation"),
@@ -178,16 +179,26 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                         .to_string(),
                 )
             }),
-            2 => engine.register_fn("agent", move |name: &str, map: Map| -> R<String> {
+            2 => engine.register_fn("agent", move |name: &str, mut map: Map| -> R<String> {
+                let node = take_node(&mut map)?;
                 let o = options(map)?;
-                Ok(c.block(c.ws.agent(name, None, o))?.to_string())
+                Ok(match node {
+                    Some(n) => c.block(c.ws.agent_on(&n, name, None, o))?,
+                    None => c.block(c.ws.agent(name, None, o))?,
+                }
+                .to_string())
             }),
             _ => engine.register_fn(
                 "agent",
-                move |name: &str, role: &str, map: Map| -> R<String> {
+                move |name: &str, role: &str, mut map: Map| -> R<String> {
+                    let node = take_node(&mut map)?;
                     let o = options(map)?;
-                    Ok(c.block(c.ws.agent(name, Some(role.to_string()), o))?
-                        .to_string())
+                    let role = Some(role.to_string());
+                    Ok(match node {
+                        Some(n) => c.block(c.ws.agent_on(&n, name, role, o))?,
+                        None => c.block(c.ws.agent(name, role, o))?,
+                    }
+                    .to_string())
                 },
             ),
         };
@@ -363,8 +374,48 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
 
     let c = ctx.clone();
     engine.register_fn("status", move || -> R<()> {
-        print!("{}", print::status_table(&c.block(c.ws.status())?));
+        let nodes = c.block(c.ws.cluster_status())?;
+        if nodes.len() <= 1 {
+            let rows = nodes.into_iter().next().map(|n| n.rows).unwrap_or_default();
+            print!("{}", print::status_table(&rows));
+            return Ok(());
+        }
+        for n in nodes {
+            match n.error {
+                Some(e) => println!("node {}: {e}\n", n.node),
+                None => println!("node {}:\n{}", n.node, print::status_table(&n.rows)),
+            }
+        }
         Ok(())
+    });
+    let c = ctx.clone();
+    engine.register_fn("nodes", move || -> R<Array> {
+        let nodes = c.block(c.ws.nodes())?;
+        let now = workshop_types::now_ms();
+        let mut out = Array::new();
+        for n in nodes {
+            println!(
+                "{}{}{}  {}  {}  {} agents  {} workers",
+                n.name,
+                if n.this { " (this node)" } else { "" },
+                if n.board { " [board]" } else { "" },
+                n.addr.as_deref().unwrap_or("-"),
+                if n.up {
+                    format!(
+                        "up {} s",
+                        n.started_at_ms
+                            .map(|s| now.saturating_sub(s) / 1000)
+                            .unwrap_or(0)
+                    )
+                } else {
+                    "DOWN".into()
+                },
+                n.agents,
+                n.workers
+            );
+            out.push(Dynamic::from(n.name));
+        }
+        Ok(out)
     });
     let c = ctx.clone();
     engine.register_fn("info", move |name: &str| -> R<Dynamic> {
@@ -442,12 +493,18 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                     format!("unknown topic {t:?}: use agent, turn, work, workflow, schedule, store, budget, node or custom")
                 })?),
             };
-            let evs = c.block(c.ws.events(last, topic))?;
+            let evs = c.block(c.ws.cluster_events(last, topic))?;
             if evs.is_empty() {
                 println!("No events.");
             }
+            let tagged = evs.iter().any(|e| e.node != evs[0].node)
+                || c.block(c.ws.nodes()).map(|n| n.len() > 1).unwrap_or(false);
             for e in evs {
-                println!("{}", e.line);
+                if tagged {
+                    println!("{} {}", e.node, e.event.line);
+                } else {
+                    println!("{}", e.event.line);
+                }
             }
             Ok(())
         };
@@ -462,10 +519,15 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     let c = ctx.clone();
     engine.register_fn("watch", move || -> R<()> {
         c.stop_watch();
-        let mut rx = c.block(c.ws.watch())?;
+        let tagged = c.block(c.ws.nodes()).map(|n| n.len() > 1).unwrap_or(false);
+        let mut rx = c.block(c.ws.watch_cluster())?;
         let h = c.rt.spawn(async move {
             while let Some(e) = rx.recv().await {
-                println!("{}", e.line);
+                if tagged {
+                    println!("{} {}", e.node, e.event.line);
+                } else {
+                    println!("{}", e.event.line);
+                }
             }
         });
         *c.watcher.lock() = Some(h);
@@ -585,6 +647,17 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
         }
         Ok(out)
     });
+}
+
+/// The `node` key of an agent's options map: the node of the cluster to create it on.
+fn take_node(map: &mut Map) -> R<Option<String>> {
+    match map.remove("node") {
+        None => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(|n| Some(n.trim_start_matches(':').to_string()))
+            .map_err(|t| format!("node must be a node's name (a string), got {t}").into()),
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,14 @@ impl Ctx {
             R::Pipe(r) if !(self.has_agent(&r.from) && self.has_agent(&r.to)) => {
                 encode_reply(what, &self.pipe_across(r).await)
             }
+            // The cluster's configuration: applied here, then on every node that is up.
+            R::Configure(_) | R::DefineProfile(_) | R::DefineWorkflow(_) | R::ResetBudget(_) => {
+                let frame = self.answer_here(request.clone()).await;
+                if decode_reply::<req::Local>(&frame).is_ok() {
+                    self.broadcast(request).await;
+                }
+                frame
+            }
             R::Nodes(_) => encode_reply(what, &Ok::<_, ApiError>(self.nodes(true).await)),
             R::ClusterStatus(_) => {
                 let mut all = vec![NodeAgents {
@@ -617,6 +625,38 @@ impl Ctx {
                     PEER_CALL,
                 )
                 .await
+            }
+        }
+    }
+
+    /// Apply a configuration change on every up peer too (a node that is down keeps its own
+    /// until the change is made again).
+    async fn broadcast(&self, request: Request) {
+        let what = request.name();
+        let peers = self.peers();
+        let sent = join_all(
+            peers
+                .into_iter()
+                .map(|(n, a)| {
+                    let r = local(request.clone());
+                    async move {
+                        let frame = match encode_request(r, env!("CARGO_PKG_VERSION")) {
+                            Ok(f) => super::call_frame(&a, f, what, PEER_CALL).await,
+                            Err(e) => Err(e),
+                        };
+                        (n, frame.and_then(|f| decode_reply::<req::Local>(&f)))
+                    }
+                })
+                .collect(),
+        )
+        .await;
+        for (node, r) in sent {
+            if let Err(e) = r {
+                tracing::warn!(%node, error = %e, "{what} was not applied on node {node}");
+                self.ws.emit(
+                    Topic::Node,
+                    format!("[node] {what} not applied on node {node}: {e}"),
+                );
             }
         }
     }
