@@ -702,7 +702,10 @@ async fn settle(
             Topic::Work,
             "lease_lost",
             id,
-            format!("[work] {id}: {} lost its lease, nothing recorded ({e})", spec.name),
+            format!(
+                "[work] {id}: {} lost its lease, nothing recorded ({e})",
+                spec.name
+            ),
         ),
         Err(e) => ws.emit_about(
             Topic::Work,
