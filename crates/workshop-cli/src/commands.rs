@@ -134,7 +134,8 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
         WorkCommand::Result { id } => {
             let result = board.full_result(&id).await;
             board.shutdown().await?;
-            return print_result(&id, result.map_err(board_err)?, json);
+            // As on a node: an unknown id is `no_such_item`.
+            return print_result(&id, result.map_err(workshop_board::wire::api_error)?, json);
         }
     };
     print_full(&item, json)?;

@@ -8,8 +8,8 @@
 //! reach the waiter waits for the node's link to change (or a bounded backoff) and carries on
 //! by itself; the worker says once that it lost the board and once that it has it back. It runs
 //! `title + "\n\nSpec:\n" + spec` (plus earlier stage results for workflow items), renews the
-//! lease by heartbeat while the turn runs, then completes the item with the result or fails it
-//! with the error (a failed turn is a failed item, retried with backoff by the board up to its
+//! lease by heartbeat while the turn runs, then completes the item with the result (one over
+//! 1 MiB is stored in parts first, the item keeping a preview) or fails it with the error (a failed turn is a failed item, retried with backoff by the board up to its
 //! max attempts). The agent gets a fresh session between items; with `worktree: true` each item
 //! runs in its own git worktree and branch (removed after success, kept after failure).
 //!
