@@ -15,7 +15,7 @@
 //! to a blob file too: measured, 40 parts of 64 KiB left five blob files of about 512 KiB.
 //! Hence the sync of new blob files (and of the `blobs` directory) before the `db` file's.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -42,8 +42,9 @@ pub struct SledStore {
     tree: sled::Tree,
     parts: sled::Tree,
     db_file: File,
-    /// Blob files already synced (the names listed at the last sync).
-    synced_blobs: Mutex<HashSet<OsString>>,
+    /// Blob files already synced, with the size they had then (the files listed at the last
+    /// sync).
+    synced_blobs: Mutex<HashMap<OsString, u64>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -145,7 +146,7 @@ impl SledStore {
             tree,
             parts,
             db_file,
-            synced_blobs: Mutex::new(HashSet::new()),
+            synced_blobs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -155,6 +156,11 @@ impl SledStore {
 
     /// `fdatasync`s every blob file not synced yet, then the `blobs` directory (for their
     /// entries). A blob sled has removed meanwhile is skipped. See the module docs.
+    ///
+    /// sled writes a blob file whole (create, write, never changed again) in the thread that
+    /// reserves its log record, before that record can be flushed; so every blob of the batches
+    /// this sync covers is complete. One of a later batch may be half written while it is
+    /// listed: it is synced again once its size has changed, hence the sizes kept.
     fn sync_blobs(&self) -> Result<(), StoreError> {
         let blobs = self.dir.join("blobs");
         let io = |action: &'static str| {
@@ -170,19 +176,26 @@ impl SledStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io("listing sled's blob files")(e)),
         };
-        let mut now = HashSet::new();
-        for entry in listing {
-            now.insert(entry.map_err(io("listing sled's blob files"))?.file_name());
-        }
         let mut synced = self.synced_blobs.lock();
+        let mut now = HashMap::with_capacity(synced.len());
         let mut new = false;
-        for name in now.difference(&synced) {
-            match File::open(blobs.join(name)) {
-                Ok(f) => f.sync_data().map_err(io("fdatasync of a sled blob file"))?,
+        for entry in listing {
+            let entry = entry.map_err(io("listing sled's blob files"))?;
+            let len = match entry.metadata() {
+                Ok(m) => m.len(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io("opening a sled blob file")(e)),
+                Err(e) => return Err(io("reading a sled blob file's size")(e)),
+            };
+            let name = entry.file_name();
+            if synced.get(&name) != Some(&len) {
+                match File::open(entry.path()) {
+                    Ok(f) => f.sync_data().map_err(io("fdatasync of a sled blob file"))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io("opening a sled blob file")(e)),
+                }
+                new = true;
             }
-            new = true;
+            now.insert(name, len);
         }
         if new {
             File::open(&blobs)
@@ -299,9 +312,12 @@ mod tests {
             store.write_parts(&writes).unwrap();
             store.sync().unwrap();
         }
-        let listed: HashSet<OsString> = std::fs::read_dir(dir.path().join("blobs"))
+        let listed: HashMap<OsString, u64> = std::fs::read_dir(dir.path().join("blobs"))
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), e.metadata().unwrap().len())
+            })
             .collect();
         assert!(!listed.is_empty(), "sled wrote no blob file");
         assert_eq!(*store.synced_blobs.lock(), listed);
