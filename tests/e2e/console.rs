@@ -199,4 +199,40 @@ fn board_commands_work_on_a_data_dir_and_the_console_sees_the_items() {
         "{}",
         text(&out.stdout)
     );
+    // A result over 1 MiB is stored in parts: work_item says so, work_result and
+    // `workshop work result` give it all.
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        let big = "";
+        for i in 0..150000 { big += "0123456789"; }
+        board_worker("writer", "docs", #{script: [#{text: big}]});
+        work("big", "Write a lot", #{type: "docs"});
+        await_work("big");
+        work_item("big");
+        print("whole: " + work_result("big").len());
+        print("small: " + work_result("cache"));
+        "#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "big: the result is 1500000 bytes in 23 parts; `result` holds its start only. \
+             work_result(\"big\") (or `workshop work result big`) reads it all."
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("whole: 1500000"), "{stdout}");
+    assert!(stdout.contains("small: cached"), "{stdout}");
+    let out = run(&["work", "result", "big"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), 1_500_001);
+    assert!(text(&out.stdout).starts_with("01234567890123456789"));
+    let out = run(&["work", "show", "big"]);
+    assert!(
+        text(&out.stdout).contains("in 23 parts"),
+        "{}",
+        text(&out.stdout)
+    );
 }

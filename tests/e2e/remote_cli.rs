@@ -483,6 +483,10 @@ fn work_and_board_on_the_data_dir_when_no_node_runs_match_the_node() {
     let (n, d) = both(&["work", "show", "cache"], "show");
     assert_eq!(n["status"], "Ready", "{n}");
     same(n, d, "work show");
+    // No result yet: null either way.
+    let (n, d) = both(&["work", "result", "cache"], "result");
+    assert_eq!(n, Value::Null);
+    same(n, d, "work result");
     let (n, d) = (
         json_lines(&run(&on_node, &["board"]), "board"),
         json_lines(&run(&no_node, &["board"]), "board"),
@@ -535,6 +539,7 @@ fn work_refusals_on_the_data_dir_match_the_node() {
         &["work", "complete", "cache", "r"][..],
         &["work", "add", "x", "X", "--depends-on", "nope"],
         &["work", "show", "ghost"],
+        &["work", "result", "ghost"],
     ] {
         let n = json_error(&run(&on_node, args), "on the node");
         let d = json_error(&run(&no_node, args), "on the data dir");

@@ -201,6 +201,24 @@ pub async fn dispatch(
             await_settled(board, &r.id, Duration::from_millis(r.wait_ms), stopping).await,
         ),
         R::Remove(r) => answer::<req::Remove>(what, board.remove(&r.id).await.map_err(api_error)),
+        R::PutResultPart(r) => answer::<req::PutResultPart>(
+            what,
+            board
+                .put_result_part(&r.id, r.token, r.index, r.text)
+                .await
+                .map_err(api_error),
+        ),
+        R::CompleteInParts(r) => answer::<req::CompleteInParts>(
+            what,
+            board
+                .complete_in_parts(&r.id, r.token, r.preview, r.parts, r.bytes)
+                .await
+                .map_err(api_error),
+        ),
+        R::ResultPart(r) => answer::<req::ResultPart>(
+            what,
+            board.result_part(&r.id, r.index).await.map_err(api_error),
+        ),
     }
 }
 

@@ -277,6 +277,64 @@ impl BoardClient {
         .await
     }
 
+    /// Store piece `index` of the lease holder's result (at most `RESULT_PART_BYTES` of text),
+    /// for a result too large for one frame; the same index again replaces it.
+    pub async fn put_result_part(
+        &self,
+        id: &str,
+        token: u64,
+        index: u32,
+        text: impl Into<String>,
+    ) -> Result<(), ApiError> {
+        self.call(req::PutResultPart {
+            id: id.into(),
+            token,
+            index,
+            text: text.into(),
+        })
+        .await
+    }
+
+    /// Settle as done with the result stored as parts `0..parts` (`bytes` in all) by this
+    /// token; the item keeps `preview` as its `result`. Idempotent for the settling token.
+    pub async fn complete_in_parts(
+        &self,
+        id: &str,
+        token: u64,
+        preview: impl Into<String>,
+        parts: u32,
+        bytes: u64,
+    ) -> Result<WorkItem, ApiError> {
+        self.call(req::CompleteInParts {
+            id: id.into(),
+            token,
+            preview: preview.into(),
+            parts,
+            bytes,
+        })
+        .await
+    }
+
+    /// Piece `index` of the result of an item completed in parts; None past its last part.
+    pub async fn result_part(&self, id: &str, index: u32) -> Result<Option<String>, ApiError> {
+        self.call(req::ResultPart {
+            id: id.into(),
+            index,
+        })
+        .await
+    }
+
+    /// The item's whole result: its `result`, or its parts put together (fetched one request
+    /// at a time, so every frame stays small) when it was completed in parts. None when it has
+    /// no result; [`ApiError::NoSuchItem`] when there is no such item.
+    pub async fn full_result(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let item = self
+            .get(id)
+            .await?
+            .ok_or_else(|| ApiError::NoSuchItem(id.to_string()))?;
+        crate::parts::assemble(item, |index| self.result_part(id, index)).await
+    }
+
     pub async fn cancel(&self, id: &str) -> Result<WorkItem, ApiError> {
         self.call(req::Cancel { id: id.into() }).await
     }

@@ -48,8 +48,9 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
-use crate::item::{ItemId, NewItem, Status, WorkItem, WorkType};
-use crate::state::{Board, BoardConfig, BoardError, Change, ListFilter};
+use crate::item::{ItemId, NewItem, SettleKind, Status, WorkItem, WorkType, RESULT_PART_BYTES};
+use crate::parts::{PartKey, PartTable, PartWrite, StoredPart};
+use crate::state::{check_parts_request, Board, BoardConfig, BoardError, Change, ListFilter};
 use crate::store::{BoardStore, SledStore, StoreError, WriteEntry};
 
 /// Errors of [`DurableBoard`] calls.
@@ -64,6 +65,8 @@ pub enum DurableError {
     Store(Arc<StoreError>),
     #[error("the board refuses writes after an earlier storage failure ({0}); restart the node")]
     Poisoned(String),
+    #[error("the board could not read its database: {0}; check the disk, then try again")]
+    Read(Arc<StoreError>),
     #[error("the board is shut down; reopen its data directory")]
     Closed,
 }
@@ -222,6 +225,23 @@ enum Op {
     Remove {
         id: String,
     },
+    PutPart {
+        id: String,
+        token: u64,
+        index: u32,
+        text: String,
+    },
+    CompleteInParts {
+        id: String,
+        token: u64,
+        preview: String,
+        parts: u32,
+        bytes: u64,
+    },
+    ReadPart {
+        id: String,
+        index: u32,
+    },
     ExpireLeases,
     Shutdown,
 }
@@ -230,6 +250,7 @@ enum Reply {
     Item(WorkItem),
     MaybeItem(Option<WorkItem>),
     Ids(Vec<ItemId>),
+    Part(Option<String>),
     Done,
 }
 
@@ -288,8 +309,10 @@ impl DurableBoard {
         let poisoned: Poison = Arc::default();
         let (to_syncer, from_committer) = std::sync::mpsc::channel();
         let wake = Arc::new(Notify::new());
+        let parts = PartTable::new(store.clone())?;
         let committer = Committer {
             store: store.clone(),
+            parts,
             board,
             rx,
             to_syncer,
@@ -503,6 +526,74 @@ impl DurableBoard {
         self.call_item(Op::Remove { id: id.into() }).await
     }
 
+    /// Stores piece `index` of the lease holder's result (at most [`RESULT_PART_BYTES`] of
+    /// text; the same index again replaces it). Durable when this returns.
+    pub async fn put_result_part(
+        &self,
+        id: &str,
+        token: u64,
+        index: u32,
+        text: impl Into<String>,
+    ) -> Result<(), DurableError> {
+        match self
+            .call(Op::PutPart {
+                id: id.into(),
+                token,
+                index,
+                text: text.into(),
+            })
+            .await?
+        {
+            Reply::Done => Ok(()),
+            _ => Err(DurableError::Closed),
+        }
+    }
+
+    /// Completes a leased item whose result was stored as parts `0..parts` (`bytes` in all) by
+    /// this token: the item keeps `preview` as its `result`. See `Board::complete_in_parts`.
+    pub async fn complete_in_parts(
+        &self,
+        id: &str,
+        token: u64,
+        preview: impl Into<String>,
+        parts: u32,
+        bytes: u64,
+    ) -> Result<WorkItem, DurableError> {
+        self.call_item(Op::CompleteInParts {
+            id: id.into(),
+            token,
+            preview: preview.into(),
+            parts,
+            bytes,
+        })
+        .await
+    }
+
+    /// Piece `index` of the result of an item completed in parts; None past its last part or
+    /// when its result is not in parts. Read by the committer and answered after the group's
+    /// sync, so it is durable.
+    pub async fn result_part(&self, id: &str, index: u32) -> Result<Option<String>, DurableError> {
+        match self
+            .call(Op::ReadPart {
+                id: id.into(),
+                index,
+            })
+            .await?
+        {
+            Reply::Part(text) => Ok(text),
+            _ => Err(DurableError::Closed),
+        }
+    }
+
+    /// The item's whole result: its `result`, or its parts put together when it was completed
+    /// in parts. None when the item has no result.
+    pub async fn full_result(&self, id: &str) -> Result<Option<String>, DurableError> {
+        let item = self
+            .get_now(id)
+            .ok_or_else(|| BoardError::NotFound { id: id.into() })?;
+        crate::parts::assemble(item, |index| self.result_part(id, index)).await
+    }
+
     /// Ends every lease that has run out (by the committer's clock); returns their ids.
     pub async fn expire_leases(&self) -> Result<Vec<ItemId>, DurableError> {
         match self.call(Op::ExpireLeases).await? {
@@ -697,6 +788,8 @@ async fn backoff_waker(shared: Weak<Shared>, wake: Arc<Notify>, mut checked: u64
 struct Pending {
     ops: usize,
     changes: Vec<Change>,
+    /// Result parts written (or deleted) by the batch: they need the sync too.
+    parts: usize,
     replies: Vec<(ReplyTx, Result<Reply, DurableError>)>,
     /// Set on the last message: the committer has dropped its store handle.
     shutdown: Option<ReplyTx>,
@@ -706,6 +799,7 @@ type Poison = Arc<parking_lot::Mutex<Option<String>>>;
 
 struct Committer<S: BoardStore> {
     store: Arc<S>,
+    parts: PartTable<S>,
     board: Board,
     rx: mpsc::Receiver<Request>,
     to_syncer: std::sync::mpsc::Sender<Pending>,
@@ -742,14 +836,19 @@ impl<S: BoardStore> Committer<S> {
             if let Some(reply) = shutdown {
                 self.rx.close();
                 let Committer {
-                    store, to_syncer, ..
+                    store,
+                    parts,
+                    to_syncer,
+                    ..
                 } = self;
-                // Drop our store handle first: the syncer holds the last one and closes the
+                // Drop our store handles first: the syncer holds the last one and closes the
                 // store (releasing sled's lock) before confirming the shutdown.
                 drop(store);
+                drop(parts);
                 let _ = to_syncer.send(Pending {
                     ops: 0,
                     changes: Vec::new(),
+                    parts: 0,
                     replies: Vec::new(),
                     shutdown: Some(reply),
                 });
@@ -775,9 +874,10 @@ impl<S: BoardStore> Committer<S> {
                 replies.push((req.reply, Err(DurableError::Poisoned(reason.clone()))));
                 continue;
             }
-            let result = apply(&mut self.board, req.op, now, &mut changes);
+            let result = apply(&mut self.board, &mut self.parts, req.op, now, &mut changes);
             replies.push((req.reply, result));
         }
+        let part_writes = self.parts.take();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.ops.fetch_add(ops as u64, Ordering::Relaxed);
         emit(
@@ -787,14 +887,16 @@ impl<S: BoardStore> Committer<S> {
                 changes: changes.len(),
             },
         );
-        if !changes.is_empty() {
-            if let Err(e) = self.write(&changes) {
+        let mut parts = part_writes.len();
+        if !changes.is_empty() || parts > 0 {
+            if let Err(e) = self.write(&changes, &part_writes) {
                 let e = Arc::new(e);
                 *self.poisoned.lock() = Some(e.to_string());
                 for (_, r) in replies.iter_mut() {
                     *r = Err(DurableError::Store(e.clone()));
                 }
                 changes.clear();
+                parts = 0;
             }
         }
         self.stats
@@ -804,6 +906,7 @@ impl<S: BoardStore> Committer<S> {
             Pending {
                 ops,
                 changes,
+                parts,
                 replies,
                 shutdown: None,
             },
@@ -811,7 +914,10 @@ impl<S: BoardStore> Committer<S> {
         )
     }
 
-    fn write(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+    /// Items first, then result parts: should a crash keep only the first of the two writes,
+    /// what is left over is parts nothing reads (of a removed item, or past a completed
+    /// item's count), never an item whose parts are gone.
+    fn write(&mut self, changes: &[Change], parts: &[PartWrite]) -> Result<(), StoreError> {
         // Last state per item wins; order of first appearance is kept.
         let mut index: HashMap<&ItemId, usize> = HashMap::with_capacity(changes.len());
         let mut entries: Vec<WriteEntry<'_>> = Vec::with_capacity(changes.len());
@@ -824,10 +930,15 @@ impl<S: BoardStore> Committer<S> {
                 }
             }
         }
-        self.store.write(&entries, self.board.meta())?;
-        self.stats
-            .items_written
-            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        if !entries.is_empty() {
+            self.store.write(&entries, self.board.meta())?;
+            self.stats
+                .items_written
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+        }
+        if !parts.is_empty() {
+            self.store.write_parts(parts)?;
+        }
         Ok(())
     }
 }
@@ -866,7 +977,7 @@ impl<S: BoardStore> Syncer<S> {
 
     fn sync_group(&self, group: &mut Vec<Pending>) -> Option<ReplyTx> {
         let ops: usize = group.iter().map(|p| p.ops).sum();
-        let needs_sync = group.iter().any(|p| !p.changes.is_empty());
+        let needs_sync = group.iter().any(|p| !p.changes.is_empty() || p.parts > 0);
         let mut failure: Option<DurableError> =
             self.poisoned.lock().clone().map(DurableError::Poisoned);
         if needs_sync && failure.is_none() {
@@ -932,8 +1043,108 @@ impl<S: BoardStore> Syncer<S> {
     }
 }
 
-fn apply(
+fn read_err(e: StoreError) -> DurableError {
+    DurableError::Read(Arc::new(e))
+}
+
+fn item_id(id: &str) -> Result<ItemId, DurableError> {
+    ItemId::new(id).map_err(|_| DurableError::Board(BoardError::NotFound { id: id.into() }))
+}
+
+/// The parts of `id` to delete if an operation that settles it without parts (or removes it)
+/// succeeds; read before the operation, so a failed read changes nothing.
+fn stray_parts<S: BoardStore>(
+    board: &Board,
+    parts: &PartTable<S>,
+    id: &str,
+    from: u32,
+) -> Result<Option<(ItemId, Vec<u32>)>, DurableError> {
+    let Some(item) = board.get(id) else {
+        return Ok(None);
+    };
+    let found = parts.indices_from(&item.id, from).map_err(read_err)?;
+    Ok((!found.is_empty()).then(|| (item.id.clone(), found)))
+}
+
+/// Piece `index` of `id`'s result (see [`DurableBoard::result_part`]).
+fn read_part<S: BoardStore>(
+    board: &Board,
+    parts: &PartTable<S>,
+    id: &str,
+    index: u32,
+) -> Result<Option<String>, DurableError> {
+    let item = board
+        .get(id)
+        .ok_or_else(|| BoardError::NotFound { id: id.into() })?;
+    let Some(count) = item.result_parts() else {
+        return Ok(None);
+    };
+    if index >= count {
+        return Ok(None);
+    }
+    let lost = |why: String| BoardError::PartLost {
+        id: id.into(),
+        index,
+        why,
+    };
+    let token = match item.last_settle {
+        Some(s) if s.kind == SettleKind::Completed => s.token,
+        _ => return Err(lost("the item records no settling token".into()).into()),
+    };
+    match parts
+        .get(&PartKey::new(item.id.clone(), index))
+        .map_err(read_err)?
+    {
+        Some(p) if p.token == token => Ok(Some(p.text)),
+        Some(p) => Err(lost(format!(
+            "the stored piece is of token {}, the item was completed with token {token}",
+            p.token
+        ))
+        .into()),
+        None => Err(lost("it is missing".into()).into()),
+    }
+}
+
+/// Checks that parts `0..count` of `id` were stored by `token` and hold `bytes` bytes.
+fn check_parts<S: BoardStore>(
+    parts: &PartTable<S>,
+    id: &ItemId,
+    token: u64,
+    count: u32,
+    bytes: u64,
+) -> Result<(), DurableError> {
+    let mut found: u64 = 0;
+    for index in 0..count {
+        let missing = |other_attempt| BoardError::PartMissing {
+            id: id.to_string(),
+            index,
+            parts: count,
+            other_attempt,
+        };
+        match parts
+            .get(&PartKey::new(id.clone(), index))
+            .map_err(read_err)?
+        {
+            Some(p) if p.token == token => found += p.text.len() as u64,
+            Some(_) => return Err(missing(true).into()),
+            None => return Err(missing(false).into()),
+        }
+    }
+    if found != bytes {
+        return Err(BoardError::PartsSize {
+            id: id.to_string(),
+            parts: count,
+            found,
+            announced: bytes,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn apply<S: BoardStore>(
     board: &mut Board,
+    parts: &mut PartTable<S>,
     op: Op,
     now: u64,
     changes: &mut Vec<Change>,
@@ -970,7 +1181,14 @@ fn apply(
             lease_ms,
         } => item(board.heartbeat(&id, token, lease_ms, now), changes),
         Op::Complete { id, token, result } => {
-            item(board.complete(&id, token, result, now), changes)
+            let stray = stray_parts(board, parts, &id, 0)?;
+            let before = changes.len();
+            let r = item(board.complete(&id, token, result, now), changes)?;
+            // A repeat (no change) leaves the item, and whatever parts it has, as they are.
+            if let Some((id, indices)) = stray.filter(|_| changes.len() > before) {
+                parts.delete(&id, &indices);
+            }
+            Ok(r)
         }
         Op::Fail {
             id,
@@ -978,10 +1196,73 @@ fn apply(
             error,
             retry,
         } => item(board.fail(&id, token, error, retry, now), changes),
-        Op::CompleteWork { id, result } => item(board.complete_work(&id, result, now), changes),
+        Op::CompleteWork { id, result } => {
+            let stray = stray_parts(board, parts, &id, 0)?;
+            let r = item(board.complete_work(&id, result, now), changes)?;
+            if let Some((id, indices)) = stray {
+                parts.delete(&id, &indices);
+            }
+            Ok(r)
+        }
         Op::FailWork { id, error } => item(board.fail_work(&id, error, now), changes),
         Op::Cancel { id } => item(board.cancel(&id, now), changes),
-        Op::Remove { id } => item(board.remove(&id), changes),
+        Op::Remove { id } => {
+            let stray = stray_parts(board, parts, &id, 0)?;
+            let r = item(board.remove(&id), changes)?;
+            if let Some((id, indices)) = stray {
+                parts.delete(&id, &indices);
+            }
+            Ok(r)
+        }
+        Op::PutPart {
+            id,
+            token,
+            index,
+            text,
+        } => {
+            board.check_token(&id, token)?;
+            if text.len() > RESULT_PART_BYTES {
+                return Err(BoardError::PartTooLarge {
+                    id,
+                    index,
+                    bytes: text.len(),
+                    limit: RESULT_PART_BYTES,
+                }
+                .into());
+            }
+            parts.put(
+                PartKey::new(item_id(&id)?, index),
+                StoredPart { token, text },
+            );
+            Ok(Reply::Done)
+        }
+        Op::CompleteInParts {
+            id,
+            token,
+            preview,
+            parts: count,
+            bytes,
+        } => {
+            // A repeat answers with the item; a stale token is refused before the parts are
+            // looked at.
+            if let Some(done) = board.repeated_settle(&id, token, SettleKind::Completed)? {
+                return Ok(Reply::Item(done));
+            }
+            board.check_token(&id, token)?;
+            check_parts_request(&id, &preview, count)?;
+            let key = item_id(&id)?;
+            check_parts(parts, &key, token, count, bytes)?;
+            let stray = stray_parts(board, parts, &id, count)?;
+            let r = item(
+                board.complete_in_parts(&id, token, preview, count, bytes, now),
+                changes,
+            )?;
+            if let Some((id, indices)) = stray {
+                parts.delete(&id, &indices);
+            }
+            Ok(r)
+        }
+        Op::ReadPart { id, index } => read_part(board, parts, &id, index).map(Reply::Part),
         Op::ExpireLeases => {
             let out = board.expire_leases(now);
             changes.extend(out.changes);

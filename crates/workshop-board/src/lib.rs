@@ -37,9 +37,17 @@
 //! number) live under the key `\0meta`, which no id can collide with. A batch of changes is
 //! written with one atomic `apply_batch`; `sync` is `Db::flush()` plus an `fdatasync` of sled's
 //! `db` file, because sled 0.34.7's flush only does `sync_file_range` (survives kill -9, not a
-//! machine crash). Loading rebuilds the [`Board`] and checks its invariants. A directory held by
+//! machine crash), and of the blob files sled wrote since the last sync (sled never syncs
+//! them). Loading rebuilds the [`Board`] and checks its invariants. A directory held by
 //! another process gives [`StoreError::Locked`]; unreadable data gives [`StoreError::Corrupt`]
 //! naming the directory (and the key, for a bad value).
+//!
+//! A result too large for one frame is stored in [`parts`]: pieces of at most 64 KiB in a tree
+//! of their own (`result_parts`, key = id + `\0` + index, value = the piece and the token
+//! that stored it), written through the same group commit by `put_result_part`, checked and
+//! settled by `complete_in_parts` (the item keeps a preview), read one at a time by
+//! `result_part` on the committer (answered after the group's sync, so durable), deleted with
+//! the item.
 //!
 //! ## 3. Durable committer — [`durable::DurableBoard`]
 //! A `Clone + Send + Sync` handle with async methods for every operation. Mutations travel over
@@ -75,6 +83,7 @@ pub mod codec;
 pub mod durable;
 /// The board's passive types live in `workshop-types` so the protocol can name them.
 pub use workshop_types::board as item;
+pub mod parts;
 pub mod state;
 pub mod store;
 pub mod wire;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::item::{
     InvalidIdReason, ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType,
-    PRIORITY_HIGHEST, PRIORITY_LOWEST,
+    META_RESULT_BYTES, META_RESULT_PARTS, PRIORITY_HIGHEST, PRIORITY_LOWEST, RESULT_PREVIEW_BYTES,
 };
 
 /// Every refusal of the board, with the item and what to do about it.
@@ -71,6 +71,72 @@ pub enum BoardError {
         dependents.join(", ")
     )]
     HasDependents { id: String, dependents: Vec<String> },
+    #[error(
+        "result part {index} of work item `{id}` is {bytes} bytes; a part holds at most {limit} \
+         bytes: cut the result into smaller parts"
+    )]
+    PartTooLarge {
+        id: String,
+        index: u32,
+        bytes: usize,
+        limit: usize,
+    },
+    #[error("cannot complete work item `{id}` in parts: {reason}")]
+    InvalidParts { id: String, reason: String },
+    #[error(
+        "cannot complete work item `{id}` in {parts} parts: part {index} is missing{}; send it \
+         with PutResultPart (with this lease's token) first",
+        if *other_attempt { " (the stored one is from an earlier attempt)" } else { "" }
+    )]
+    PartMissing {
+        id: String,
+        index: u32,
+        parts: u32,
+        other_attempt: bool,
+    },
+    #[error(
+        "cannot complete work item `{id}` in parts: its {parts} parts hold {found} bytes, not the \
+         {announced} announced; send the parts again"
+    )]
+    PartsSize {
+        id: String,
+        parts: u32,
+        found: u64,
+        announced: u64,
+    },
+    #[error(
+        "result part {index} of work item `{id}` is not on the board ({why}): the stored result \
+         is incomplete; its preview is in work_item(\"{id}\"), run the item again to get it all"
+    )]
+    PartLost { id: String, index: u32, why: String },
+}
+
+/// A done item's result is in parts exactly when `complete_in_parts` settled it: a plain
+/// completion drops these keys (set by hand, or left by nothing else).
+fn strip_parts_metadata(item: &mut WorkItem) {
+    item.metadata.remove(META_RESULT_PARTS);
+    item.metadata.remove(META_RESULT_BYTES);
+}
+
+/// What `complete_in_parts` refuses before looking at the parts: no parts, or a preview that
+/// would make the item large.
+pub fn check_parts_request(id: &str, preview: &str, parts: u32) -> Result<(), BoardError> {
+    if parts == 0 {
+        return Err(BoardError::InvalidParts {
+            id: id.to_string(),
+            reason: "0 parts; complete a result without parts with Complete".into(),
+        });
+    }
+    if preview.len() > RESULT_PREVIEW_BYTES {
+        return Err(BoardError::InvalidParts {
+            id: id.to_string(),
+            reason: format!(
+                "the preview is {} bytes; send at most the result's first {RESULT_PREVIEW_BYTES}",
+                preview.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn transition_hint(from: Status, to: Status) -> &'static str {
@@ -504,7 +570,7 @@ impl Board {
     /// A lease holder's `complete`/`fail` repeated: `Ok(Some(item))` when `token` already
     /// settled the item the same way (answer with the item, change nothing), `Err` when it
     /// settled it the other way, `Ok(None)` when this is not a repeat (go on as usual).
-    fn repeated_settle(
+    pub fn repeated_settle(
         &self,
         id: &str,
         token: u64,
@@ -519,6 +585,21 @@ impl Board {
                 token,
                 settled,
                 attempted: kind,
+            }),
+        }
+    }
+
+    /// Refuses `token` unless it is the current lease's of item `id` (what a result part
+    /// needs: only the lease holder stores pieces of its result).
+    pub fn check_token(&self, id: &str, token: u64) -> Result<(), BoardError> {
+        let item = self.item(id)?;
+        match &item.lease {
+            Some(lease) if lease.token == token => Ok(()),
+            _ => Err(BoardError::StaleToken {
+                id: id.to_string(),
+                presented: token,
+                current: item.token(),
+                status: item.status,
             }),
         }
     }
@@ -858,7 +939,40 @@ impl Board {
             token,
             kind: SettleKind::Completed,
         });
+        strip_parts_metadata(&mut item);
         Ok(self.do_complete(item, result.into(), now_ms))
+    }
+
+    /// `complete` with a result stored as `parts` result parts of `bytes` bytes (checked by the
+    /// caller, which holds the parts): the item keeps `preview` as its `result` and records
+    /// the parts in its metadata ([`META_RESULT_PARTS`], [`META_RESULT_BYTES`]). Idempotent
+    /// for the settling token, like `complete`.
+    pub fn complete_in_parts(
+        &mut self,
+        id: &str,
+        token: u64,
+        preview: String,
+        parts: u32,
+        bytes: u64,
+        now_ms: u64,
+    ) -> Result<Outcome<WorkItem>, BoardError> {
+        if let Some(item) = self.repeated_settle(id, token, SettleKind::Completed)? {
+            return Ok(Outcome {
+                value: item,
+                changes: Vec::new(),
+            });
+        }
+        let mut item = self.leased_item(id, token)?;
+        check_parts_request(id, &preview, parts)?;
+        item.last_settle = Some(Settle {
+            token,
+            kind: SettleKind::Completed,
+        });
+        item.metadata
+            .insert(META_RESULT_PARTS.to_string(), parts.to_string());
+        item.metadata
+            .insert(META_RESULT_BYTES.to_string(), bytes.to_string());
+        Ok(self.do_complete(item, preview, now_ms))
     }
 
     /// Console `complete_work(id, result)`: no token; claimed or in_progress -> done.
@@ -871,6 +985,7 @@ impl Board {
         let item = self.leased_by_hand(id, Status::Done)?;
         let mut item = item.clone();
         item.last_settle = None;
+        strip_parts_metadata(&mut item);
         Ok(self.do_complete(item, result.into(), now_ms))
     }
 

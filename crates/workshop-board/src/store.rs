@@ -4,11 +4,14 @@
 //! A store keeps one value per item (key: the id's bytes) plus the board counters ([`Meta`])
 //! under [`META_KEY`], all encoded with [`crate::codec`]. `write` applies one batch atomically;
 //! `sync` makes everything written so far survive a killed process *and* a machine crash.
+//! Result parts ([`crate::parts`]) live apart from the items (their own sled tree): they are
+//! not loaded with the board, but read one at a time.
 
 use std::path::PathBuf;
 
 use crate::codec::CodecError;
 use crate::item::{ItemId, WorkItem};
+use crate::parts::{PartKey, PartWrite, StoredPart};
 use crate::state::{Board, BoardConfig, Meta};
 
 pub mod memory;
@@ -66,6 +69,15 @@ pub trait BoardStore: Send + Sync + 'static {
     /// Writes one batch of item changes plus the counters, atomically (all or nothing after a
     /// crash). Not yet durable: call [`BoardStore::sync`].
     fn write(&self, entries: &[WriteEntry<'_>], meta: Meta) -> Result<(), StoreError>;
+    /// Writes one batch of result part changes, atomically. Not yet durable: call
+    /// [`BoardStore::sync`]. The committer writes a batch's parts after its items.
+    fn write_parts(&self, parts: &[PartWrite]) -> Result<(), StoreError>;
+    /// One result part as written so far (durable or not), or None.
+    fn read_part(&self, key: &PartKey) -> Result<Option<StoredPart>, StoreError>;
+    /// The indices of `id`'s stored result parts, ascending.
+    fn part_indices(&self, id: &ItemId) -> Result<Vec<u32>, StoreError>;
+    /// Whether any result part is stored.
+    fn has_parts(&self) -> Result<bool, StoreError>;
     /// Makes every write so far durable against process and machine crashes.
     fn sync(&self) -> Result<(), StoreError>;
     /// Human-readable location, for messages.
@@ -140,4 +152,47 @@ pub(crate) fn encode_entries(
     })?;
     out.push((META_KEY.to_vec(), Some(meta)));
     Ok(out)
+}
+
+/// Encoded keys and values of a part write batch (`None`: delete).
+pub(crate) fn encode_parts(parts: &[PartWrite]) -> Result<Vec<EncodedEntry>, StoreError> {
+    parts
+        .iter()
+        .map(|(key, part)| {
+            let value = match part {
+                Some(p) => Some(
+                    crate::codec::encode(p).map_err(|source| StoreError::Encode {
+                        what: key.to_string(),
+                        source,
+                    })?,
+                ),
+                None => None,
+            };
+            Ok((key.encode(), value))
+        })
+        .collect()
+}
+
+/// A stored part's value; a value that does not decode is corrupt data, named.
+pub(crate) fn decode_part(
+    dir: &std::path::Path,
+    key: &PartKey,
+    value: &[u8],
+) -> Result<StoredPart, StoreError> {
+    crate::codec::decode(value).map_err(|e| StoreError::Corrupt {
+        dir: dir.to_path_buf(),
+        detail: format!("{key}: {e}"),
+    })
+}
+
+/// The indices of the part keys among `keys` that belong to `id` (others are skipped).
+pub(crate) fn part_indices_of<I>(id: &ItemId, keys: I) -> Vec<u32>
+where
+    I: IntoIterator<Item = Vec<u8>>,
+{
+    keys.into_iter()
+        .filter_map(|k| PartKey::decode(&k))
+        .filter(|k| &k.id == id)
+        .map(|k| k.index)
+        .collect()
 }

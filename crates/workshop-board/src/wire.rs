@@ -53,6 +53,12 @@ pub fn board_api_error(e: BoardError) -> ApiError {
     }
 }
 
+impl From<BoardError> for ApiError {
+    fn from(e: BoardError) -> Self {
+        board_api_error(e)
+    }
+}
+
 impl From<DurableError> for ApiError {
     fn from(e: DurableError) -> Self {
         api_error(e)

@@ -45,6 +45,9 @@ pub enum WorkCommand {
     },
     /// Cancel an item (its dependents are blocked).
     Cancel { id: String },
+    /// Print an item's whole result (put together from its parts when it was too large for
+    /// one message).
+    Result { id: String },
 }
 
 /// Board refusals carry the same code (`board`) as on a running node.
@@ -128,9 +131,36 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
         }
         WorkCommand::Fail { id, error } => board.fail_work(&id, error).await.map_err(board_err)?,
         WorkCommand::Cancel { id } => board.cancel(&id).await.map_err(board_err)?,
+        WorkCommand::Result { id } => {
+            let result = board.full_result(&id).await;
+            board.shutdown().await?;
+            // As on a node: an unknown id is `no_such_item`.
+            return print_result(&id, result.map_err(workshop_board::wire::api_error)?, json);
+        }
     };
     print_full(&item, json)?;
     board.shutdown().await?;
+    Ok(())
+}
+
+/// `workshop work result ID`: the whole result as it is (JSON: a string, or null).
+pub fn print_result(id: &str, result: Option<String>, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    match result {
+        Some(text) => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+        None => eprintln!("work item {id} has no result (yet)"),
+    }
     Ok(())
 }
 
@@ -145,6 +175,9 @@ pub fn print_full(item: &WorkItem, json: bool) -> anyhow::Result<()> {
         }
         if let Some(r) = &item.result {
             println!("result: {r}");
+        }
+        if let Some(note) = crate::console::board::parts_note(item) {
+            println!("{note}");
         }
     }
     Ok(())

@@ -473,6 +473,9 @@ pub async fn work(t: &Target, cmd: WorkCommand) -> anyhow::Result<()> {
         WorkCommand::Complete { id, result } => client.complete_work(&id, Some(result)).await?,
         WorkCommand::Fail { id, error } => client.fail_work(&id, Some(error)).await?,
         WorkCommand::Cancel { id } => client.cancel_work(&id).await?,
+        WorkCommand::Result { id } => {
+            return commands::print_result(&id, client.work_result(&id).await?, t.json)
+        }
     };
     commands::print_full(&item, t.json)
 }

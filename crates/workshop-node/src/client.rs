@@ -714,6 +714,26 @@ impl Client {
     pub async fn work_item(&self, id: &str) -> Result<Option<WorkItem>, ApiError> {
         self.call(req::GetWork { id: id.into() }).await
     }
+    /// Piece `index` of the result of a work item completed in parts; None past its last
+    /// part.
+    pub async fn work_result_part(&self, id: &str, index: u32) -> Result<Option<String>, ApiError> {
+        self.call(req::WorkResultPart {
+            id: id.into(),
+            index,
+        })
+        .await
+    }
+    /// The whole result of a work item: its `result`, or, when it was completed in parts, the
+    /// item then its parts one request at a time (so every frame stays small however large
+    /// the result), put together. None when it has no result; [`ApiError::NoSuchItem`] when
+    /// there is no such item.
+    pub async fn work_result(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let item = self
+            .work_item(id)
+            .await?
+            .ok_or_else(|| ApiError::NoSuchItem(id.trim_start_matches(':').to_string()))?;
+        workshop_board::parts::assemble(item, |index| self.work_result_part(id, index)).await
+    }
     pub async fn board_counts(&self) -> Result<BTreeMap<Status, u64>, ApiError> {
         self.call(req::BoardCounts {}).await
     }

@@ -314,6 +314,9 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
             answer::<req::AwaitWorkflow>(what, ws.await_workflow(&r.name, ms(r.timeout_ms)).await)
         }
         R::ResetWorkflow(r) => answer::<req::ResetWorkflow>(what, ws.reset_workflow(&r.name).await),
+        R::WorkResultPart(r) => {
+            answer::<req::WorkResultPart>(what, ws.work_result_part(&r.id, r.index).await)
+        }
         // The stop is signalled once this reply is sent (see `handle`).
         R::StopNode(_) => answer::<req::StopNode>(what, Ok(())),
         // The cluster's requests are answered by the router (`cluster/route.rs`).

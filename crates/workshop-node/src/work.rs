@@ -83,6 +83,22 @@ impl Workshop {
         self.board_client()?.get(id.trim_start_matches(':')).await
     }
 
+    /// The whole result of a work item: its `result`, or, when it was completed in parts (a
+    /// result too large for one frame), its parts put together. None when it has no result.
+    pub async fn work_result(&self, id: &str) -> Result<Option<String>, ApiError> {
+        self.board_client()?
+            .full_result(id.trim_start_matches(':'))
+            .await
+    }
+
+    /// Piece `index` of the result of a work item completed in parts; None past its last
+    /// part (or when its result is not in parts).
+    pub async fn work_result_part(&self, id: &str, index: u32) -> Result<Option<String>, ApiError> {
+        self.board_client()?
+            .result_part(id.trim_start_matches(':'), index)
+            .await
+    }
+
     pub async fn board_counts(&self) -> Result<BTreeMap<Status, u64>, ApiError> {
         self.board_client()?.counts().await
     }

@@ -8,8 +8,8 @@
 //! reach the waiter waits for the node's link to change (or a bounded backoff) and carries on
 //! by itself; the worker says once that it lost the board and once that it has it back. It runs
 //! `title + "\n\nSpec:\n" + spec` (plus earlier stage results for workflow items), renews the
-//! lease by heartbeat while the turn runs, then completes the item with the result or fails it
-//! with the error (a failed turn is a failed item, retried with backoff by the board up to its
+//! lease by heartbeat while the turn runs, then completes the item with the result (one over
+//! 1 MiB is stored in parts first, the item keeping a preview) or fails it with the error (a failed turn is a failed item, retried with backoff by the board up to its
 //! max attempts). The agent gets a fresh session between items; with `worktree: true` each item
 //! runs in its own git worktree and branch (removed after success, kept after failure).
 //!
@@ -26,7 +26,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use workshop_board::item::{WorkItem, WorkType};
+use workshop_board::item::{
+    result_preview, split_at_char_boundaries, WorkItem, WorkType, RESULT_INLINE_MAX_BYTES,
+    RESULT_PART_BYTES,
+};
 use workshop_board::BoardClient;
 use workshop_types::{AgentName, AgentOptions, Topic};
 
@@ -383,8 +386,9 @@ fn board_back(ws: &Workshop, name: &AgentName, lost: &std::sync::atomic::AtomicB
 /// One board call with the node's current board client. While the board is out of reach it
 /// waits for the node's board link to change (or a bounded backoff) and calls again, for up to
 /// `within`; then the last error is the answer. For calls that may be repeated safely: `start`
-/// and `release` (a repeat is refused as stale, changing nothing), `complete` and `fail`
-/// (idempotent for the settling token).
+/// and `release` (a repeat is refused as stale, changing nothing), `complete`, `fail` and
+/// `complete_in_parts` (idempotent for the settling token), `put_result_part` (the same piece
+/// again replaces it).
 async fn with_board<T, F, Fut>(ws: &Workshop, within: Duration, call: F) -> Result<T, ApiError>
 where
     F: Fn(BoardClient) -> Fut,
@@ -656,7 +660,10 @@ async fn release_lost_item(
 }
 
 /// Record the item's outcome with the worker's token. While the board is out of reach it is
-/// tried again for up to the lease (past it the board would refuse the token anyway).
+/// tried again for up to the lease (past it the board would refuse the token anyway). A result
+/// over [`RESULT_INLINE_MAX_BYTES`] (its `Complete` could not cross in one frame) is stored in
+/// parts first ([`complete_in_parts`]). If the board does not record the outcome, that is
+/// reported; the lease then runs out and the item runs again.
 async fn settle(
     ws: &Workshop,
     spec: &WorkerSpec,
@@ -665,20 +672,31 @@ async fn settle(
     outcome: Result<String, String>,
     counts: &Counts,
 ) {
-    let res = with_board(ws, Duration::from_millis(spec.lease_ms), |board| {
-        let outcome = outcome.clone();
-        async move {
-            match outcome {
-                Ok(text) => board.complete(id, token, text).await,
-                Err(e) => board.fail(id, token, e, true).await,
-            }
+    let res = match &outcome {
+        Ok(text) if text.len() > RESULT_INLINE_MAX_BYTES => {
+            complete_in_parts(ws, spec, id, token, text).await
         }
-    })
-    .await;
+        _ => with_board(ws, Duration::from_millis(spec.lease_ms), |board| {
+            let outcome = outcome.clone();
+            async move {
+                match outcome {
+                    Ok(text) => board.complete(id, token, text).await,
+                    Err(e) => board.fail(id, token, e, true).await,
+                }
+            }
+        })
+        .await
+        .map_err(|e| e.to_string()),
+    };
     match res {
         Ok(item) => {
             let line = match (&outcome, item.status) {
-                (Ok(_), _) => format!("[work] {id} completed"),
+                (Ok(_), _) => match (item.result_parts(), item.result_bytes()) {
+                    (Some(parts), Some(bytes)) => {
+                        format!("[work] {id} completed ({bytes} bytes of result in {parts} parts)")
+                    }
+                    _ => format!("[work] {id} completed"),
+                },
                 (Err(e), workshop_board::item::Status::Ready) => format!(
                     "[work] {id} failed (attempt {} of {}), will retry: {e}",
                     item.attempts, item.max_attempts
@@ -711,9 +729,85 @@ async fn settle(
             Topic::Work,
             "error",
             id,
-            format!("[error] {id}: result not recorded: {e}"),
+            format!(
+                "[error] {id}: result not recorded: {e} (the lease runs out and the item runs \
+                 again)"
+            ),
         ),
     }
+}
+
+/// Complete with a result too large for one frame: its pieces (at most [`RESULT_PART_BYTES`]
+/// each, cut at char boundaries) go to the board one request at a time, then
+/// `CompleteInParts` with a preview. Each piece is a durable write, so the lease is renewed
+/// meanwhile. Err: what failed, for the worker's error event.
+async fn complete_in_parts(
+    ws: &Workshop,
+    spec: &WorkerSpec,
+    id: &str,
+    token: u64,
+    text: &str,
+) -> Result<WorkItem, String> {
+    let within = Duration::from_millis(spec.lease_ms);
+    let pieces = split_at_char_boundaries(text, RESULT_PART_BYTES);
+    let count = u32::try_from(pieces.len()).map_err(|_| {
+        format!(
+            "the result is {} bytes, more than the board stores in parts",
+            text.len()
+        )
+    })?;
+    let renew = keep_lease(ws, id, token, spec.lease_ms);
+    let upload = async {
+        for (index, piece) in (0..count).zip(pieces.iter().copied()) {
+            with_board(ws, within, |board| async move {
+                board.put_result_part(id, token, index, piece).await
+            })
+            .await
+            .map_err(|e| format!("storing part {} of {count} failed: {e}", index + 1))?;
+        }
+        let preview = result_preview(text);
+        let bytes = text.len() as u64;
+        with_board(ws, within, |board| {
+            let preview = preview.clone();
+            async move {
+                board
+                    .complete_in_parts(id, token, preview, count, bytes)
+                    .await
+            }
+        })
+        .await
+        .map_err(|e| format!("completing with {count} stored parts failed: {e}"))
+    };
+    let r = upload.await;
+    renew.abort();
+    r
+}
+
+/// Renews the lease every third of it until aborted (or refused: then the next board call is
+/// refused as stale too, and says so).
+fn keep_lease(ws: &Workshop, id: &str, token: u64, lease_ms: u64) -> JoinHandle<()> {
+    let ws = ws.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let every = Duration::from_millis((lease_ms / 3).max(10));
+        loop {
+            tokio::time::sleep(every).await;
+            let beat = match ws.board_client() {
+                Ok(board) => board.heartbeat(&id, token, lease_ms).await,
+                Err(e) => Err(e),
+            };
+            match beat {
+                Ok(_) => {}
+                Err(e) if is_unreachable(&e) => {
+                    tracing::warn!(item = %id, error = %e, "heartbeat not delivered");
+                }
+                Err(e) => {
+                    tracing::warn!(item = %id, error = %e, "heartbeat refused while storing parts");
+                    return;
+                }
+            }
+        }
+    })
 }
 
 /// A fresh worktree and branch for this item; the agent is re-created to run inside it.

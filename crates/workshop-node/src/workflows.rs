@@ -225,13 +225,19 @@ impl Workshop {
         }
     }
 
-    /// The prompt for an item: title, spec, and the results of the stages it depends on (an
-    /// error when the board cannot be read: the prompt would lack them).
+    /// The prompt for an item: title, spec, and the whole results of the stages it depends on
+    /// (put together from their parts when they were completed in parts; an error when the
+    /// board cannot be read: the prompt would lack them).
     pub(crate) async fn stage_prompt_for(&self, item: &WorkItem) -> Result<String, ApiError> {
         let mut previous = Vec::new();
         for dep in &item.depends_on {
             if let Some(d) = self.work_item(dep.as_str()).await? {
-                if let Some(r) = d.result {
+                let board = self.board_client()?;
+                let result = workshop_board::parts::assemble(d.clone(), |index| {
+                    board.result_part(d.id.as_str(), index)
+                })
+                .await?;
+                if let Some(r) = result {
                     let label = d
                         .metadata
                         .get("stage")

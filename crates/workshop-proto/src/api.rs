@@ -232,6 +232,12 @@ requests! {
     Spend { node: String, usd: f64 } -> f64;
     /// From the board node: the cluster's total spend (after a node recorded its spend).
     LedgerTotal { total: f64 } -> ();
+
+    // ------------------------------------------------------------ board (continued)
+    /// Piece `index` of the result of a work item completed in parts (see `GetWork`'s
+    /// `result_parts`); None past its last part. A client reads a large result one piece at a
+    /// time, so every frame stays small.
+    WorkResultPart { id: String, index: u32 } -> Option<String>;
 }
 
 /// A node as `nodes()` shows it.

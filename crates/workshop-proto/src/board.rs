@@ -70,6 +70,18 @@ requests! {
     AwaitSettled { id: String, wait_ms: u64 } -> Option<WorkItem>, waits = true;
     /// Remove an item nothing depends on (a workflow's reset).
     Remove { id: String } -> WorkItem;
+    /// Store piece `index` (at most `RESULT_PART_BYTES` of text) of the lease holder's result,
+    /// for a result too large for one frame; durable when answered. Only the current lease's
+    /// token may; the same index again replaces the piece.
+    PutResultPart { id: String, token: u64, index: u32, text: String } -> ();
+    /// Settle as done (like `Complete`) with a result stored as parts `0..parts` by this token
+    /// (all must be there, holding `bytes` bytes): the item keeps `preview` (the result's first
+    /// few KiB) as its `result` and `result_parts`/`result_bytes` in its metadata. Idempotent
+    /// for the settling token.
+    CompleteInParts { id: String, token: u64, preview: String, parts: u32, bytes: u64 } -> WorkItem;
+    /// Piece `index` of the result of an item completed in parts; None past its last part (or
+    /// when its result is not in parts).
+    ResultPart { id: String, index: u32 } -> Option<String>;
 }
 
 /// The board actor's mailbox: one remotable RPC, like the node actor's.

@@ -102,6 +102,14 @@ fn requests_are_stable() {
         ),
         ("req_status", req::Status {}.into()),
         ("req_stop_node", req::StopNode {}.into()),
+        (
+            "req_work_result_part",
+            req::WorkResultPart {
+                id: "t1".into(),
+                index: 3,
+            }
+            .into(),
+        ),
     ];
     for (n, r) in cases {
         let frame = encode_request(r.clone(), "0.1.0").unwrap();
@@ -201,6 +209,35 @@ fn board_requests_are_stable() {
             .into(),
         ),
         ("board_remove", b::Remove { id: "t1".into() }.into()),
+        (
+            "board_put_result_part",
+            b::PutResultPart {
+                id: "t1".into(),
+                token: 7,
+                index: 2,
+                text: "piece".into(),
+            }
+            .into(),
+        ),
+        (
+            "board_complete_in_parts",
+            b::CompleteInParts {
+                id: "t1".into(),
+                token: 7,
+                preview: "first".into(),
+                parts: 3,
+                bytes: 150_000,
+            }
+            .into(),
+        ),
+        (
+            "board_result_part",
+            b::ResultPart {
+                id: "t1".into(),
+                index: 2,
+            }
+            .into(),
+        ),
     ];
     for (n, r) in cases {
         let frame = encode_frame(r.clone(), "0.1.0").unwrap();

@@ -21,6 +21,50 @@ pub const DEFAULT_PRIORITY: u8 = 3;
 /// Attempts (claims that ended in a failure or an expired lease) before an item is dead-lettered.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
+/// The largest piece of a result stored as one part (`PutResultPart`): well below sled's
+/// blob threshold and a frame's size.
+pub const RESULT_PART_BYTES: usize = 64 * 1024;
+/// How much of a result completed in parts the item itself keeps as its `result` (a preview).
+pub const RESULT_PREVIEW_BYTES: usize = 4 * 1024;
+/// Results up to this size are completed in one `Complete`; longer ones are stored in parts.
+pub const RESULT_INLINE_MAX_BYTES: usize = 1024 * 1024;
+/// Metadata key of an item completed in parts: how many parts hold its result.
+pub const META_RESULT_PARTS: &str = "result_parts";
+/// Metadata key of an item completed in parts: the full result's length in bytes.
+pub const META_RESULT_BYTES: &str = "result_bytes";
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+pub fn cut_at_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `text` cut into pieces of at most `max` bytes (`max` at least 4, the longest UTF-8 char),
+/// each ending on a char boundary; concatenated they are `text`. Empty text has no pieces.
+pub fn split_at_char_boundaries(text: &str, max: usize) -> Vec<&str> {
+    let max = max.max(4);
+    let mut pieces = Vec::with_capacity(text.len() / max + 1);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let piece = cut_at_char_boundary(rest, max);
+        pieces.push(piece);
+        rest = &rest[piece.len()..];
+    }
+    pieces
+}
+
+/// The preview an item completed in parts keeps as its `result`: the first
+/// [`RESULT_PREVIEW_BYTES`] of `text`, cut at a char boundary.
+pub fn result_preview(text: &str) -> String {
+    cut_at_char_boundary(text, RESULT_PREVIEW_BYTES).to_string()
+}
+
 /// Why a string is not a valid [`ItemId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidIdReason {
@@ -337,6 +381,21 @@ impl WorkItem {
     pub fn token(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| l.token)
     }
+
+    /// How many parts hold the result of an item completed in parts (its `result` is then a
+    /// preview); None when the result, if any, is all in `result`.
+    pub fn result_parts(&self) -> Option<u32> {
+        if self.status != Status::Done {
+            return None;
+        }
+        self.metadata.get(META_RESULT_PARTS)?.parse().ok()
+    }
+
+    /// The full result's length in bytes of an item completed in parts.
+    pub fn result_bytes(&self) -> Option<u64> {
+        self.result_parts()?;
+        self.metadata.get(META_RESULT_BYTES)?.parse().ok()
+    }
 }
 
 /// What `Board::add` takes: AgentWorkshop's `work(id, title, type:, spec:, priority:,
@@ -466,6 +525,82 @@ mod tests {
         for s in Status::ALL {
             assert_eq!(s.to_string().parse::<Status>(), Ok(s));
         }
+    }
+
+    #[test]
+    fn cuts_fall_on_char_boundaries() {
+        assert_eq!(cut_at_char_boundary("hello", 10), "hello");
+        assert_eq!(cut_at_char_boundary("hello", 3), "hel");
+        assert_eq!(cut_at_char_boundary("", 0), "");
+        // "é" is 2 bytes, "€" 3, "𝄞" 4: a cut inside one backs off to its start.
+        assert_eq!(cut_at_char_boundary("aé", 2), "a");
+        assert_eq!(cut_at_char_boundary("aé", 3), "aé");
+        assert_eq!(cut_at_char_boundary("a€b", 2), "a");
+        assert_eq!(cut_at_char_boundary("a€b", 3), "a");
+        assert_eq!(cut_at_char_boundary("a€b", 4), "a€");
+        assert_eq!(cut_at_char_boundary("𝄞", 3), "");
+        // The preview: at most RESULT_PREVIEW_BYTES, at a boundary, a prefix.
+        let text = format!("{}€€€", "x".repeat(RESULT_PREVIEW_BYTES - 1));
+        let p = result_preview(&text);
+        assert_eq!(p.len(), RESULT_PREVIEW_BYTES - 1);
+        assert!(text.starts_with(&p));
+        let short = "short €";
+        assert_eq!(result_preview(short), short);
+    }
+
+    #[test]
+    fn pieces_rejoin_to_the_text() {
+        assert!(split_at_char_boundaries("", 8).is_empty());
+        let text = "ab€cd𝄞e€€f";
+        for max in 4..=text.len() + 1 {
+            let pieces = split_at_char_boundaries(text, max);
+            assert_eq!(pieces.concat(), text, "max {max}");
+            assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= max));
+        }
+        let big = "é".repeat(100_000);
+        let pieces = split_at_char_boundaries(&big, RESULT_PART_BYTES);
+        assert_eq!(pieces.len(), 4);
+        assert_eq!(pieces[0].len(), RESULT_PART_BYTES);
+        assert_eq!(pieces.concat(), big);
+        // An odd limit cuts before the char that would cross it.
+        let pieces = split_at_char_boundaries(&big, 5);
+        assert!(pieces.iter().all(|p| p.len() == 4));
+    }
+
+    #[test]
+    fn result_parts_are_read_from_a_done_items_metadata() {
+        let mut item = WorkItem {
+            id: ItemId::new("a").expect("a valid id"),
+            title: String::new(),
+            spec: String::new(),
+            work_type: WorkType::Code,
+            priority: 3,
+            depends_on: Vec::new(),
+            status: Status::Done,
+            claimed_by: None,
+            lease: None,
+            result: Some("pre".into()),
+            error: None,
+            attempts: 0,
+            max_attempts: 3,
+            lease_expiries: 0,
+            not_before_ms: 0,
+            created_at_ms: 0,
+            claimed_at_ms: None,
+            started_at_ms: None,
+            completed_at_ms: None,
+            seq: 1,
+            metadata: BTreeMap::new(),
+            last_settle: None,
+        };
+        assert_eq!(item.result_parts(), None);
+        item.metadata.insert(META_RESULT_PARTS.into(), "3".into());
+        item.metadata
+            .insert(META_RESULT_BYTES.into(), "150000".into());
+        assert_eq!(item.result_parts(), Some(3));
+        assert_eq!(item.result_bytes(), Some(150_000));
+        item.status = Status::Ready;
+        assert_eq!(item.result_parts(), None);
     }
 
     #[test]

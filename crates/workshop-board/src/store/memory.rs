@@ -8,12 +8,19 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{board_from_pairs, encode_entries, BoardStore, StoreError, WriteEntry};
+use super::{
+    board_from_pairs, decode_part, encode_entries, encode_parts, part_indices_of, BoardStore,
+    StoreError, WriteEntry,
+};
+use crate::item::ItemId;
+use crate::parts::{PartKey, PartWrite, StoredPart};
 use crate::state::{Board, BoardConfig, Meta};
 
 #[derive(Debug, Default)]
 struct Shared {
     data: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Result parts, apart from the items (as in the sled store's own tree).
+    parts: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     syncs: AtomicU64,
     fail_writes: AtomicBool,
 }
@@ -37,6 +44,11 @@ impl MemoryStore {
     /// Makes every following `write` fail (to test the committer's failure path).
     pub fn fail_writes(&self, fail: bool) {
         self.shared.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// How many result parts are stored.
+    pub fn part_count(&self) -> usize {
+        self.shared.parts.lock().len()
     }
 
     /// Overwrites a raw value (to test corrupt data).
@@ -70,6 +82,45 @@ impl BoardStore for MemoryStore {
             };
         }
         Ok(())
+    }
+
+    fn write_parts(&self, parts: &[PartWrite]) -> Result<(), StoreError> {
+        if self.shared.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Injected("memory store write failure".into()));
+        }
+        let encoded = encode_parts(parts)?;
+        let mut data = self.shared.parts.lock();
+        for (k, v) in encoded {
+            match v {
+                Some(v) => data.insert(k, v),
+                None => data.remove(&k),
+            };
+        }
+        Ok(())
+    }
+
+    fn read_part(&self, key: &PartKey) -> Result<Option<StoredPart>, StoreError> {
+        let value = self.shared.parts.lock().get(&key.encode()).cloned();
+        value
+            .map(|v| decode_part(Path::new("<memory>"), key, &v))
+            .transpose()
+    }
+
+    fn part_indices(&self, id: &ItemId) -> Result<Vec<u32>, StoreError> {
+        let prefix = PartKey::prefix(id);
+        let keys: Vec<Vec<u8>> = self
+            .shared
+            .parts
+            .lock()
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(part_indices_of(id, keys))
+    }
+
+    fn has_parts(&self) -> Result<bool, StoreError> {
+        Ok(!self.shared.parts.lock().is_empty())
     }
 
     fn sync(&self) -> Result<(), StoreError> {

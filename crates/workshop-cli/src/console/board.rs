@@ -35,6 +35,21 @@ pub fn line(i: &WorkItem) -> String {
     s
 }
 
+/// For an item completed in parts (a result too large for one frame): its `result` is only a
+/// preview, and how to read it all.
+pub fn parts_note(i: &WorkItem) -> Option<String> {
+    let parts = i.result_parts()?;
+    let bytes = i
+        .result_bytes()
+        .map(|b| format!("{b} bytes"))
+        .unwrap_or_else(|| "its size unknown".into());
+    Some(format!(
+        "{}: the result is {bytes} in {parts} parts; `result` holds its start only. \
+         work_result(\"{}\") (or `workshop work result {}`) reads it all.",
+        i.id, i.id, i.id
+    ))
+}
+
 fn item_map(i: &WorkItem) -> R<Dynamic> {
     rhai::serde::to_dynamic(i)
 }
@@ -165,7 +180,19 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     let c = ctx.clone();
     engine.register_fn("work_item", move |id: &str| -> R<Dynamic> {
         match c.block(c.ws.work_item(id))? {
-            Some(i) => item_map(&i),
+            Some(i) => {
+                if let Some(note) = parts_note(&i) {
+                    println!("{note}");
+                }
+                item_map(&i)
+            }
+            None => Ok(Dynamic::UNIT),
+        }
+    });
+    let c = ctx.clone();
+    engine.register_fn("work_result", move |id: &str| -> R<Dynamic> {
+        match c.block(c.ws.work_result(id))? {
+            Some(text) => Ok(Dynamic::from(text)),
             None => Ok(Dynamic::UNIT),
         }
     });
