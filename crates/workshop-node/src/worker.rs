@@ -672,9 +672,12 @@ async fn settle(
     outcome: Result<String, String>,
     counts: &Counts,
 ) {
-    let res = match &outcome {
+    // The error, and whether the board refused the token (the lease was lost meanwhile).
+    let res: Result<WorkItem, (String, bool)> = match &outcome {
         Ok(text) if text.len() > RESULT_INLINE_MAX_BYTES => {
-            complete_in_parts(ws, spec, id, token, text).await
+            complete_in_parts(ws, spec, id, token, text)
+                .await
+                .map_err(|e| (e, false))
         }
         _ => with_board(ws, Duration::from_millis(spec.lease_ms), |board| {
             let outcome = outcome.clone();
@@ -686,7 +689,10 @@ async fn settle(
             }
         })
         .await
-        .map_err(|e| e.to_string()),
+        .map_err(|e| {
+            let stale = matches!(e, ApiError::StaleToken { .. });
+            (e.to_string(), stale)
+        }),
     };
     match res {
         Ok(item) => {
@@ -716,7 +722,7 @@ async fn settle(
             ws.emit_about(Topic::Work, kind, id, line);
             ws.after_item_settled(&item).await;
         }
-        Err(e @ ApiError::StaleToken { .. }) => ws.emit_about(
+        Err((e, true)) => ws.emit_about(
             Topic::Work,
             "lease_lost",
             id,
@@ -725,7 +731,7 @@ async fn settle(
                 spec.name
             ),
         ),
-        Err(e) => ws.emit_about(
+        Err((e, false)) => ws.emit_about(
             Topic::Work,
             "error",
             id,
