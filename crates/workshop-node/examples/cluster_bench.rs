@@ -306,7 +306,14 @@ async fn main() -> Result<(), AnyErr> {
     let single_rate = {
         let node = Node::open(&root.join("single")).await?;
         let b = node.board_client()?;
-        let r = pairs(&b, std::slice::from_ref(&b), claimers, n_pairs, "custom:pairs").await?;
+        let r = pairs(
+            &b,
+            std::slice::from_ref(&b),
+            claimers,
+            n_pairs,
+            "custom:pairs",
+        )
+        .await?;
         node.shutdown().await;
         r
     };

@@ -29,6 +29,12 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 /// How long a greeting (`Hello` to a new peer) may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every up peer is asked who it is this often; one that has not answered [`MISSES`] times in
+/// a row (each within [`HEARTBEAT_TIMEOUT`]) is taken for gone: its session is closed, so it is
+/// reported down and redialled at once (a cut link stalls TCP for a long time otherwise).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const MISSES: u32 = 3;
 
 /// One node of the cluster as this node sees it.
 #[derive(Clone, Debug)]
@@ -45,6 +51,9 @@ pub struct Peer {
     pub last_seen_ms: Option<u64>,
     /// The ractor_cluster session it is up on.
     session: Option<u64>,
+    session_cell: Option<ActorCell>,
+    /// Heartbeats missed in a row.
+    misses: u32,
 }
 
 /// This node's view of the cluster (published after every change).
@@ -121,6 +130,13 @@ pub enum PeersMsg {
     Left(String),
     /// A peer answered a call (for "last seen").
     Seen(String),
+    /// Time to ask every up peer who it is.
+    Heartbeat,
+    /// A peer did not answer its heartbeat on session `node_id`.
+    Missed {
+        name: String,
+        node_id: u64,
+    },
 }
 
 pub struct PeersArgs {
@@ -154,6 +170,8 @@ pub struct PeersState {
     dials: HashMap<String, Dial>,
     /// Sessions whose greeting is in flight or done: node id -> peer name once greeted.
     sessions: HashMap<u64, Option<String>>,
+    /// The session actors of those sessions (closed when their peer stops answering).
+    cells: HashMap<u64, ActorCell>,
 }
 
 impl PeersState {
@@ -248,6 +266,7 @@ impl Actor for PeersActor {
             view,
             dials: HashMap::new(),
             sessions: HashMap::new(),
+            cells: HashMap::new(),
         };
         // Sessions that became ready before this actor subscribed (a peer that dialled in
         // while the node was starting) are greeted now.
@@ -267,6 +286,7 @@ impl Actor for PeersActor {
             }
         }
         st.publish();
+        me.send_interval(HEARTBEAT, || PeersMsg::Heartbeat);
         Ok(st)
     }
 
@@ -343,6 +363,7 @@ impl Actor for PeersActor {
                 let board =
                     session_member(&session, &st.args.scope, BOARD_GROUP).map(ActorRef::from);
                 st.sessions.insert(node_id, None);
+                st.cells.insert(node_id, session.clone());
                 let to = me.clone();
                 tokio::spawn(async move {
                     match greet(&node).await {
@@ -395,6 +416,8 @@ impl Actor for PeersActor {
                         hello: Some(hello),
                         last_seen_ms: Some(now),
                         session: Some(node_id),
+                        session_cell: st.cells.get(&node_id).cloned(),
+                        misses: 0,
                     },
                 );
                 if let Some(a) = &addr {
@@ -428,6 +451,7 @@ impl Actor for PeersActor {
                 outgoing,
             } => {
                 let greeted = st.sessions.remove(&node_id).flatten();
+                st.cells.remove(&node_id);
                 if !authenticated && outgoing {
                     for (addr, d) in st.dials.iter_mut() {
                         if d.pending && !d.refusal_logged && peer.ends_with(port_of(addr)) {
@@ -445,6 +469,7 @@ impl Actor for PeersActor {
                             p.node = None;
                             p.board = None;
                             p.session = None;
+                            p.session_cell = None;
                             p.last_seen_ms = Some(now);
                             addr = p.addr.clone();
                         }
@@ -498,7 +523,43 @@ impl Actor for PeersActor {
                 let now = st.now();
                 if let Some(p) = st.view.peers.get_mut(&name) {
                     p.last_seen_ms = Some(now);
+                    p.misses = 0;
                     st.publish();
+                }
+            }
+            PeersMsg::Heartbeat => {
+                for (name, p) in &st.view.peers {
+                    let (Some(node), Some(node_id), true) = (p.node.clone(), p.session, p.up)
+                    else {
+                        continue;
+                    };
+                    let name = name.clone();
+                    let to = me.clone();
+                    tokio::spawn(async move {
+                        let asked =
+                            super::route::call_local(&node, req::NodeInfo {}, HEARTBEAT_TIMEOUT)
+                                .await;
+                        let _ = to.cast(match asked {
+                            Ok(_) => PeersMsg::Seen(name),
+                            Err(_) => PeersMsg::Missed { name, node_id },
+                        });
+                    });
+                }
+            }
+            PeersMsg::Missed { name, node_id } => {
+                let Some(p) = st.view.peers.get_mut(&name) else {
+                    return Ok(());
+                };
+                if p.session != Some(node_id) || !p.up {
+                    return Ok(());
+                }
+                p.misses += 1;
+                if p.misses >= MISSES {
+                    tracing::warn!(node = %name, "node {name} has not answered {MISSES} heartbeats in a row: closing its session (it is redialled)");
+                    if let Some(cell) = p.session_cell.take() {
+                        // The session's end reports the node down and redials it.
+                        cell.stop(Some("the peer stopped answering".into()));
+                    }
                 }
             }
         }
