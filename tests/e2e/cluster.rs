@@ -363,3 +363,156 @@ async fn the_global_budget_is_one_ledger_for_the_cluster() {
     assert!((b.spent - 1.2).abs() < 1e-9, "{b:?}");
     drop((n1, n2, n3));
 }
+
+/// A CA and a certificate for `names` (each valid for 127.0.0.1), made with openssl in `dir`.
+fn make_certs(dir: &std::path::Path, names: &[&str]) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    for n in names {
+        std::fs::write(
+            dir.join(format!("{n}.ext")),
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1\n",
+        )
+        .expect("ext file");
+        run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={n}"),
+            "-keyout",
+            &format!("{n}.key"),
+            "-out",
+            &format!("{n}.csr"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{n}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            &format!("{n}.ext"),
+            "-out",
+            &format!("{n}.pem"),
+        ]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_and_clients_speak_tls_and_a_plain_client_is_refused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let certs = root.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    make_certs(&certs, &["n1", "n2", "cli"]);
+    let tls_args = |n: &str| -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            certs.join(format!("{n}.pem")).display().to_string(),
+            "--tls-key".into(),
+            certs.join(format!("{n}.key")).display().to_string(),
+            "--tls-ca".into(),
+            certs.join("ca.pem").display().to_string(),
+        ]
+    };
+    let start_tls = |name: &str, board: Option<&str>| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("node dir");
+        let mut args: Vec<String> = vec!["--no-setup".into(), "--name".into(), name.into()];
+        args.extend(tls_args(name));
+        if let Some(addr) = board {
+            args.extend(["--board".into(), "n1".into(), "--peer".into(), addr.into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NodeProcess::start_with(&dir, &args, &[("WORKSHOP_COOKIE", COOKIE)])
+    };
+    let n1 = start_tls("n1", None);
+    let n2 = start_tls("n2", Some(&n1.addr));
+    let tls = workshop_node::cluster::TlsOptions {
+        cert: certs.join("cli.pem"),
+        key: certs.join("cli.key"),
+        ca: certs.join("ca.pem"),
+    };
+    let c1 = within(
+        "a TLS client",
+        Client::connect_tls(&n1.addr, COOKIE.into(), &tls),
+    )
+    .await
+    .expect("connect over TLS");
+    until_up(&c1, &["n2"]).await;
+    c1.agent_on("n2", "sec", None, script(vec![say("over tls")]))
+        .await
+        .expect("agent on n2");
+    assert_eq!(
+        c1.ask("sec", "hi").await.expect("ask over TLS").text,
+        "over tls"
+    );
+    // The CLI finds the TLS files in the node's endpoint file.
+    let out = crate::support::workshop()
+        .args(["nodes", "--json", "--data-dir"])
+        .arg(&n1.dir)
+        .env("WORKSHOP_COOKIE", COOKIE)
+        .output()
+        .expect("workshop nodes");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(nodes.as_array().map(Vec::len), Some(2), "{nodes}");
+    // A client without TLS never gets in.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(15),
+        Client::connect(&n2.addr, COOKIE.into()),
+    )
+    .await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "a plain client was let in to a TLS node"
+    );
+    drop((c1, n1, n2));
+}
