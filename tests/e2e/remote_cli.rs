@@ -931,3 +931,89 @@ fn a_damaged_endpoint_file_or_a_bad_address_is_named() {
         "{m}"
     );
 }
+
+/// `workshop board backup DIR` on a running node writes a board that a node started on a data
+/// dir whose `board` is the backup opens with the same items; a relative or non-empty DIR is
+/// refused with the reason.
+#[test]
+fn board_backup_of_a_running_node_restores_on_a_new_node() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let live = tmp.path().join("live");
+    std::fs::create_dir_all(&live).expect("mkdir");
+    let mut node = NodeProcess::start(&live);
+    let d = live.to_str().expect("utf-8");
+    for (id, title) in [("a", "First"), ("b", "Second"), ("c", "Third")] {
+        ok(
+            &cli(
+                tmp.path(),
+                &["work", "--data-dir", d, "add", id, title, "--type", "docs"],
+            ),
+            "work add",
+        );
+    }
+    ok(
+        &cli(tmp.path(), &["work", "--data-dir", d, "cancel", "b"]),
+        "work cancel",
+    );
+    let board_before = json_lines(
+        &cli(tmp.path(), &["board", "--data-dir", d, "--json"]),
+        "board",
+    );
+    let backup = tmp.path().join("backup");
+    let b = backup.to_str().expect("utf-8");
+    let out = ok(
+        &cli(tmp.path(), &["board", "backup", b, "--data-dir", d]),
+        "board backup",
+    );
+    assert!(
+        out.contains("board backed up on node ")
+            && out.contains(&format!("3 items, 0 result parts, at {b}")),
+        "{out}"
+    );
+    // Again into the same (now non-empty) directory, and a relative one: refused.
+    let v = json_error(
+        &cli(
+            tmp.path(),
+            &["board", "backup", b, "--data-dir", d, "--json"],
+        ),
+        "backup into a non-empty dir",
+    );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not empty"), "{v}");
+    let out = cli(tmp.path(), &["board", "backup", "rel", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("absolute"), "{out:?}");
+    // --json names the node and the counts.
+    let second = tmp.path().join("second");
+    let v = json_of(
+        &cli(
+            tmp.path(),
+            &[
+                "board",
+                "backup",
+                second.to_str().expect("utf-8"),
+                "--data-dir",
+                d,
+                "--json",
+            ],
+        ),
+        "board backup --json",
+    );
+    assert_eq!(v["items"], json!(3), "{v}");
+    assert_eq!(v["parts"], json!(0), "{v}");
+    assert!(v["node"].is_string(), "{v}");
+    node.terminate();
+
+    // Restore: a new data dir whose `board` is the backup.
+    let restored = tmp.path().join("restored");
+    std::fs::create_dir_all(&restored).expect("mkdir");
+    std::fs::rename(&backup, restored.join("board")).expect("move the backup in place");
+    let mut node = NodeProcess::start(&restored);
+    let r = restored.to_str().expect("utf-8");
+    let board_after = json_lines(
+        &cli(tmp.path(), &["board", "--data-dir", r, "--json"]),
+        "board on the restored node",
+    );
+    assert_eq!(board_after, board_before);
+    node.terminate();
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{broadcast, watch};
 use workshop_proto::api::{Call, Page};
-use workshop_proto::board::{req, BoardMsg, BoardRequest, BOARD_GROUP};
+use workshop_proto::board::{req, BackupInfo, BoardMsg, BoardRequest, BOARD_GROUP};
 use workshop_proto::node::{check_protocol, decode_frame, encode_reply, ReplyFrame};
 use workshop_proto::ApiError;
 
@@ -218,6 +218,17 @@ pub async fn dispatch(
         R::ResultPart(r) => answer::<req::ResultPart>(
             what,
             board.result_part(&r.id, r.index).await.map_err(api_error),
+        ),
+        R::Backup(r) => answer::<req::Backup>(
+            what,
+            board
+                .backup(&r.dir)
+                .await
+                .map(|c| BackupInfo {
+                    items: c.items,
+                    parts: c.parts,
+                })
+                .map_err(api_error),
         ),
     }
 }

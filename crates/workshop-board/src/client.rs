@@ -12,7 +12,7 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::ActorRef;
 use workshop_proto::api::{Call, Page};
-use workshop_proto::board::{req, BoardMsg, BoardRequest};
+use workshop_proto::board::{req, BackupInfo, BoardMsg, BoardRequest};
 use workshop_proto::node::{decode_reply, encode_frame, ReplyFrame, RequestFrame};
 use workshop_proto::ApiError;
 
@@ -21,6 +21,8 @@ use crate::state::ListFilter;
 
 /// How long a board call may take (a durable write waits for its group's sync).
 pub const BOARD_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`BoardClient::backup`] waits for the copy (it reads and writes the whole board).
+pub const BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Added to a `wait_ready`'s own wait for the reply to come back.
 const SLACK: Duration = Duration::from_secs(10);
 
@@ -333,6 +335,13 @@ impl BoardClient {
             .await?
             .ok_or_else(|| ApiError::NoSuchItem(id.to_string()))?;
         crate::parts::assemble(item, |index| self.result_part(id, index)).await
+    }
+
+    /// Back up the board into a new directory `dir` (absolute, on the board node's
+    /// filesystem; it must not exist or be empty). Waits up to [`BACKUP_TIMEOUT`].
+    pub async fn backup(&self, dir: &str) -> Result<BackupInfo, ApiError> {
+        self.call_within(req::Backup { dir: dir.into() }, BACKUP_TIMEOUT)
+            .await
     }
 
     pub async fn cancel(&self, id: &str) -> Result<WorkItem, ApiError> {

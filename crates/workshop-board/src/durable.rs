@@ -40,7 +40,7 @@
 //! batch under one key, written first and replayed by `load`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -48,6 +48,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
+use crate::backup::{BackupCounts, BackupError};
 use crate::item::{ItemId, NewItem, SettleKind, Status, WorkItem, WorkType, RESULT_PART_BYTES};
 use crate::parts::{PartKey, PartTable, PartWrite, StoredPart};
 use crate::state::{check_parts_request, Board, BoardConfig, BoardError, Change, ListFilter};
@@ -69,6 +70,8 @@ pub enum DurableError {
     Read(Arc<StoreError>),
     #[error("the board is shut down; reopen its data directory")]
     Closed,
+    #[error(transparent)]
+    Backup(Arc<BackupError>),
 }
 
 /// What the committer reports to an observer (tests use it to check ordering).
@@ -243,6 +246,10 @@ enum Op {
         index: u32,
     },
     ExpireLeases,
+    /// Handled by the committer between batches (see [`DurableBoard::backup`]).
+    Backup {
+        dir: PathBuf,
+    },
     Shutdown,
 }
 
@@ -251,6 +258,7 @@ enum Reply {
     MaybeItem(Option<WorkItem>),
     Ids(Vec<ItemId>),
     Part(Option<String>),
+    Backup(BackupCounts),
     Done,
 }
 
@@ -594,6 +602,21 @@ impl DurableBoard {
         crate::parts::assemble(item, |index| self.result_part(id, index)).await
     }
 
+    /// Copies the board into a new sled board database at `dir` (absolute; it must not exist
+    /// or be empty), which [`DurableBoard::open`] then opens as the same board: every item, the
+    /// board counters and every result part, as they stood at one point between two batches
+    /// of the committer (see [`crate::backup`]). The copy is flushed and fdatasynced before
+    /// the answer, which comes after the sync of everything the copy holds. Other mutations
+    /// wait while the copy runs (reads do not); returns what was copied.
+    pub async fn backup(&self, dir: impl AsRef<Path>) -> Result<BackupCounts, DurableError> {
+        let dir = dir.as_ref().to_path_buf();
+        crate::backup::check_target(&dir).map_err(|e| DurableError::Backup(Arc::new(e)))?;
+        match self.call(Op::Backup { dir }).await? {
+            Reply::Backup(counts) => Ok(counts),
+            _ => Err(DurableError::Closed),
+        }
+    }
+
     /// Ends every lease that has run out (by the committer's clock); returns their ids.
     pub async fn expire_leases(&self) -> Result<Vec<ItemId>, DurableError> {
         match self.call(Op::ExpireLeases).await? {
@@ -865,9 +888,14 @@ impl<S: BoardStore> Committer<S> {
         let poisoned = self.poisoned.lock().clone();
         let t0 = std::time::Instant::now();
         let now = (self.clock)();
+        let mut backups: Vec<(ReplyTx, PathBuf)> = Vec::new();
         for req in batch.drain(..) {
             if let Op::Shutdown = req.op {
                 shutdown = Some(req.reply);
+                continue;
+            }
+            if let Op::Backup { dir } = req.op {
+                backups.push((req.reply, dir));
                 continue;
             }
             if let Some(reason) = &poisoned {
@@ -898,6 +926,17 @@ impl<S: BoardStore> Committer<S> {
                 changes.clear();
                 parts = 0;
             }
+        }
+        // After the batch's write, the store holds every change applied so far: the copy is
+        // the board at this point. The answer goes with the batch's, after its sync.
+        for (reply, dir) in backups {
+            let result = match self.poisoned.lock().clone() {
+                Some(reason) => Err(DurableError::Poisoned(reason)),
+                None => crate::backup::write_backup(&*self.store, &dir)
+                    .map(Reply::Backup)
+                    .map_err(|e| DurableError::Backup(Arc::new(e))),
+            };
+            replies.push((reply, result));
         }
         self.stats
             .apply_write_nanos
@@ -1263,6 +1302,8 @@ fn apply<S: BoardStore>(
             Ok(r)
         }
         Op::ReadPart { id, index } => read_part(board, parts, &id, index).map(Reply::Part),
+        // The committer takes backups out of the batch before `apply`.
+        Op::Backup { .. } => Err(DurableError::Closed),
         Op::ExpireLeases => {
             let out = board.expire_leases(now);
             changes.extend(out.changes);

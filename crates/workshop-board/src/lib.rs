@@ -78,6 +78,7 @@
 //! the kill -9 crash test in `tests/crash.rs`).
 
 pub mod actor;
+pub mod backup;
 pub mod client;
 pub mod codec;
 pub mod durable;
@@ -89,6 +90,7 @@ pub mod store;
 pub mod wire;
 
 pub use actor::{BoardActor, BoardActorArgs};
+pub use backup::{BackupCounts, BackupError};
 pub use client::BoardClient;
 pub use durable::{CommitEvent, DurableBoard, DurableError, DurableOptions, StatsSnapshot};
 pub use item::{ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType};

@@ -26,6 +26,18 @@ pub const META_KEY: &[u8] = b"\0meta";
 /// One entry of a write batch: the item's new state, or `None` to delete it.
 pub type WriteEntry<'a> = (&'a ItemId, Option<&'a WorkItem>);
 
+/// Which table of a store a raw entry belongs to (see [`BoardStore::export`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// The items and the board counters (under [`META_KEY`]).
+    Items,
+    /// The result parts.
+    Parts,
+}
+
+/// What receives the raw entries of [`BoardStore::export`].
+pub type ExportSink<'a> = dyn FnMut(Table, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
 /// Storage failures, each naming the directory and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,6 +94,10 @@ pub trait BoardStore: Send + Sync + 'static {
     fn sync(&self) -> Result<(), StoreError>;
     /// Human-readable location, for messages.
     fn location(&self) -> String;
+    /// Hands every stored entry as written so far (items with the counters, then result parts)
+    /// to `sink`, raw (encoded as stored), for a backup. The caller keeps writes out while it
+    /// runs (the committer calls it between batches).
+    fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError>;
 }
 
 /// Decodes stored `(key, value)` pairs into a board; shared by the stores.

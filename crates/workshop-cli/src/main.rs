@@ -121,8 +121,12 @@ WORKSHOP_COOKIE=... workshop node --ephemeral --listen 127.0.0.1:0"
         #[command(flatten)]
         target: remote::Target,
     },
-    /// Show the work board (of the running node; of the data dir when no node holds it).
+    /// Show the work board (of the running node; of the data dir when no node holds it), or
+    /// back it up (`workshop board backup DIR`).
+    #[command(args_conflicts_with_subcommands = true)]
     Board {
+        #[command(subcommand)]
+        action: Option<BoardCommand>,
         /// new, ready, claimed, in_progress, done, failed, blocked or cancelled
         #[arg(long)]
         status: Option<String>,
@@ -170,6 +174,21 @@ WORKSHOP_COOKIE=... workshop node --ephemeral --listen 127.0.0.1:0"
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+/// `workshop board ...`.
+#[derive(clap::Subcommand)]
+pub enum BoardCommand {
+    /// Back up the cluster's board while it runs, into DIR ON THE BOARD NODE's filesystem
+    /// (which may not be the node you ask): an absolute path that does not exist yet or is an
+    /// empty directory. To restore: stop the board node, move its <data>/board aside, move the
+    /// backup in its place, start the node.
+    Backup {
+        /// The new backup directory: an absolute path on the board node.
+        dir: String,
+        #[command(flatten)]
+        target: remote::Target,
+    },
 }
 
 #[derive(clap::Args)]
@@ -299,6 +318,10 @@ impl Command {
             | Command::Ask { target, .. }
             | Command::Cast { target, .. }
             | Command::Await { target, .. }
+            | Command::Board {
+                action: Some(BoardCommand::Backup { target, .. }),
+                ..
+            }
             | Command::Board { target, .. }
             | Command::Work { target, .. }
             | Command::Workers { target }
@@ -384,6 +407,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Board {
+            action: Some(BoardCommand::Backup { dir, target }),
+            ..
+        } => rt.block_on(remote::board_backup(&target, &dir)),
+        Command::Board {
+            action: None,
             status,
             work_type,
             target,

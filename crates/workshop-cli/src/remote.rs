@@ -439,6 +439,42 @@ pub async fn board(
     Ok(())
 }
 
+/// `workshop board backup DIR`: the board is copied by the board node, into DIR on ITS
+/// filesystem.
+pub async fn board_backup(t: &Target, dir: &str) -> anyhow::Result<()> {
+    if !Path::new(dir).is_absolute() {
+        anyhow::bail!(
+            "the backup directory `{dir}` is not an absolute path; name it absolutely (it is a \
+             path on the board node's filesystem, which may not be this machine)"
+        );
+    }
+    let client = t.client().await?;
+    let info = client.board_backup(dir).await?;
+    // Name the node that wrote it: the board node, which may not be the node asked.
+    let nodes = client.nodes().await.unwrap_or_default();
+    let board_node = match nodes.iter().find(|n| n.board) {
+        Some(n) => n.name.clone(),
+        None => client.node_info().await?.name,
+    };
+    if t.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "node": board_node,
+                "dir": dir,
+                "items": info.items,
+                "parts": info.parts,
+            }))?
+        );
+    } else {
+        println!(
+            "board backed up on node {board_node}: {} items, {} result parts, at {dir}",
+            info.items, info.parts
+        );
+    }
+    Ok(())
+}
+
 pub async fn work(t: &Target, cmd: WorkCommand) -> anyhow::Result<()> {
     let Some(client) = node_or_dir(t).await? else {
         return commands::work(&t.data_dir, cmd, t.json).await;

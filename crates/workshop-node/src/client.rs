@@ -12,7 +12,7 @@ use ractor::ActorRef;
 use tokio::sync::mpsc;
 use workshop_board::BoardClient;
 use workshop_proto::api::{req, Call, NodeHello, Request, PROTOCOL_VERSION};
-use workshop_proto::board::BoardMsg;
+use workshop_proto::board::{BackupInfo, BoardMsg};
 use workshop_proto::node::{decode_reply, encode_request, NodeMsg};
 use workshop_proto::ApiError;
 use workshop_types::board::{Status, WorkItem};
@@ -733,6 +733,11 @@ impl Client {
             .await?
             .ok_or_else(|| ApiError::NoSuchItem(id.trim_start_matches(':').to_string()))?;
         workshop_board::parts::assemble(item, |index| self.work_result_part(id, index)).await
+    }
+    /// Back up the cluster's board into `dir`, a new (or empty) directory named by an
+    /// absolute path on the BOARD NODE's filesystem; see [`req::BoardBackup`].
+    pub async fn board_backup(&self, dir: &str) -> Result<BackupInfo, ApiError> {
+        self.call(req::BoardBackup { dir: dir.into() }).await
     }
     pub async fn board_counts(&self) -> Result<BTreeMap<Status, u64>, ApiError> {
         self.call(req::BoardCounts {}).await

@@ -317,6 +317,7 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         R::WorkResultPart(r) => {
             answer::<req::WorkResultPart>(what, ws.work_result_part(&r.id, r.index).await)
         }
+        R::BoardBackup(r) => answer::<req::BoardBackup>(what, ws.board_backup(&r.dir).await),
         // The stop is signalled once this reply is sent (see `handle`).
         R::StopNode(_) => answer::<req::StopNode>(what, Ok(())),
         // The cluster's requests are answered by the router (`cluster/route.rs`).

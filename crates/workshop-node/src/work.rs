@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use workshop_board::item::{NewItem, Status, WorkItem, WorkType};
 use workshop_board::state::ListFilter;
+use workshop_proto::board::BackupInfo;
 use workshop_types::Topic;
 
 use crate::{ApiError, Workshop};
@@ -97,6 +98,18 @@ impl Workshop {
         self.board_client()?
             .result_part(id.trim_start_matches(':'), index)
             .await
+    }
+
+    /// Backs up the cluster's board into `dir` on the board node's filesystem (absolute; new
+    /// or empty).
+    pub async fn board_backup(&self, dir: &str) -> Result<BackupInfo, ApiError> {
+        if !std::path::Path::new(dir).is_absolute() {
+            return Err(ApiError::BadRequest(format!(
+                "the backup directory `{dir}` is not an absolute path; name it absolutely (it \
+                 is a path on the board node's filesystem)"
+            )));
+        }
+        self.board_client()?.backup(dir).await
     }
 
     pub async fn board_counts(&self) -> Result<BTreeMap<Status, u64>, ApiError> {

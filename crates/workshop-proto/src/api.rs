@@ -238,6 +238,11 @@ requests! {
     /// `result_parts`); None past its last part. A client reads a large result one piece at a
     /// time, so every frame stays small.
     WorkResultPart { id: String, index: u32 } -> Option<String>;
+    /// Back up the cluster's board into a NEW directory `dir` (see the board's `Backup`): an
+    /// absolute path on the filesystem of the BOARD NODE (which may not be the node asked), that
+    /// does not exist or is empty. Restore by putting it in place of the board node's
+    /// `<data>/board` while that node is stopped.
+    BoardBackup { dir: String } -> crate::board::BackupInfo, waits = true;
 }
 
 /// A node as `nodes()` shows it.

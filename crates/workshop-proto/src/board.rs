@@ -82,6 +82,21 @@ requests! {
     /// Piece `index` of the result of an item completed in parts; None past its last part (or
     /// when its result is not in parts).
     ResultPart { id: String, index: u32 } -> Option<String>;
+    /// Copy the whole board (items, counters, result parts), as it stands at one point, into
+    /// a NEW board database at `dir`: an absolute path on the BOARD NODE's filesystem that
+    /// does not exist or is an empty directory. Answered once the copy is flushed and
+    /// fdatasynced; other board writes wait while it runs. A node opens the copy as its
+    /// `<data>/board`.
+    Backup { dir: String } -> BackupInfo, waits = true;
+}
+
+/// What a board backup holds (the reply to `Backup`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// Work items copied.
+    pub items: u64,
+    /// Result parts copied.
+    pub parts: u64,
 }
 
 /// The board actor's mailbox: one remotable RPC, like the node actor's.

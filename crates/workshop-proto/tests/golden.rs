@@ -110,6 +110,13 @@ fn requests_are_stable() {
             }
             .into(),
         ),
+        (
+            "req_board_backup",
+            req::BoardBackup {
+                dir: "/var/backups/board".into(),
+            }
+            .into(),
+        ),
     ];
     for (n, r) in cases {
         let frame = encode_request(r.clone(), "0.1.0").unwrap();
@@ -235,6 +242,13 @@ fn board_requests_are_stable() {
             b::ResultPart {
                 id: "t1".into(),
                 index: 2,
+            }
+            .into(),
+        ),
+        (
+            "board_backup",
+            b::Backup {
+                dir: "/var/backups/board".into(),
             }
             .into(),
         ),

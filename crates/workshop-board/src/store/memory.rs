@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::{
     board_from_pairs, decode_part, encode_entries, encode_parts, part_indices_of, BoardStore,
-    StoreError, WriteEntry,
+    ExportSink, StoreError, Table, WriteEntry,
 };
 use crate::item::ItemId;
 use crate::parts::{PartKey, PartWrite, StoredPart};
@@ -130,5 +130,17 @@ impl BoardStore for MemoryStore {
 
     fn location(&self) -> String {
         "<memory>".into()
+    }
+
+    fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
+        let items = self.shared.data.lock().clone();
+        for (k, v) in &items {
+            sink(Table::Items, k, v)?;
+        }
+        let parts = self.shared.parts.lock().clone();
+        for (k, v) in &parts {
+            sink(Table::Parts, k, v)?;
+        }
+        Ok(())
     }
 }

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 
 use super::{
     board_from_pairs, decode_part, encode_entries, encode_parts, part_indices_of, BoardStore,
-    StoreError, WriteEntry,
+    ExportSink, StoreError, Table, WriteEntry,
 };
 use crate::item::ItemId;
 use crate::parts::{PartKey, PartWrite, StoredPart};
@@ -152,6 +152,25 @@ impl SledStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Applies raw entries (as [`BoardStore::export`] gives them) to `table` in one batch:
+    /// how a backup is written. Not yet durable: call [`BoardStore::sync`].
+    pub(crate) fn insert_raw(
+        &self,
+        table: Table,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k, v);
+        }
+        let tree = match table {
+            Table::Items => &self.tree,
+            Table::Parts => &self.parts,
+        };
+        tree.apply_batch(batch)
+            .map_err(|e| map_sled(&self.dir, "writing a backup", e))
     }
 
     /// `fdatasync`s every blob file not synced yet, then the `blobs` directory (for their
@@ -283,6 +302,16 @@ impl BoardStore for SledStore {
 
     fn location(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
+        for (table, tree) in [(Table::Items, &self.tree), (Table::Parts, &self.parts)] {
+            for pair in tree.iter() {
+                let (k, v) = pair.map_err(|e| map_sled(&self.dir, "reading for a backup", e))?;
+                sink(table, &k, &v)?;
+            }
+        }
+        Ok(())
     }
 }
 
