@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::store::{BoardStore, SledStore, StoreError, Table, META_KEY};
 
+/// How far a backup's fencing-token counter is ahead of the board it copies: more tokens than
+/// the live board can hand out between the backup and a restore.
+pub const TOKEN_GAP: u64 = 1 << 40;
+
 /// What a backup holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BackupCounts {
@@ -94,7 +98,21 @@ pub fn write_backup<S: BoardStore>(store: &S, dir: &Path) -> Result<BackupCounts
         }
         match table {
             Table::Items if key != META_KEY => counts.items += 1,
-            Table::Items => {}
+            Table::Items => {
+                // Fencing tokens handed out after this copy must never be handed out again by
+                // the restored board (a worker still holding one could settle someone else's
+                // claim): the copy's token counter jumps ahead by TOKEN_GAP.
+                let codec_err = |source| StoreError::Encode {
+                    what: "the board counters of the backup".into(),
+                    source,
+                };
+                let mut meta: crate::state::Meta =
+                    crate::codec::decode(value).map_err(codec_err)?;
+                meta.last_token = meta.last_token.saturating_add(TOKEN_GAP);
+                let bumped = crate::codec::encode(&meta).map_err(codec_err)?;
+                pending.push((key.to_vec(), bumped));
+                return Ok(());
+            }
             Table::Parts => counts.parts += 1,
         }
         pending.push((key.to_vec(), value.to_vec()));
