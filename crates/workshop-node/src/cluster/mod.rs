@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -185,7 +186,22 @@ struct Watcher {
     /// Log peers whose connection closed before authentication (a wrong cookie, most often).
     log_refusals: bool,
     authenticated: parking_lot::Mutex<std::collections::HashSet<u64>>,
+    /// Peer names with when they last authenticated, and when a refusal was last logged.
+    names: Arc<parking_lot::Mutex<Names>>,
 }
+
+#[derive(Default)]
+struct Names {
+    authenticated: std::collections::HashMap<String, std::time::Instant>,
+    warned: std::collections::HashMap<String, std::time::Instant>,
+}
+
+/// Two nodes that dial each other at once open two sessions and ractor_cluster closes one
+/// (sometimes before it authenticated): a refusal from a peer that authenticated on another
+/// session within this window is that, not a wrong cookie.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(3);
+/// A refusal from one peer is logged at most this often.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl Watcher {
     fn new(tx: mpsc::UnboundedSender<SessionEvent>, log_refusals: bool) -> Self {
@@ -193,6 +209,45 @@ impl Watcher {
             tx,
             log_refusals,
             authenticated: Default::default(),
+            names: Default::default(),
+        }
+    }
+}
+
+/// Log a refused connection, unless it was the loser of two simultaneous connections between
+/// the same nodes (its peer authenticates on the other one) or was logged a moment ago.
+fn log_refusal(names: Arc<parking_lot::Mutex<Names>>, name: Option<String>, addr: String) {
+    let Some(name) = name else {
+        tracing::warn!(peer = %addr, "refused a connection from {addr} (unnamed): it did not authenticate (wrong cookie, or not a workshop client)");
+        return;
+    };
+    let addr_now = addr.clone();
+    let check = async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut n = names.lock();
+        let now = std::time::Instant::now();
+        if n.authenticated
+            .get(&name)
+            .is_some_and(|t| now.duration_since(*t) < DUPLICATE_WINDOW)
+        {
+            tracing::debug!(peer = %addr, "a duplicate connection from {name} closed");
+            return;
+        }
+        if n.warned
+            .get(&name)
+            .is_some_and(|t| now.duration_since(*t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        n.warned.insert(name.clone(), now);
+        tracing::warn!(peer = %addr, "refused a connection from {addr} ({name}): it did not authenticate (wrong cookie, or not a workshop client)");
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(check);
+        }
+        Err(_) => {
+            tracing::warn!(peer = %addr_now, "refused a connection from {addr_now}: it did not authenticate (wrong cookie, or not a workshop client)")
         }
     }
 }
@@ -201,6 +256,12 @@ impl NodeEventSubscription for Watcher {
     fn node_session_opened(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
     fn node_session_authenticated(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         self.authenticated.lock().insert(ses.node_id);
+        if let Some(n) = &ses.peer_name {
+            self.names
+                .lock()
+                .authenticated
+                .insert(n.name.clone(), std::time::Instant::now());
+        }
         let _ = self.tx.send(SessionEvent::Authenticated {
             node_id: ses.node_id,
         });
@@ -212,13 +273,13 @@ impl NodeEventSubscription for Watcher {
     }
     fn node_session_disconnected(&self, ses: ractor_cluster::node::NodeServerSessionInformation) {
         let authenticated = self.authenticated.lock().remove(&ses.node_id);
-        if self.log_refusals && !authenticated {
-            let name = ses
-                .peer_name
-                .as_ref()
-                .map(|n| n.name.clone())
-                .unwrap_or_else(|| "unnamed".into());
-            tracing::warn!(peer = %ses.peer_addr, "refused a connection from {} ({name}): it did not authenticate (wrong cookie, or not a workshop client)", ses.peer_addr);
+        // Only connections made to this node: one this node made is the peers actor's to report.
+        if self.log_refusals && !authenticated && ses.is_server {
+            log_refusal(
+                self.names.clone(),
+                ses.peer_name.as_ref().map(|n| n.name.clone()),
+                ses.peer_addr.clone(),
+            );
         }
         let _ = self.tx.send(SessionEvent::Closed {
             node_id: ses.node_id,

@@ -137,6 +137,9 @@ pub enum PeersMsg {
         name: String,
         node_id: u64,
     },
+    /// A dial's session closed before authentication a moment ago: a wrong cookie, unless the
+    /// address is up by now (two simultaneous connections, one closed).
+    CheckRefusal(String),
 }
 
 pub struct PeersArgs {
@@ -172,6 +175,9 @@ pub struct PeersState {
     sessions: HashMap<u64, Option<String>>,
     /// The session actors of those sessions (closed when their peer stops answering).
     cells: HashMap<u64, ActorCell>,
+    /// The node and board stand-ins of each greeted session (two nodes that dial each other
+    /// at once have two sessions for a moment; when one closes the peer moves to the other).
+    refs: HashMap<u64, (ActorRef<NodeMsg>, Option<ActorRef<BoardMsg>>)>,
 }
 
 impl PeersState {
@@ -267,6 +273,7 @@ impl Actor for PeersActor {
             dials: HashMap::new(),
             sessions: HashMap::new(),
             cells: HashMap::new(),
+            refs: HashMap::new(),
         };
         // Sessions that became ready before this actor subscribed (a peer that dialled in
         // while the node was starting) are greeted now.
@@ -402,6 +409,7 @@ impl Actor for PeersActor {
                     return Ok(());
                 }
                 st.sessions.insert(node_id, Some(hello.name.clone()));
+                st.refs.insert(node_id, (node.clone(), board.clone()));
                 let now = st.now();
                 let name = hello.name.clone();
                 let addr = hello.addr.clone();
@@ -452,12 +460,46 @@ impl Actor for PeersActor {
             } => {
                 let greeted = st.sessions.remove(&node_id).flatten();
                 st.cells.remove(&node_id);
+                st.refs.remove(&node_id);
                 if !authenticated && outgoing {
-                    for (addr, d) in st.dials.iter_mut() {
+                    // Maybe a wrong cookie, maybe the loser of two simultaneous connections
+                    // (the other one then carries the peer): look again in a moment.
+                    for (addr, d) in st.dials.iter() {
                         if d.pending && !d.refusal_logged && peer.ends_with(port_of(addr)) {
-                            d.refusal_logged = true;
-                            tracing::warn!(%addr, "the node at {addr} refused this node during authentication: wrong cookie? (every node of a cluster needs the same cookie)");
+                            let addr = addr.clone();
+                            me.send_after(Duration::from_secs(1), move || {
+                                PeersMsg::CheckRefusal(addr)
+                            });
                         }
+                    }
+                }
+                // The same peer on another greeted session (simultaneous dials): move to it.
+                if let Some(name) = &greeted {
+                    let other = st
+                        .sessions
+                        .iter()
+                        .find(|(id, n)| **id != node_id && n.as_deref() == Some(name.as_str()))
+                        .map(|(id, _)| *id);
+                    let moved = match (other, st.view.peers.get_mut(name)) {
+                        (Some(other), Some(p)) if p.session == Some(node_id) => {
+                            match st.refs.get(&other) {
+                                Some((node, board)) => {
+                                    p.session = Some(other);
+                                    p.session_cell = st.cells.get(&other).cloned();
+                                    p.node = Some(node.clone());
+                                    p.board = board.clone();
+                                    p.misses = 0;
+                                    true
+                                }
+                                None => false,
+                            }
+                        }
+                        _ => false,
+                    };
+                    if moved {
+                        tracing::debug!(node = %name, "a duplicate session closed; the other one carries the peer");
+                        st.publish();
+                        return Ok(());
                     }
                 }
                 if let Some(name) = greeted {
@@ -544,6 +586,15 @@ impl Actor for PeersActor {
                             Err(_) => PeersMsg::Missed { name, node_id },
                         });
                     });
+                }
+            }
+            PeersMsg::CheckRefusal(addr) => {
+                let up = st.is_up_at(&addr);
+                if let Some(d) = st.dials.get_mut(&addr) {
+                    if !up && !d.refusal_logged {
+                        d.refusal_logged = true;
+                        tracing::warn!(%addr, "the node at {addr} refused this node during authentication: wrong cookie? (every node of a cluster needs the same cookie)");
+                    }
                 }
             }
             PeersMsg::Missed { name, node_id } => {
