@@ -672,6 +672,9 @@ async fn settle(
     outcome: Result<String, String>,
     counts: &Counts,
 ) {
+    // The last renewal was at most a third of the lease before this.
+    let began = tokio::time::Instant::now();
+    let lease = Duration::from_millis(spec.lease_ms);
     // The error, and whether the board refused the token (the lease was lost meanwhile).
     let res: Result<WorkItem, (String, bool)> = match &outcome {
         Ok(text) if text.len() > RESULT_INLINE_MAX_BYTES => {
@@ -694,6 +697,9 @@ async fn settle(
             (e.to_string(), stale)
         }),
     };
+    // Out of the board's reach for longer than the lease: whatever the error, the lease has
+    // run out by now and the item is (or will be) another worker's.
+    let res = res.map_err(|(e, stale)| (e, stale || began.elapsed() >= lease));
     match res {
         Ok(item) => {
             let line = match (&outcome, item.status) {
