@@ -15,7 +15,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use ractor_cluster::{NodeEventSubscription, NodeServerMessage};
 use ractor_cluster_derive::RactorMessage;
 use tokio::sync::watch;
-use workshop_proto::api::{req, NodeHello, Request};
+use workshop_proto::api::{req, NodeHello};
 use workshop_proto::board::{BoardMsg, BOARD_GROUP};
 use workshop_proto::node::{NodeMsg, NODE_GROUP};
 use workshop_proto::ApiError;
@@ -653,24 +653,8 @@ async fn dial(
 
 /// Ask a new peer who it is and whom it knows.
 async fn greet(node: &ActorRef<NodeMsg>) -> Result<(NodeHello, Vec<String>), ApiError> {
-    let hello = super::call_node(
-        node,
-        Request::Local(req::Local {
-            request: Box::new(Request::NodeInfo(req::NodeInfo {})),
-        }),
-        HELLO_TIMEOUT,
-    )
-    .await
-    .and_then(|f| workshop_proto::node::decode_reply::<req::NodeInfo>(&f))?;
-    let nodes = super::call_node(
-        node,
-        Request::Local(req::Local {
-            request: Box::new(Request::Nodes(req::Nodes {})),
-        }),
-        HELLO_TIMEOUT,
-    )
-    .await
-    .and_then(|f| workshop_proto::node::decode_reply::<req::Nodes>(&f))?;
+    let hello = super::route::call_local(node, req::NodeInfo {}, HELLO_TIMEOUT).await?;
+    let nodes = super::route::call_local(node, req::Nodes {}, HELLO_TIMEOUT).await?;
     let knows = nodes
         .into_iter()
         .filter(|n| n.up && !n.this)

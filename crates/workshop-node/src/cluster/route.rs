@@ -149,17 +149,7 @@ impl Ctx {
             }
             R::PlaceAgent(r) => {
                 if r.node == self.me() {
-                    let name = r.name.clone();
-                    return self
-                        .create_here(
-                            &name,
-                            R::CreateAgent(req::CreateAgent {
-                                name: r.name,
-                                role: r.role,
-                                options: r.options,
-                            }),
-                        )
-                        .await;
+                    return self.answer_here(R::PlaceAgent(r)).await;
                 }
                 match self.peer(&r.node) {
                     Ok(peer) => forward_as_is(&peer, R::PlaceAgent(r), true).await,
@@ -313,17 +303,16 @@ impl Ctx {
                 what,
                 &Ok::<_, ApiError>(tag(&self.me(), self.local_events(r.last, r.topic).await)),
             ),
+            // Nodes send each other `PlaceAgent` as it is (see `route`); a `Local` one is
+            // answered the same way.
             R::PlaceAgent(r) if r.node == self.me() => {
-                dispatch(
-                    &self.ws,
-                    &self.id,
-                    R::CreateAgent(req::CreateAgent {
-                        name: r.name,
-                        role: r.role,
-                        options: r.options,
-                    }),
-                )
-                .await
+                let name = r.name.clone();
+                let create = R::CreateAgent(req::CreateAgent {
+                    name: r.name,
+                    role: r.role,
+                    options: r.options,
+                });
+                self.create_here(&name, create).await
             }
             R::PlaceAgent(r) => encode_reply::<()>(
                 what,
@@ -896,12 +885,8 @@ async fn forward(node: &ActorRef<NodeMsg>, request: Request, waits: bool) -> Rep
 async fn forward_as_is(node: &ActorRef<NodeMsg>, request: Request, waits: bool) -> ReplyFrame {
     let what = request.name();
     let within = if waits { PEER_WAIT } else { PEER_CALL };
-    let sent = encode_request(request, env!("CARGO_PKG_VERSION"));
-    match sent {
-        Ok(frame) => match super::call_frame(node, frame, what, within).await {
-            Ok(reply) => reply,
-            Err(e) => encode_reply::<()>(what, &Err(e)),
-        },
+    match super::call_node(node, request, within).await {
+        Ok(reply) => reply,
         Err(e) => encode_reply::<()>(what, &Err(e)),
     }
 }
