@@ -307,7 +307,6 @@ async fn a_restarted_board_node_loses_no_item_and_workers_carry_on() {
     for i in 0..3 {
         done(&c2, &format!("b{i}")).await;
     }
-    let _ = AgentOptions::default();
     drop((n1, n2));
 }
 

@@ -20,9 +20,12 @@ pub async fn sync(router: Arc<Ctx>, cluster: ClusterHandle) {
     let mut view = cluster.view.clone();
     let mut board_up = false;
     loop {
+        // The ledger only matters with other nodes: a node of its own (every `workshop node`
+        // listens) writes nothing per turn. Its first peer makes it report, as a board node
+        // coming back does.
         let now_up = {
             let v = view.borrow_and_update();
-            v.is_board_node() || v.board_peer().is_some()
+            !v.peers.is_empty() && (v.is_board_node() || v.board_peer().is_some())
         };
         let resync = now_up && !board_up;
         board_up = now_up;
