@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod directory;
 pub mod event_log;
+pub mod mcp_access;
 mod names;
 pub mod node;
 pub mod persist;

@@ -15,6 +15,7 @@ use crate::cluster::route::Ctx as RouteCtx;
 use crate::cluster::{self, ClusterHandle, ClusterOptions, Listener};
 use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
+use crate::mcp_access::McpAccess;
 use crate::persist::{NodeDb, RowWriterStats};
 use crate::server::{Identity, NodeActor, NodeActorArgs};
 use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, RootMsg};
@@ -44,6 +45,10 @@ pub struct NodeOptions {
     /// This node's place in a cluster (name, listen address, board node, peers, cookie, TLS).
     /// None: a node of its own, which listens only when [`Node::listen`] is called.
     pub cluster: Option<crate::cluster::ClusterOptions>,
+    /// The node's MCP access table: where its MCP server is served (set by whoever serves it,
+    /// before the node starts, so restored agents with `workshop_tools` find it) and the tokens
+    /// it accepts.
+    pub mcp: Arc<McpAccess>,
 }
 
 impl Default for NodeOptions {
@@ -55,6 +60,7 @@ impl Default for NodeOptions {
             board: BoardConfig::default(),
             lease_sweep: Duration::from_secs(1),
             cluster: None,
+            mcp: Arc::new(McpAccess::new()),
         }
     }
 }
@@ -85,6 +91,11 @@ impl NodeOptions {
         self
     }
     /// Start the node.
+    pub fn mcp(mut self, access: Arc<McpAccess>) -> Self {
+        self.mcp = access;
+        self
+    }
+
     pub async fn start(self) -> Result<Node, ApiError> {
         Node::start_opts(self).await
     }
@@ -119,6 +130,8 @@ pub struct Node {
     /// Points the board link at the board node's board actor while it is up (not on the board
     /// node itself).
     board_follower: Option<tokio::task::JoinHandle<()>>,
+    /// Where this node's MCP server is and the tokens it accepts.
+    mcp: Arc<McpAccess>,
 }
 
 impl Node {
@@ -160,6 +173,7 @@ impl Node {
             board: board_config,
             lease_sweep,
             cluster: cluster_options,
+            mcp,
         } = options;
         let data_dir = data_dir.as_deref();
         let board_options = DurableOptions {
@@ -287,12 +301,18 @@ impl Node {
             peers: None,
             ledger_sync: None,
             board_follower: None,
+            mcp,
         };
         if let Some(c) = cluster_options {
             // Actors first, then the port: a peer that connects finds the node actor.
             node.join(c).await?;
         }
         Ok(node)
+    }
+
+    /// The node's MCP access table (see [`NodeOptions::mcp`]).
+    pub fn mcp_access(&self) -> &Arc<McpAccess> {
+        &self.mcp
     }
 
     /// A client of this node (in-process: no network, the same requests and replies).
