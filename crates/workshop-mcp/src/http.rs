@@ -106,9 +106,38 @@ struct Auth {
 /// operator token the caller has set with `McpAccess::served`).
 pub fn serve(bound: Bound, client: Client, access: Arc<McpAccess>) -> McpServer {
     let stop = CancellationToken::new();
-    let loopback = !bound.needs_token();
+    let addr = bound.addr;
+    let url = bound.url();
+    let app = router(client, access, addr, SESSION_IDLE, stop.child_token());
+    let graceful = stop.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(bound.listener, app)
+            .with_graceful_shutdown(async move { graceful.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("the MCP server on {addr} stopped: {e}");
+        }
+    });
+    McpServer {
+        addr,
+        url,
+        stop,
+        task,
+    }
+}
+
+/// The `/mcp` routes of a server bound at `addr` (its IP decides whether a token is
+/// required); sessions idle for `session_idle` are closed; `stop` ends them all.
+pub fn router(
+    client: Client,
+    access: Arc<McpAccess>,
+    addr: SocketAddr,
+    session_idle: Duration,
+    stop: CancellationToken,
+) -> axum::Router {
+    let loopback = addr.ip().is_loopback();
     let mut config = StreamableHttpServerConfig::default();
-    config.cancellation_token = stop.child_token();
+    config.cancellation_token = stop;
     config.sse_keep_alive = Some(Duration::from_secs(15));
     config.allowed_origins = vec![
         "http://localhost:*".into(),
@@ -122,7 +151,7 @@ pub fn serve(bound: Bound, client: Client, access: Arc<McpAccess>) -> McpServer 
         config = config.disable_allowed_hosts();
     }
     let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(SESSION_IDLE);
+    sessions.session_config.keep_alive = Some(session_idle);
     let service: StreamableHttpService<WorkshopMcp, LocalSessionManager> =
         StreamableHttpService::new(
             move || Ok(WorkshopMcp::http(client.clone())),
@@ -132,28 +161,11 @@ pub fn serve(bound: Bound, client: Client, access: Arc<McpAccess>) -> McpServer 
     let auth = Auth {
         access,
         loopback,
-        addr: bound.addr,
-    };
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(auth, authenticate));
-    let addr = bound.addr;
-    let url = bound.url();
-    let graceful = stop.clone();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(bound.listener, router)
-            .with_graceful_shutdown(async move { graceful.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("the MCP server on {addr} stopped: {e}");
-        }
-    });
-    McpServer {
         addr,
-        url,
-        stop,
-        task,
-    }
+    };
+    axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate))
 }
 
 async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {

@@ -163,12 +163,8 @@ pub fn options(
             map.insert(k.to_string(), v);
         }
     }
-    let o: AgentOptions = serde_json::from_value(Value::Object(map)).map_err(|e| {
-        ToolError::invalid(format!(
-            "{tool}: invalid agent options: {e}. Known options: {}",
-            AgentOptions::NAMES.join(", ")
-        ))
-    })?;
+    let o: AgentOptions = serde_json::from_value(Value::Object(map))
+        .map_err(|e| ToolError::invalid(format!("{tool}: invalid agent options: {e}")))?;
     o.validate()
         .map_err(|e| ToolError::from(ApiError::from(e)))?;
     Ok(o)

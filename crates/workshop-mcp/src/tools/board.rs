@@ -39,8 +39,8 @@ pub struct AddWork {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BoardArgs {
-    /// Only items of this status: pending, claimed, in_progress, done, failed, cancelled,
-    /// blocked.
+    /// Only items of this status: new, ready, claimed, in_progress, done, failed, blocked,
+    /// cancelled.
     pub status: Option<String>,
     /// Only items of this work type.
     #[serde(rename = "type")]

@@ -293,11 +293,11 @@ tools! {
     "add_work", Write, board::AddWork => board::add_work,
         "Add a work item to the shared board. Board workers of its type (on any node) claim it; depends_on holds it until those items are done.";
     "board", Read, board::BoardArgs => board::board,
-        "List work items, optionally filtered by status (pending, claimed, in_progress, done, failed, cancelled, blocked) and type.";
+        "List work items, optionally filtered by status (new, ready, claimed, in_progress, done, failed, blocked, cancelled) and type.";
     "work_item", Read, board::IdArg => board::work_item,
         "One work item in full: spec, status, result or error, attempts, lease holder, dependencies.";
     "claim_work", Write, board::Claim => board::claim_work,
-        "Claim a pending work item for an agent (by hand; board workers claim by themselves).";
+        "Claim a ready work item for an agent (by hand; board workers claim by themselves).";
     "start_work", Write, board::IdArg => board::start_work,
         "Mark a claimed work item as in progress.";
     "complete_work", Write, board::Complete => board::complete_work,
