@@ -85,6 +85,14 @@ impl McpAccess {
         self.inner.write().agents.retain(|_, a| a != agent);
     }
 
+    /// `token` stops working (whoever holds it; a newer token of the same agent stays valid).
+    pub fn revoke_token(&self, token: &str) {
+        self.inner
+            .write()
+            .agents
+            .retain(|t, _| !constant_eq(t, token));
+    }
+
     /// Who `token` belongs to (None: nobody; refuse the request).
     pub fn caller(&self, token: &str) -> Option<Caller> {
         let i = self.inner.read();
@@ -101,8 +109,7 @@ impl McpAccess {
 /// Compare without stopping at the first difference (tokens are secrets).
 fn constant_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -133,8 +140,17 @@ mod tests {
         assert_ne!(t1, t2);
         assert_eq!(access.caller(&t1), None);
         assert_eq!(access.caller(&t2), Some(Caller::Agent("boss".into())));
+        access.revoke_token(&t1);
+        assert_eq!(
+            access.caller(&t2),
+            Some(Caller::Agent("boss".into())),
+            "revoking a replaced token leaves the current one"
+        );
         access.revoke("boss");
         assert_eq!(access.caller(&t2), None);
+        let t3 = access.mint("boss").expect("token");
+        access.revoke_token(&t3);
+        assert_eq!(access.caller(&t3), None);
         assert_eq!(access.caller(""), None);
         assert_eq!(access.caller("o"), None);
     }
