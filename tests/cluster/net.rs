@@ -392,6 +392,7 @@ impl NodeProc {
         .env_remove("WORKSHOP_LISTEN")
         .env_remove("WORKSHOP_NODE")
         .env_remove("WORKSHOP_DATA_DIR")
+        .env("WORKSHOP_MCP_PORT", "0")
         .env("WORKSHOP_COOKIE", COOKIE)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -15,6 +15,10 @@ pub fn workshop() -> Command {
     c.env_remove("WORKSHOP_LOG");
     // Tests run in parallel: every node listens on a free port (found via its endpoint file).
     c.env("WORKSHOP_LISTEN", "127.0.0.1:0");
+    // ... and serves MCP on a free port (the URL is in the endpoint file).
+    c.env("WORKSHOP_MCP_PORT", "0");
+    c.env_remove("WORKSHOP_MCP_HOST");
+    c.env_remove("WORKSHOP_MCP_TOKEN");
     c.env_remove("WORKSHOP_COOKIE");
     c.env_remove("WORKSHOP_NODE");
     c.env_remove("WORKSHOP_DATA_DIR");

@@ -10,6 +10,9 @@ use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use workshop_node::mcp_access::{self, McpAccess};
 use workshop_node::Node;
 
 #[derive(Parser)]
@@ -82,6 +85,16 @@ WORKSHOP_COOKIE=... workshop node --ephemeral --listen 127.0.0.1:0"
         // Last: its help heading applies to the arguments after it.
         #[command(flatten)]
         cluster: ClusterArgs,
+    },
+    /// Serve the MCP tools over stdin/stdout for a host that launches a process (Claude Code,
+    /// editors): on the running node of --data-dir (or --node), else on a node of its own.
+    /// `workshop node` serves the same tools over HTTP at /mcp (port 4222).
+    Mcp {
+        /// Speak MCP on stdin/stdout (the only mode of this command).
+        #[arg(long)]
+        stdio: bool,
+        #[command(flatten)]
+        target: remote::Target,
     },
     /// Stop a running node gracefully (as SIGTERM does) and wait for it to exit.
     Stop {
@@ -259,9 +272,18 @@ pub struct ClusterArgs {
     /// TLS between nodes: the CA certificate (PEM) that signed every node's certificate.
     #[arg(long, value_name = "FILE", env = "WORKSHOP_TLS_CA")]
     tls_ca: Option<PathBuf>,
-    /// The MCP server's port (planned; not served yet).
+    /// The MCP server's port (Streamable HTTP at /mcp; 0 picks a free port; the URL is written
+    /// to <data dir>/node.endpoint) [default: the file's mcp_port, else 4222]
     #[arg(long, value_name = "PORT", env = "WORKSHOP_MCP_PORT")]
     mcp_port: Option<u16>,
+    /// The address the MCP server binds; anything but loopback requires a bearer token
+    /// (WORKSHOP_MCP_TOKEN, else <data dir>/mcp.token) [default: the file's mcp_host, else
+    /// 127.0.0.1]
+    #[arg(long, value_name = "IP", env = "WORKSHOP_MCP_HOST")]
+    mcp_host: Option<std::net::IpAddr>,
+    /// Serve no MCP (agents with workshop_tools then cannot start); wins over --mcp-port.
+    #[arg(long)]
+    no_mcp: bool,
     /// The dashboard's port (planned; not served yet).
     #[arg(long, value_name = "PORT", env = "WORKSHOP_WEB_PORT")]
     web_port: Option<u16>,
@@ -282,6 +304,7 @@ impl ClusterArgs {
             tls_ca: self.tls_ca.clone(),
             mcp_port: self.mcp_port,
             web_port: self.web_port,
+            mcp_host: self.mcp_host,
             data_dir: data.data_dir.clone(),
             ephemeral: data.ephemeral,
         }
@@ -399,7 +422,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             // A node's settings are resolved (a bad cluster file refused) before it starts.
             let plan = NodePlan::resolve(&cluster.settings(&data))?;
-            run_node(&rt, plan, no_setup, grace_ms)
+            let mcp = (!cluster.no_mcp).then(|| plan.mcp_addr(&cluster));
+            run_node(&rt, plan, mcp, no_setup, grace_ms)
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -417,6 +441,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
         } => rt.block_on(remote::board(&target, status, work_type)),
         Command::Work { command, target } => rt.block_on(remote::work(&target, command)),
+        Command::Mcp { stdio, target } => run_mcp(&rt, stdio, &target),
         Command::Stop { target } => rt.block_on(remote::stop(&target)),
         Command::Status { target } => rt.block_on(remote::status(&target)),
         Command::Agents { target } => rt.block_on(remote::agents(&target)),
@@ -510,6 +535,18 @@ impl NodePlan {
             NodePlan::Unreachable { .. } => None,
         }
     }
+
+    /// Where the node serves MCP: the flags, else the cluster file, else 127.0.0.1:4222.
+    fn mcp_addr(&self, args: &ClusterArgs) -> std::net::SocketAddr {
+        let (host, port) = match self {
+            NodePlan::Cluster(r) => (r.cluster.mcp_host, r.cluster.mcp_port),
+            NodePlan::Unreachable { .. } => (args.mcp_host, args.mcp_port),
+        };
+        std::net::SocketAddr::new(
+            host.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            port.unwrap_or(workshop_mcp::DEFAULT_PORT),
+        )
+    }
 }
 
 /// `workshop node`: open the node, listen, load the setup file, then run until Ctrl-C, SIGTERM
@@ -517,6 +554,7 @@ impl NodePlan {
 fn run_node(
     rt: &tokio::runtime::Runtime,
     plan: NodePlan,
+    mcp: Option<std::net::SocketAddr>,
     no_setup: bool,
     grace_ms: u64,
 ) -> anyhow::Result<()> {
@@ -541,8 +579,38 @@ fn run_node(
             None
         }
     };
+    // MCP is bound before the node starts, so agents it restores with `workshop_tools` find
+    // the URL; it is served once the node (its `Client`) exists.
+    let access = Arc::new(McpAccess::new());
+    let mcp_bound = match mcp {
+        None => None,
+        Some(addr) => {
+            let bound = rt
+                .block_on(workshop_mcp::Bound::bind(addr))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let token = mcp_access::operator_token(dir.as_deref())?;
+            if bound.needs_token() && token.is_none() {
+                anyhow::bail!(
+                    "MCP on {} (off loopback) needs a token, and an ephemeral node keeps none: set {}",
+                    bound.addr(),
+                    mcp_access::TOKEN_ENV
+                );
+            }
+            access.served(bound.url(), token);
+            Some(bound)
+        }
+    };
+    options = options.mcp(access.clone());
     // With ClusterOptions the node opens its cluster port and joins its peers as it starts.
     let mut node = rt.block_on(options.start())?;
+    let mcp_server = mcp_bound.map(|b| {
+        let _guard = rt.enter();
+        workshop_mcp::serve(b, node.client(), access.clone())
+    });
+    let mcp_line = mcp_server
+        .as_ref()
+        .map(|s| format!("; MCP at {}", s.url))
+        .unwrap_or_default();
     node.set_stop_grace(std::time::Duration::from_millis(grace_ms));
     let served: anyhow::Result<Option<String>> = Ok(cluster.as_ref().map(|c| {
         let reached = node.identity().addr.read().clone();
@@ -561,23 +629,59 @@ fn run_node(
         let role = cluster.as_ref().map(describe).unwrap_or_default();
         match (addr, &dir) {
             (Some(a), Some(d)) => eprintln!(
-                "workshop node listening on {a} ({role}{agents} agents, data dir {}); Ctrl-C or `workshop stop` stops it.",
+                "workshop node listening on {a} ({role}{agents} agents, data dir {}{mcp_line}); Ctrl-C or `workshop stop` stops it.",
                 d.display()
             ),
             (Some(a), None) => eprintln!(
-                "workshop node listening on {a} ({role}{agents} agents, ephemeral); Ctrl-C stops it."
+                "workshop node listening on {a} ({role}{agents} agents, ephemeral{mcp_line}); Ctrl-C stops it."
             ),
-            (None, _) => eprintln!("workshop node running ({agents} agents); Ctrl-C stops it."),
+            (None, _) => eprintln!(
+                "workshop node running ({agents} agents{mcp_line}); Ctrl-C stops it."
+            ),
         }
         rt.block_on(wait_for_stop(&node, term))
     });
     eprintln!("workshop node stopping...");
+    // The node first: its agents' last MCP calls still get answers while they stop.
     rt.block_on(node.shutdown());
+    if let Some(s) = mcp_server {
+        rt.block_on(s.stop());
+    }
     if let Some(d) = &dir {
         daemon::remove_own_pid_file(d);
     }
     eprintln!("workshop node stopped.");
     result
+}
+
+/// `workshop mcp --stdio`: attach to the node of the target (its endpoint file, or --node),
+/// else open a node of its own on the data dir, and serve MCP on stdin/stdout as the operator.
+fn run_mcp(
+    rt: &tokio::runtime::Runtime,
+    stdio: bool,
+    target: &remote::Target,
+) -> anyhow::Result<()> {
+    if !stdio {
+        let served = workshop_node::cluster::read_endpoint(&target.data_dir)
+            .and_then(|e| e.mcp)
+            .map(|u| format!(" (the node of {} serves {u})", target.data_dir.display()))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "workshop mcp speaks MCP on stdin/stdout: add --stdio. Over HTTP, `workshop node` serves the tools at http://127.0.0.1:4222/mcp{served}"
+        );
+    }
+    let running =
+        target.node.is_some() || workshop_node::cluster::read_endpoint(&target.data_dir).is_some();
+    if running {
+        let client = rt.block_on(target.client())?;
+        return rt
+            .block_on(workshop_mcp::serve_stdio(client))
+            .map_err(|e| anyhow::anyhow!(e));
+    }
+    let node = rt.block_on(Node::open(&target.data_dir))?;
+    let served = rt.block_on(workshop_mcp::serve_stdio(node.client()));
+    rt.block_on(node.shutdown());
+    served.map_err(|e| anyhow::anyhow!(e))
 }
 
 /// `node n2, board n1, 2 peers; ` for the start line.

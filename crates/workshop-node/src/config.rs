@@ -15,7 +15,8 @@
 //! listen = "127.0.0.1:4221"
 //! advertise = "127.0.0.1:4221"          # default: listen
 //! data_dir = ".workshop/n1"             # relative paths: relative to the file's directory
-//! mcp_port = 4222
+//! mcp_port = 4222                       # 0: any free port
+//! mcp_host = "127.0.0.1"                # off loopback, MCP requires a bearer token
 //! web_port = 4223
 //! ```
 //!
@@ -93,6 +94,8 @@ pub struct NodeSettings {
     /// `--mcp-port`, `--web-port`.
     pub mcp_port: Option<u16>,
     pub web_port: Option<u16>,
+    /// `--mcp-host`.
+    pub mcp_host: Option<std::net::IpAddr>,
     /// `--data-dir` / `WORKSHOP_DATA_DIR`, when given.
     pub data_dir: Option<PathBuf>,
     /// `--ephemeral`: no data dir at all.
@@ -159,6 +162,7 @@ struct RawNode {
     data_dir: Option<PathBuf>,
     mcp_port: Option<u16>,
     web_port: Option<u16>,
+    mcp_host: Option<std::net::IpAddr>,
     tls: Option<RawTls>,
 }
 
@@ -243,6 +247,7 @@ struct FileNode {
     data_dir: Option<PathBuf>,
     mcp_port: Option<u16>,
     web_port: Option<u16>,
+    mcp_host: Option<std::net::IpAddr>,
     tls: PartialTls,
 }
 
@@ -320,6 +325,7 @@ impl ClusterFile {
                         data_dir: node.data_dir.map(|d| dir.join(d)),
                         mcp_port: node.mcp_port,
                         web_port: node.web_port,
+                        mcp_host: node.mcp_host,
                         tls: PartialTls::from_raw(node.tls, &dir),
                     },
                 ),
@@ -516,6 +522,7 @@ impl ClusterFile {
         cluster.tls = tls;
         cluster.mcp_port = settings.mcp_port.or(node.mcp_port);
         cluster.web_port = settings.web_port.or(node.web_port);
+        cluster.mcp_host = settings.mcp_host.or(node.mcp_host);
         Ok(ResolvedNode {
             cluster,
             data_dir,
@@ -581,6 +588,7 @@ fn resolve_without_file(
     cluster.tls = tls;
     cluster.mcp_port = s.mcp_port;
     cluster.web_port = s.web_port;
+    cluster.mcp_host = s.mcp_host;
     Ok(ResolvedNode {
         cluster,
         data_dir,

@@ -155,3 +155,46 @@ mod tests {
         assert_eq!(access.caller("o"), None);
     }
 }
+
+/// The variable that holds the operator's MCP token.
+pub const TOKEN_ENV: &str = "WORKSHOP_MCP_TOKEN";
+/// The operator's MCP token in a data dir (0600, made at the first start).
+pub const TOKEN_FILE: &str = "mcp.token";
+
+/// The operator's token: `$WORKSHOP_MCP_TOKEN`, else `<data dir>/mcp.token` (made if missing),
+/// else (an ephemeral node) None.
+pub fn operator_token(data_dir: Option<&std::path::Path>) -> Result<Option<String>, ApiError> {
+    if let Ok(t) = std::env::var(TOKEN_ENV) {
+        if t.trim().is_empty() {
+            return Err(ApiError::Node(format!(
+                "{TOKEN_ENV} is set but empty; unset it or give it a token"
+            )));
+        }
+        return Ok(Some(t.trim().to_string()));
+    }
+    let Some(dir) = data_dir else {
+        return Ok(None);
+    };
+    let path = dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_string())),
+        Ok(_) => {
+            return Err(ApiError::Node(format!(
+                "the MCP token file {} is empty; delete it (a new one is made at the next start) or set {TOKEN_ENV}",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ApiError::Node(format!(
+                "cannot read the MCP token file {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let token = random_token()?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ApiError::Node(format!("cannot create {}: {e}", dir.display())))?;
+    crate::cluster::write_private(&path, &token)?;
+    Ok(Some(token))
+}

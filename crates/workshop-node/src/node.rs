@@ -410,6 +410,7 @@ impl Node {
                     addr: bound.to_string(),
                     pid: std::process::id(),
                     tls: c.tls.clone(),
+                    mcp: self.mcp.url(),
                 },
             )?;
         }

@@ -90,7 +90,7 @@ fn random_cookie() -> Result<String, ApiError> {
 }
 
 /// Write a file only its owner can read, atomically (temp file, fsync, rename).
-fn write_private(path: &Path, text: &str) -> Result<(), ApiError> {
+pub fn write_private(path: &Path, text: &str) -> Result<(), ApiError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let io = |e: std::io::Error| ApiError::Node(format!("cannot write {}: {e}", path.display()));
@@ -114,6 +114,8 @@ pub struct Endpoint {
     pub pid: u32,
     /// The node's TLS files, when its port speaks TLS (a client on the same machine uses them).
     pub tls: Option<TlsOptions>,
+    /// The node's MCP URL, when it serves MCP.
+    pub mcp: Option<String>,
 }
 
 pub fn endpoint_path(data_dir: &Path) -> PathBuf {
@@ -131,6 +133,9 @@ pub fn write_endpoint(data_dir: &Path, e: &Endpoint) -> Result<(), ApiError> {
             abs(&t.ca).display()
         ));
     }
+    if let Some(url) = &e.mcp {
+        text.push_str(&format!("mcp={url}\n"));
+    }
     write_private(&endpoint_path(data_dir), &text)
 }
 
@@ -144,6 +149,7 @@ pub fn read_endpoint(data_dir: &Path) -> Option<Endpoint> {
     let mut addr = None;
     let mut pid = None;
     let (mut cert, mut key, mut ca) = (None, None, None);
+    let mut mcp = None;
     for line in text.lines() {
         match line.split_once('=') {
             Some(("addr", v)) => addr = Some(v.trim().to_string()),
@@ -151,6 +157,7 @@ pub fn read_endpoint(data_dir: &Path) -> Option<Endpoint> {
             Some(("tls_cert", v)) => cert = Some(PathBuf::from(v.trim())),
             Some(("tls_key", v)) => key = Some(PathBuf::from(v.trim())),
             Some(("tls_ca", v)) => ca = Some(PathBuf::from(v.trim())),
+            Some(("mcp", v)) => mcp = Some(v.trim().to_string()),
             _ => {}
         }
     }
@@ -162,6 +169,7 @@ pub fn read_endpoint(data_dir: &Path) -> Option<Endpoint> {
         addr: addr?,
         pid: pid?,
         tls,
+        mcp,
     })
 }
 

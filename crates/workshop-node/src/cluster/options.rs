@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     /// Ports of the node's other servers (MCP, dashboard) once they exist; kept here so one
     /// file configures a node.
     pub mcp_port: Option<u16>,
+    /// The address the MCP server binds (default 127.0.0.1; elsewhere a token is required).
+    pub mcp_host: Option<std::net::IpAddr>,
     pub web_port: Option<u16>,
 }
 
@@ -51,6 +53,7 @@ impl ClusterOptions {
             cookie: cookie.into(),
             tls: None,
             mcp_port: None,
+            mcp_host: None,
             web_port: None,
         }
     }
