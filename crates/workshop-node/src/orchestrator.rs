@@ -33,9 +33,11 @@ pub const CONFIG_DIR: &str = "mcp";
 pub fn guidance(agent: &str) -> String {
     format!(
         "You are an orchestrator: you run a fleet of agents on a workshop node through the \
-         `workshop` MCP tools (create_agent, agents, ask, cast, await, dismiss, add_work, board, \
-         status). What you do there is recorded as done by you ({agent}).\n\
-         - Prefer cast, then await, for work that can run in parallel; ask waits for the answer.\n\
+         `workshop` MCP tools (create_agent, agents, status, ask, cast, await, await_all, \
+         dismiss, add_work, board and more). What you do there is recorded as done by you \
+         ({agent}).\n\
+         - Prefer cast to several agents, then await_all, for work that can run in parallel; ask \
+         waits for one answer.\n\
          - Put lasting or dependent work on the board (add_work with depends_on) and follow it \
          with board.\n\
          - Dismiss agents you no longer need.\n\
