@@ -154,7 +154,7 @@ async fn agents_are_created_asked_cast_awaited_and_listed() {
     assert_eq!(r.text, "No agents.");
     let r = ok(&op, "create_agent", script_agent("a1")).await;
     assert_eq!(r.text, "Agent a1 created.");
-    assert_eq!(r.structured, json!({ "agent": "a1" }));
+    assert_eq!(r.structured, json!({ "agent": "a1", "node": null }));
     let r = ok(&op, "result", json!({ "agent": "a1" })).await;
     assert_eq!(r.text, "(no result)");
     let r = ok(&op, "ask", json!({ "agent": "a1", "prompt": "hello" })).await;
@@ -711,5 +711,24 @@ async fn store_schedules_events_budget_and_nodes() {
     assert!(r.text.starts_with("tick: spent $"), "{}", r.text);
     let r = ok(&op, "nodes", json!({})).await;
     assert!(r.text.contains("(this node): up"), "{}", r.text);
+    // An agent placed on a named node: this one, or an unknown one (refused, named).
+    let me = r.structured["nodes"][0]["name"]
+        .as_str()
+        .expect("node name")
+        .to_string();
+    let r = ok(
+        &op,
+        "create_agent",
+        json!({ "name": "placed", "backend": "script", "node": me }),
+    )
+    .await;
+    assert_eq!(r.text, format!("Agent placed created on {me}."));
+    let e = err(
+        &op,
+        "create_agent",
+        json!({ "name": "lost", "backend": "script", "node": "atlantis" }),
+    )
+    .await;
+    assert!(e.message.contains("atlantis"), "{e:?}");
     f.stop().await;
 }

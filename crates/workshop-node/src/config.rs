@@ -161,8 +161,8 @@ struct RawNode {
     advertise: Option<Spanned<String>>,
     data_dir: Option<PathBuf>,
     mcp_port: Option<u16>,
-    web_port: Option<u16>,
     mcp_host: Option<std::net::IpAddr>,
+    web_port: Option<u16>,
     tls: Option<RawTls>,
 }
 

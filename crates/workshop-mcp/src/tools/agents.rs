@@ -76,6 +76,9 @@ pub struct CreateAgent {
     pub working_dir: Option<String>,
     /// This agent's own spending limit in USD.
     pub max_cost_usd: Option<f64>,
+    /// The node to run it on (the nodes tool lists them); default: the node this server runs
+    /// on.
+    pub node: Option<String>,
     /// Any other agent option by name (disallowed_tools, timeout_ms, queue_depth, env,
     /// workshop_tools, ...).
     pub options: Option<Map<String, Value>>,
@@ -249,11 +252,17 @@ pub async fn create_agent(ctx: &ToolCtx, p: CreateAgent) -> Result<Reply, ToolEr
         ],
         p.options,
     )?;
-    let name = ctx.client.agent(&p.name, p.role, o).await?;
-    ctx.record(format!("created agent {name}")).await;
+    let (name, on) = match &p.node {
+        None => (ctx.client.agent(&p.name, p.role, o).await?, String::new()),
+        Some(node) => (
+            ctx.client.agent_on(node, &p.name, p.role, o).await?,
+            format!(" on {node}"),
+        ),
+    };
+    ctx.record(format!("created agent {name}{on}")).await;
     Ok(Reply::new(
-        format!("Agent {name} created."),
-        json!({ "agent": name.as_str() }),
+        format!("Agent {name} created{on}."),
+        json!({ "agent": name.as_str(), "node": p.node }),
     ))
 }
 

@@ -13,6 +13,7 @@ listen = "127.0.0.1:4221"
 advertise = "10.0.0.1:4221"
 data_dir = ".workshop/n1"
 mcp_port = 4222
+mcp_host = "0.0.0.0"
 web_port = 4223
 [nodes.n2]
 listen = "127.0.0.1:4231"
@@ -77,6 +78,7 @@ fn a_good_file_resolves_for_each_node() {
     assert_eq!(c.peers, ["127.0.0.1:4231", "10.0.0.9:4221"]);
     assert_eq!(c.cookie, "s3cret");
     assert_eq!((c.mcp_port, c.web_port), (Some(4222), Some(4223)));
+    assert_eq!(c.mcp_host, Some("0.0.0.0".parse().expect("ip")));
     assert_eq!(
         c.tls,
         Some(TlsOptions {
@@ -96,7 +98,7 @@ fn a_good_file_resolves_for_each_node() {
     assert_eq!(c.advertise, None);
     assert!(!c.is_board_node());
     assert_eq!(c.peers, ["10.0.0.1:4221", "10.0.0.9:4221"]);
-    assert_eq!((c.mcp_port, c.web_port), (None, None));
+    assert_eq!((c.mcp_port, c.web_port, c.mcp_host), (None, None, None));
     // Its own cert and key over the shared [tls]; an absolute path stays as it is.
     assert_eq!(
         c.tls,
@@ -156,7 +158,7 @@ fn an_unknown_key_in_a_node_section_is_named_with_its_line_and_table() {
     let e = err(parse(text));
     assert_eq!(
         e,
-        "/etc/workshop/cluster.toml:7:1: unknown key \"lisen\" in [nodes.n2] (expected one of: listen, advertise, data_dir, mcp_port, web_port, tls)"
+        "/etc/workshop/cluster.toml:7:1: unknown key \"lisen\" in [nodes.n2] (expected one of: listen, advertise, data_dir, mcp_port, mcp_host, web_port, tls)"
     );
 }
 
@@ -416,6 +418,7 @@ fn flags_and_environment_win_over_the_file_and_the_file_over_defaults() {
         tls_ca: Some("/flag/ca.pem".into()),
         mcp_port: Some(1),
         web_port: Some(2),
+        mcp_host: Some("127.0.0.9".parse().expect("ip")),
         data_dir: Some("/flag/data".into()),
         ..Default::default()
     };
@@ -434,6 +437,7 @@ fn flags_and_environment_win_over_the_file_and_the_file_over_defaults() {
         Some(PathBuf::from("/flag/ca.pem"))
     );
     assert_eq!((c.mcp_port, c.web_port), (Some(1), Some(2)));
+    assert_eq!(c.mcp_host, Some("127.0.0.9".parse().expect("ip")));
     assert_eq!(r.data_dir, Some(PathBuf::from("/flag/data")));
     // --ephemeral: no data dir whatever the file says.
     let s = NodeSettings {
