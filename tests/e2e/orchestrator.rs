@@ -283,3 +283,26 @@ async fn a_claude_orchestrator_runs_the_fleet_through_the_nodes_mcp_tools() {
     assert!(!log.contains(&token), "the token is in the node's log");
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A node started with `--no-mcp` refuses an orchestrator, saying why and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_mcp_refuses_an_orchestrator() {
+    let dir = tempfile::tempdir().expect("node dir");
+    let mut node = NodeProcess::start_with(dir.path(), &["--no-setup", "--no-mcp"], &[]);
+    let c = node.client().await;
+    let options = AgentOptions {
+        backend: Some("claude".into()),
+        workshop_tools: Some(true),
+        claude_bin: Some("/nonexistent/claude".into()),
+        ..Default::default()
+    };
+    let e = within("creating the orchestrator", c.agent("boss", None, options))
+        .await
+        .expect_err("no MCP server on this node");
+    let msg = e.to_string();
+    assert!(msg.contains("serves no MCP server"), "{msg}");
+    assert!(msg.contains("--no-mcp"), "{msg}");
+    assert!(!dir.path().join("mcp").exists(), "nothing written");
+    let status = node.terminate();
+    assert!(status.success(), "{}", node.stderr());
+}

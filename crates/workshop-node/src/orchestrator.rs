@@ -141,8 +141,8 @@ impl Wiring {
         let url = self.access.url().ok_or_else(|| {
             BackendError(format!(
                 "agent {agent} has workshop_tools, but this node serves no MCP server: run it on \
-                 a node started with `workshop node` (its MCP server listens on --mcp-port, \
-                 default 4222); a console's own in-process node serves none"
+                 a node started with `workshop node` (it serves MCP on --mcp-port, default 4222, \
+                 unless --no-mcp); a console's own in-process node serves none"
             ))
         })?;
         let dir = self.dir()?;
