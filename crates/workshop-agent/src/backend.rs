@@ -30,6 +30,11 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Start a session for this agent (resuming `spec.resume_session` where the backend can).
     fn start_session(&self, spec: &AgentSpec) -> Result<Box<dyn Session>, BackendError>;
+    /// True if this backend's sessions connect to the MCP servers in `options.mcp_config` and
+    /// take `allowed_tools`, so an agent with `workshop_tools` can be wired to the node's server.
+    fn speaks_mcp(&self) -> bool {
+        false
+    }
 }
 
 pub trait Session: Send + 'static {

@@ -21,6 +21,7 @@ pub mod event_log;
 pub mod mcp_access;
 mod names;
 pub mod node;
+pub mod orchestrator;
 pub mod persist;
 pub mod schedule;
 pub mod server;

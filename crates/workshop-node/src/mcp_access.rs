@@ -85,6 +85,14 @@ impl McpAccess {
         self.inner.write().agents.retain(|_, a| a != agent);
     }
 
+    /// `token` stops working (whoever holds it; a newer token of the same agent stays valid).
+    pub fn revoke_token(&self, token: &str) {
+        self.inner
+            .write()
+            .agents
+            .retain(|t, _| !constant_eq(t, token));
+    }
+
     /// Who `token` belongs to (None: nobody; refuse the request).
     pub fn caller(&self, token: &str) -> Option<Caller> {
         let i = self.inner.read();
@@ -115,28 +123,6 @@ pub fn random_token() -> Result<String, ApiError> {
     std::io::Read::read_exact(&mut f, &mut buf)
         .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a token: {e}")))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_name_their_caller_and_a_new_one_replaces_the_old() {
-        let access = McpAccess::new();
-        access.served("http://127.0.0.1:1/mcp".into(), Some("op".into()));
-        assert_eq!(access.caller("op"), Some(Caller::Operator));
-        let t1 = access.mint("boss").expect("token");
-        assert_eq!(access.caller(&t1), Some(Caller::Agent("boss".into())));
-        let t2 = access.mint("boss").expect("token");
-        assert_ne!(t1, t2);
-        assert_eq!(access.caller(&t1), None);
-        assert_eq!(access.caller(&t2), Some(Caller::Agent("boss".into())));
-        access.revoke("boss");
-        assert_eq!(access.caller(&t2), None);
-        assert_eq!(access.caller(""), None);
-        assert_eq!(access.caller("o"), None);
-    }
 }
 
 /// The variable that holds the operator's MCP token.
@@ -180,4 +166,35 @@ pub fn operator_token(data_dir: Option<&std::path::Path>) -> Result<Option<Strin
         .map_err(|e| ApiError::Node(format!("cannot create {}: {e}", dir.display())))?;
     crate::cluster::write_private(&path, &token)?;
     Ok(Some(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_caller_and_a_new_one_replaces_the_old() {
+        let access = McpAccess::new();
+        access.served("http://127.0.0.1:1/mcp".into(), Some("op".into()));
+        assert_eq!(access.caller("op"), Some(Caller::Operator));
+        let t1 = access.mint("boss").expect("token");
+        assert_eq!(access.caller(&t1), Some(Caller::Agent("boss".into())));
+        let t2 = access.mint("boss").expect("token");
+        assert_ne!(t1, t2);
+        assert_eq!(access.caller(&t1), None);
+        assert_eq!(access.caller(&t2), Some(Caller::Agent("boss".into())));
+        access.revoke_token(&t1);
+        assert_eq!(
+            access.caller(&t2),
+            Some(Caller::Agent("boss".into())),
+            "revoking a replaced token leaves the current one"
+        );
+        access.revoke("boss");
+        assert_eq!(access.caller(&t2), None);
+        let t3 = access.mint("boss").expect("token");
+        access.revoke_token(&t3);
+        assert_eq!(access.caller(&t3), None);
+        assert_eq!(access.caller(""), None);
+        assert_eq!(access.caller("o"), None);
+    }
 }

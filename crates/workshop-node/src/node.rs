@@ -176,6 +176,8 @@ impl Node {
             mcp,
         } = options;
         let data_dir = data_dir.as_deref();
+        // Agents with `workshop_tools` reach this node's MCP server through their backend.
+        let backends = crate::orchestrator::wrap(&backends, mcp.clone(), data_dir);
         let board_options = DurableOptions {
             board: board_config,
             clock: clock.clone(),

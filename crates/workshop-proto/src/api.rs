@@ -22,7 +22,7 @@ use workshop_workflow::{RunStatus, Workflow};
 use crate::ApiError;
 
 /// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A set of operations one actor answers (the node's [`Request`], the board's
 /// [`crate::board::BoardRequest`]): an enum with one variant per request struct.

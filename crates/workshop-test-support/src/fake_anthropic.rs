@@ -68,6 +68,10 @@ impl Reply {
             input,
         }
     }
+    /// A `tool_use` of any tool by its full name (an MCP tool: `mcp__<server>__<tool>`).
+    pub fn tool_use(name: &str, input: Value) -> Self {
+        Self::tool(name, None, input)
+    }
     /// `Write` (the path must be absolute: the tool's schema says so).
     pub fn write(path: &str, content: &str) -> Self {
         Self::tool(

@@ -219,6 +219,11 @@ options! {
     script_file: String,
     /// The `claude` executable (default `claude` on PATH, or `$CLAUDE_CLI`).
     claude_bin: String,
+    /// Make this agent an orchestrator: its backend reaches the node's MCP server (the
+    /// `workshop` tools: agents, asks, the board) with a token of its own, so its calls act as
+    /// this agent, and short orchestrator guidance goes before its appended system prompt. Needs
+    /// a node that serves MCP (`workshop node`); the `script` backend accepts it and ignores it.
+    workshop_tools: bool,
 }
 
 impl AgentOptions {
@@ -305,6 +310,25 @@ mod tests {
             "yolo".parse::<PermissionMode>(),
             Err(OptionError::PermissionMode(_))
         ));
+    }
+
+    #[test]
+    fn workshop_tools_is_listed_and_layers_like_any_option() {
+        assert!(AgentOptions::NAMES.contains(&"workshop_tools"));
+        let profile = AgentOptions {
+            workshop_tools: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            profile.overlay(&AgentOptions::default()).workshop_tools,
+            Some(true)
+        );
+        let off = AgentOptions {
+            workshop_tools: Some(false),
+            ..Default::default()
+        };
+        assert_eq!(profile.overlay(&off).workshop_tools, Some(false));
+        assert_eq!(profile.validate(), Ok(()));
     }
 
     #[test]

@@ -69,6 +69,10 @@ impl Backend for ClaudeBackend {
         "claude"
     }
 
+    fn speaks_mcp(&self) -> bool {
+        true
+    }
+
     fn start_session(&self, spec: &AgentSpec) -> Result<Box<dyn Session>, BackendError> {
         let options = spec.options.clone();
         let bin = args::claude_bin(&options, self.env_cli.clone());

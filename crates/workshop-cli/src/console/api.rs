@@ -666,6 +666,21 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[test]
+    fn workshop_tools_is_an_option_of_the_console() {
+        let mut map = Map::new();
+        map.insert("workshop_tools".into(), Dynamic::from(true));
+        map.insert("backend".into(), Dynamic::from("claude".to_string()));
+        let o = options(map).expect("workshop_tools is a known option");
+        assert_eq!(o.workshop_tools, Some(true));
+        let mut bad = Map::new();
+        bad.insert("workshop_tools".into(), Dynamic::from("yes".to_string()));
+        let e = options(bad)
+            .expect_err("a string is not a bool")
+            .to_string();
+        assert!(e.contains("expecting bool"), "{e}");
+    }
+
     /// Ctrl-C during a blocking call cancels the call, not the console: the agent keeps its turn
     /// and the console goes on. SIGINT is sent with `kill -INT` to this test process (the
     /// handler is installed first, so the signal cannot end the process).
