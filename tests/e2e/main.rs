@@ -7,5 +7,6 @@ mod cluster;
 mod cluster_config;
 mod console;
 mod durability;
+mod mcp_clients;
 mod remote_cli;
 mod support;
