@@ -117,28 +117,6 @@ pub fn random_token() -> Result<String, ApiError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_name_their_caller_and_a_new_one_replaces_the_old() {
-        let access = McpAccess::new();
-        access.served("http://127.0.0.1:1/mcp".into(), Some("op".into()));
-        assert_eq!(access.caller("op"), Some(Caller::Operator));
-        let t1 = access.mint("boss").expect("token");
-        assert_eq!(access.caller(&t1), Some(Caller::Agent("boss".into())));
-        let t2 = access.mint("boss").expect("token");
-        assert_ne!(t1, t2);
-        assert_eq!(access.caller(&t1), None);
-        assert_eq!(access.caller(&t2), Some(Caller::Agent("boss".into())));
-        access.revoke("boss");
-        assert_eq!(access.caller(&t2), None);
-        assert_eq!(access.caller(""), None);
-        assert_eq!(access.caller("o"), None);
-    }
-}
-
 /// The variable that holds the operator's MCP token.
 pub const TOKEN_ENV: &str = "WORKSHOP_MCP_TOKEN";
 /// The operator's MCP token in a data dir (0600, made at the first start).
@@ -180,4 +158,26 @@ pub fn operator_token(data_dir: Option<&std::path::Path>) -> Result<Option<Strin
         .map_err(|e| ApiError::Node(format!("cannot create {}: {e}", dir.display())))?;
     crate::cluster::write_private(&path, &token)?;
     Ok(Some(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_caller_and_a_new_one_replaces_the_old() {
+        let access = McpAccess::new();
+        access.served("http://127.0.0.1:1/mcp".into(), Some("op".into()));
+        assert_eq!(access.caller("op"), Some(Caller::Operator));
+        let t1 = access.mint("boss").expect("token");
+        assert_eq!(access.caller(&t1), Some(Caller::Agent("boss".into())));
+        let t2 = access.mint("boss").expect("token");
+        assert_ne!(t1, t2);
+        assert_eq!(access.caller(&t1), None);
+        assert_eq!(access.caller(&t2), Some(Caller::Agent("boss".into())));
+        access.revoke("boss");
+        assert_eq!(access.caller(&t2), None);
+        assert_eq!(access.caller(""), None);
+        assert_eq!(access.caller("o"), None);
+    }
 }
