@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need (the pinned Claude Code CLI from npm), then
-# runs every test of the workspace. Safe to run again; the install step is idempotent.
+# The whole test suite: installs what the tests need (the pinned Claude Code CLI from npm, the
+# pinned Python MCP SDK from PyPI into a venv), then runs every test of the workspace. Safe to
+# run again; the install steps are idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x .ci/install-claude.sh ]; then
   .ci/install-claude.sh
+fi
+if [ -x .ci/install-python-mcp.sh ]; then
+  .ci/install-python-mcp.sh
 fi
 cargo test --workspace --all-targets "$@"

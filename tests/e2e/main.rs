@@ -7,6 +7,7 @@ mod cluster;
 mod cluster_config;
 mod console;
 mod durability;
+mod mcp_clients;
 mod orchestrator;
 mod remote_cli;
 mod support;

@@ -170,6 +170,17 @@ impl NodeProcess {
             .unwrap_or_else(|e| panic!("connect to the node at {}: {e}", self.addr))
     }
 
+    /// The MCP URL the node wrote to its endpoint file (`mcp=`); panics when it serves none.
+    pub fn mcp_url(&self) -> String {
+        let endpoint =
+            std::fs::read_to_string(self.dir.join("node.endpoint")).expect("endpoint file");
+        endpoint
+            .lines()
+            .find_map(|l| l.strip_prefix("mcp="))
+            .unwrap_or_else(|| panic!("no mcp= in the endpoint file: {endpoint}"))
+            .to_string()
+    }
+
     /// Wait (up to [`LIMIT`]) until the node wrote a stderr line matching `pred`; false when
     /// its stderr ended (it exited) or the time is up first.
     pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool) -> bool {
