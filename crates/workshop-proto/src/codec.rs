@@ -3,8 +3,12 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Bumped when a persisted or wire type changes incompatibly.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written: bumped when a persisted or wire type changes. Values of older
+/// versions (down to [`OLDEST_FORMAT_VERSION`]) are still read: the types that changed decode
+/// them through their older layouts (see `workshop_types::compat`).
+pub const FORMAT_VERSION: u8 = workshop_types::compat::CURRENT_FORMAT;
+/// The oldest format version read.
+pub const OLDEST_FORMAT_VERSION: u8 = workshop_types::compat::OLDEST_FORMAT;
 /// Decoding refuses to allocate more than this (a hostile length prefix cannot exhaust memory).
 pub const MAX_DECODE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -16,7 +20,7 @@ pub enum CodecError {
     Decode(String),
     #[error("empty value: expected a version byte")]
     Empty,
-    #[error("value has format version {found}, this build reads version {FORMAT_VERSION}; upgrade the older node")]
+    #[error("value has format version {found}, this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}; run a newer workshop")]
     Version { found: u8 },
     #[error("{extra} trailing bytes after the value")]
     Trailing { extra: usize },
@@ -36,11 +40,13 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(CodecError::Version { found: version });
     }
-    let (value, read): (T, usize) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, read): (T, usize) = workshop_types::compat::reading_format(version, || {
+        bincode::serde::decode_from_slice(body, config())
+    })
+    .map_err(|e| CodecError::Decode(e.to_string()))?;
     if read != body.len() {
         return Err(CodecError::Trailing {
             extra: body.len() - read,
@@ -103,6 +109,57 @@ mod tests {
             Err(CodecError::Empty)
         ));
         assert!(decode::<TurnResult>(&[FORMAT_VERSION, 0xff, 0xff]).is_err());
+    }
+
+    /// A record as format 1 wrote it: the version byte 1, then the fields in order.
+    fn format_1<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = vec![1u8];
+        out.extend(bincode::serde::encode_to_vec(value, config()).expect("encode"));
+        out
+    }
+
+    #[test]
+    fn records_of_format_1_decode_with_the_options_they_had() {
+        use workshop_types::{AgentName, AgentOptionsV1, AgentSpec};
+        // An AgentSpec as a format-1 node stored it: AgentOptions without workshop_tools, in
+        // the middle of the record (what follows it must not be read as the new field).
+        #[derive(Serialize)]
+        struct SpecV1 {
+            name: AgentName,
+            role: Option<String>,
+            system_prompt: Option<String>,
+            options: AgentOptionsV1,
+            resume_session: Option<String>,
+        }
+        let options = AgentOptions {
+            backend: Some("claude".into()),
+            model: Some("opus".into()),
+            claude_bin: Some("/usr/bin/claude".into()),
+            ..Default::default()
+        };
+        let old = SpecV1 {
+            name: AgentName::new("impl").expect("name"),
+            role: Some("You write code.".into()),
+            system_prompt: None,
+            options: AgentOptionsV1::from(&options),
+            resume_session: Some("session-1".into()),
+        };
+        let spec: AgentSpec = decode(&format_1(&old)).expect("a format-1 spec decodes");
+        assert_eq!(spec.options, options);
+        assert_eq!(spec.options.workshop_tools, None);
+        assert_eq!(spec.resume_session.as_deref(), Some("session-1"));
+        assert_eq!(spec.role.as_deref(), Some("You write code."));
+        // Written again, it is format 2 and keeps the new field.
+        let mut now = spec.clone();
+        now.options.workshop_tools = Some(true);
+        let bytes = encode(&now).expect("encode");
+        assert_eq!(bytes[0], 2);
+        assert_eq!(decode::<AgentSpec>(&bytes).expect("decode"), now);
+        // The thread's format is restored after a decode (a later JSON or format-2 read is
+        // not affected).
+        assert_eq!(workshop_types::compat::reading(), FORMAT_VERSION);
+        let json: AgentOptions = serde_json::from_str(r#"{"workshop_tools": true}"#).expect("json");
+        assert_eq!(json.workshop_tools, Some(true));
     }
 
     proptest::proptest! {

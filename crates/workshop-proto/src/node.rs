@@ -101,7 +101,8 @@ pub fn decode_frame<R: RequestSet>(frame: &RequestFrame) -> Result<CallEnvelope<
     match codec::decode::<CallEnvelope<R>>(&frame.0) {
         Ok(env) => Ok(env),
         Err(codec::CodecError::Version { found }) => Err(ApiError::BadRequest(format!(
-            "the request uses encoding version {found}, this node reads version {}; run the same workshop version on client and node",
+            "the request uses encoding version {found}, this node reads versions {} to {}; run the same workshop version on client and node",
+            codec::OLDEST_FORMAT_VERSION,
             codec::FORMAT_VERSION
         ))),
         Err(e) => Err(ApiError::BadRequest(format!(

@@ -4,6 +4,7 @@
 
 mod agent;
 pub mod board;
+pub mod compat;
 mod event;
 mod name;
 mod options;
@@ -12,7 +13,7 @@ mod turn;
 pub use agent::{AgentInfo, AgentRow, AgentSpec, AgentStatus, RequestRef};
 pub use event::{Event, Topic};
 pub use name::{AgentName, NameError};
-pub use options::{AgentOptions, Effort, OptionError, PermissionMode, ScriptStep};
+pub use options::{AgentOptions, AgentOptionsV1, Effort, OptionError, PermissionMode, ScriptStep};
 pub use turn::{PollState, TurnError, TurnResult, Usage};
 
 /// The node's clock: milliseconds since the Unix epoch. One is chosen at node start (the system

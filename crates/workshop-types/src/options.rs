@@ -154,13 +154,72 @@ pub struct ScriptStep {
 }
 
 macro_rules! options {
-    ($( $(#[$m:meta])* $field:ident : $ty:ty ),* $(,)?) => {
+    (
+        $( $(#[$m:meta])* $field:ident : $ty:ty ),* $(,)?
+        ; since format 2:
+        $( $(#[$m2:meta])* $field2:ident : $ty2:ty ),* $(,)?
+    ) => {
         /// Options of an agent, a profile or the global defaults. Every field is optional so that
         /// layers compose: globals, then profile, then per-agent overrides (`overlay`).
-        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(default, deny_unknown_fields)]
+        ///
+        /// Stored records of an older format (see [`crate::compat`]) decode through that
+        /// format's layout ([`AgentOptionsV1`]); the fields it lacks come back unset.
+        #[derive(Clone, Debug, Default, PartialEq, Serialize)]
         pub struct AgentOptions {
             $( $(#[$m])* pub $field: Option<$ty>, )*
+            $( $(#[$m2])* pub $field2: Option<$ty2>, )*
+        }
+
+        /// What every format decodes into (field names and order as `AgentOptions`).
+        #[derive(Default, Deserialize)]
+        #[serde(default, deny_unknown_fields, rename = "AgentOptions")]
+        struct AgentOptionsRepr {
+            $( $field: Option<$ty>, )*
+            $( $field2: Option<$ty2>, )*
+        }
+
+        /// `AgentOptions` as format 1 stored it (before `workshop_tools`): for reading old
+        /// records, and for tests that write them.
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields, rename = "AgentOptions")]
+        pub struct AgentOptionsV1 {
+            $( pub $field: Option<$ty>, )*
+        }
+
+        impl From<AgentOptionsRepr> for AgentOptions {
+            fn from(r: AgentOptionsRepr) -> Self {
+                AgentOptions {
+                    $( $field: r.$field, )*
+                    $( $field2: r.$field2, )*
+                }
+            }
+        }
+
+        impl From<AgentOptionsV1> for AgentOptions {
+            fn from(r: AgentOptionsV1) -> Self {
+                AgentOptions {
+                    $( $field: r.$field, )*
+                    ..AgentOptions::default()
+                }
+            }
+        }
+
+        impl From<&AgentOptions> for AgentOptionsV1 {
+            fn from(o: &AgentOptions) -> Self {
+                AgentOptionsV1 {
+                    $( $field: o.$field.clone(), )*
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for AgentOptions {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                // Only the binary codec has formats; JSON, TOML and rhai maps name their fields.
+                if !d.is_human_readable() && crate::compat::reading() < 2 {
+                    return AgentOptionsV1::deserialize(d).map(AgentOptions::from);
+                }
+                AgentOptionsRepr::deserialize(d).map(AgentOptions::from)
+            }
         }
 
         impl AgentOptions {
@@ -168,11 +227,13 @@ macro_rules! options {
             pub fn overlay(&self, other: &AgentOptions) -> AgentOptions {
                 AgentOptions {
                     $( $field: other.$field.clone().or_else(|| self.$field.clone()), )*
+                    $( $field2: other.$field2.clone().or_else(|| self.$field2.clone()), )*
                 }
             }
 
             /// The names of every option, for completion and error messages.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),*];
+            pub const NAMES: &'static [&'static str] =
+                &[$(stringify!($field),)* $(stringify!($field2),)*];
         }
     };
 }
@@ -219,6 +280,7 @@ options! {
     script_file: String,
     /// The `claude` executable (default `claude` on PATH, or `$CLAUDE_CLI`).
     claude_bin: String,
+    ; since format 2:
     /// Make this agent an orchestrator: its backend reaches the node's MCP server (the
     /// `workshop` tools: agents, asks, the board) with a token of its own, so its calls act as
     /// this agent, and short orchestrator guidance goes before its appended system prompt. Needs
