@@ -26,9 +26,6 @@ SCENARIOS_0_2=(
 # Checks that fail because of workshop itself, reported and not yet fixed: printed on every run
 # (never silent), not gating until fixed; a listed check that passes again is pointed out.
 KNOWN_BUGS=(
-  # rmcp's default ServerHandler answers prompts/list (and resources/list) with an empty list
-  # although workshop declares only the tools capability (server/discover: {"tools":{}}).
-  "0.2.0-alpha.12 server-stateless/sep-2575-server-declares-prompts-in-discover"
 )
 NOT_APPLICABLE="$ROOT/.ci/mcp-conformance-not-applicable.txt"
 

@@ -157,6 +157,13 @@ async fn on_loopback_no_token_is_needed_and_the_server_says_who_it_is() {
     let r = tool(&s, &id, None, "agents", json!({})).await;
     assert_eq!(r["content"][0]["text"], "No agents.");
     assert_eq!(r["structuredContent"], json!({ "agents": [] }));
+    // Only tools are declared, so prompts, resources and completions are not answered.
+    for method in ["prompts/list", "resources/list", "resources/templates/list"] {
+        let req = post(json!({"jsonrpc": "2.0", "id": 9, "method": method}))
+            .header("mcp-session-id", &id);
+        let (_, _, body) = s.send(build(req)).await;
+        assert_eq!(message(&body)["error"]["code"], -32601, "{method}: {body}");
+    }
     let r = tool(&s, &id, None, "ask", json!({ "agent": "x", "prompt": "y" })).await;
     assert_eq!(r["isError"], true);
     assert_eq!(r["structuredContent"]["error"], "unknown_agent");
