@@ -515,3 +515,65 @@ async fn nodes_and_clients_speak_tls_and_a_plain_client_is_refused() {
     );
     drop((c1, n1, n2));
 }
+
+/// An MCP host on one node runs the fleet of the whole cluster: through n2's MCP server (the
+/// Python SDK), an agent is placed on n1 and asked, an item posted, and every node's agents
+/// listed; n1 holds the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_host_on_one_node_runs_agents_on_another() {
+    workshop_test_support::python_mcp::python();
+    let root = tempfile::tempdir().expect("tempdir");
+    let n1 = start(root.path(), "n1", None);
+    let n2 = start(root.path(), "n2", Some(("n1", &n1.addr)));
+    let (c1, c2) = (n1.client().await, n2.client().await);
+    until_up(&c1, &["n2"]).await;
+    until_up(&c2, &["n1"]).await;
+    let plan = serde_json::json!([
+        { "tool": "create_agent", "arguments": { "name": "far", "backend": "script", "node": "n1" } },
+        { "tool": "ask", "arguments": { "agent": "far", "prompt": "from n2's MCP" } },
+        { "tool": "add_work", "arguments": { "id": "m1", "title": "Posted over MCP on n2" } },
+        { "tool": "status", "arguments": {} },
+        { "tool": "nodes", "arguments": {} },
+    ]);
+    let args = ["--url", &n2.mcp_url(), "--mode", "auto"].map(String::from);
+    let lines = crate::mcp_clients::python_client(&args, &plan).await;
+    let step = |i: usize| {
+        let l = &lines[i + 1];
+        assert_eq!(l["is_error"], false, "step {i}: {l}");
+        l
+    };
+    assert_eq!(step(0)["text"], "Agent far created on n1.");
+    assert_eq!(step(1)["text"], "Mock response to: from n2's MCP");
+    let rows = step(3)["structured"]["agents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        rows.iter().any(|r| r["name"] == "far" && r["node"] == "n1"),
+        "{rows:?}"
+    );
+    let nodes = step(4)["text"].as_str().unwrap_or("");
+    assert!(
+        nodes.contains("n2 (this node): up") && nodes.contains("n1: up"),
+        "{nodes}"
+    );
+    // n1 holds the agent and the item is on the cluster's board.
+    let status = c1.cluster_status().await.expect("status");
+    let n1_rows = status
+        .iter()
+        .find(|n| n.node == "n1")
+        .map(|n| n.rows.clone())
+        .unwrap_or_default();
+    assert!(
+        n1_rows
+            .iter()
+            .any(|r| r.name.as_str() == "far" && r.turns == 1),
+        "{status:?}"
+    );
+    let item = c1
+        .work_item("m1")
+        .await
+        .expect("get")
+        .expect("m1 on the board");
+    assert_eq!(item.title, "Posted over MCP on n2");
+}

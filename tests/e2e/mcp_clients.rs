@@ -41,7 +41,7 @@ const AGENTWORKSHOP_TOOLS: [&str; 21] = [
 ];
 
 /// Run `tests/e2e/mcp/client.py` with `args` and `plan` on its standard input; its JSON lines.
-async fn python_client(args: &[String], plan: &Value) -> Vec<Value> {
+pub(crate) async fn python_client(args: &[String], plan: &Value) -> Vec<Value> {
     let mut child = tokio::process::Command::new(python_mcp::python())
         .arg(python_mcp::script("client.py"))
         .args(args)
