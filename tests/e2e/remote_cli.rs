@@ -481,7 +481,7 @@ fn work_and_board_on_the_data_dir_when_no_node_runs_match_the_node() {
         )
     };
     let (n, d) = both(&["work", "show", "cache"], "show");
-    assert_eq!(n["status"], "Ready", "{n}");
+    assert_eq!(n["status"], "ready", "{n}");
     same(n, d, "work show");
     // No result yet: null either way.
     let (n, d) = both(&["work", "result", "cache"], "result");
@@ -743,7 +743,7 @@ fn a_stale_endpoint_after_kill_9_means_no_node_and_board_reads_the_data_dir() {
     );
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["id"], "k");
-    assert_eq!(items[0]["status"], "Ready");
+    assert_eq!(items[0]["status"], "ready");
     let out = cli(tmp.path(), &["board", "--data-dir", d]);
     assert!(
         ok(&out, "board").contains("[ready] k - Keep me [docs]"),
@@ -865,9 +865,9 @@ async fn sigterm_with_a_board_worker_mid_item_exits_0_and_loses_no_item() {
             .unwrap_or_else(|| panic!("item {id} lost: {items:?}"))["status"]
             .clone()
     };
-    assert_eq!(status_of("x"), "Ready", "the item in flight: {items:?}");
-    assert_eq!(status_of("y"), "Ready", "{items:?}");
-    assert_eq!(status_of("z"), "Done", "{items:?}");
+    assert_eq!(status_of("x"), "ready", "the item in flight: {items:?}");
+    assert_eq!(status_of("y"), "ready", "{items:?}");
+    assert_eq!(status_of("z"), "done", "{items:?}");
     // After a restart, the node has them all.
     let mut node = NodeProcess::start(tmp.path());
     let c = node.client().await;
@@ -1016,4 +1016,23 @@ fn board_backup_of_a_running_node_restores_on_a_new_node() {
     );
     assert_eq!(board_after, board_before);
     node.terminate();
+}
+
+/// Logs written to a pipe or a file (a daemon's node.log, journald, docker logs) carry no
+/// terminal colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node =
+        NodeProcess::start_with(dir.path(), &["--no-setup"], &[("WORKSHOP_LOG", "info")]);
+    let c = node.client().await;
+    c.agent("a", None, Default::default()).await.expect("agent");
+    let status = node.terminate();
+    let log = node.stderr();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("INFO"), "the node logged at info: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
 }

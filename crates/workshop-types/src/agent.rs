@@ -4,7 +4,9 @@ use std::fmt;
 use crate::{AgentName, TurnResult};
 
 /// Where an agent is in its life. `Working` carries how many requests wait behind the turn.
+/// Spelled as its `Display` everywhere, JSON included (`idle`, `working`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Idle,
     Working,

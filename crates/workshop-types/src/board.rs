@@ -218,8 +218,10 @@ impl FromStr for WorkType {
     }
 }
 
-/// Lifecycle state of a work item.
+/// Lifecycle state of a work item. Spelled as [`Status::as_str`] everywhere, JSON included
+/// (`in_progress`, `done`); the binary codec stores the variant's index, not its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Has unmet dependencies, waiting.
     New,

@@ -681,6 +681,35 @@ mod tests {
         assert!(e.contains("expecting bool"), "{e}");
     }
 
+    /// One spelling of every status, in the console's values as in the CLI's text and JSON:
+    /// `work_item(x).status == "done"` is true once x is done.
+    #[test]
+    fn statuses_read_as_the_readme_spells_them() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let node = rt.block_on(workshop_node::Node::start()).expect("node");
+        let ctx = Ctx::new(node.client(), rt.handle().clone(), false);
+        let engine = crate::console::engine(&ctx);
+        let seen = engine
+            .eval::<Dynamic>(
+                r#"
+                agent("a", #{});
+                work("x", "a title");
+                let before = work_item("x").status;
+                claim_work("x", "a");
+                start_work("x");
+                let during = work_item("x").status;
+                complete_work("x", "ok");
+                [before, during, work_item("x").status == "done", info("a").status]
+                "#,
+            )
+            .expect("script");
+        assert_eq!(
+            seen.to_string(),
+            r#"["ready", "in_progress", true, "idle"]"#
+        );
+        rt.block_on(node.shutdown());
+    }
+
     /// Ctrl-C during a blocking call cancels the call, not the console: the agent keeps its turn
     /// and the console goes on. SIGINT is sent with `kill -INT` to this test process (the
     /// handler is installed first, so the signal cannot end the process).
@@ -726,7 +755,7 @@ mod tests {
         let status = engine
             .eval::<Dynamic>(r#"info("slow").status"#)
             .expect("info");
-        assert_eq!(status.to_string(), "Working");
+        assert_eq!(status.to_string(), "working");
         rt.block_on(node.shutdown());
     }
 }
