@@ -731,6 +731,16 @@ impl DurableBoard {
 
     /// Runs `expire_leases` every `every` until the board shuts down. Needs a tokio runtime.
     pub fn spawn_lease_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        self.spawn_lease_sweeper_with(every, |_: &DurableBoard, _: &[ItemId]| {})
+    }
+
+    /// [`Self::spawn_lease_sweeper`] that calls `expired` with the items whose leases it
+    /// expired (after their new state is durable), so the node can say so.
+    pub fn spawn_lease_sweeper_with(
+        &self,
+        every: Duration,
+        expired: impl Fn(&DurableBoard, &[ItemId]) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let board = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -744,8 +754,10 @@ impl DurableBoard {
                     .next_lease_expiry()
                     .is_some_and(|t| t <= (board.shared.clock)());
                 if due {
-                    if let Err(DurableError::Closed) = board.expire_leases().await {
-                        return;
+                    match board.expire_leases().await {
+                        Err(DurableError::Closed) => return,
+                        Ok(ids) if !ids.is_empty() => expired(&board, &ids),
+                        _ => {}
                     }
                 } else if board.shared.tx.is_closed() {
                     return;

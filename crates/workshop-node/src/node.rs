@@ -26,7 +26,7 @@ use workshop_board::BoardConfig;
 use workshop_board::{BoardActor, BoardActorArgs, BoardClient};
 use workshop_proto::board::BoardMsg;
 use workshop_proto::node::NodeMsg;
-use workshop_types::Clock;
+use workshop_types::{Clock, Topic};
 
 /// How to start a node: `Node::builder().data_dir(dir).clock(c).start().await`. The defaults
 /// are what `Node::start` uses: the built-in backends, nothing persisted, the system clock.
@@ -204,7 +204,6 @@ impl Node {
                     .map_err(|e| ApiError::Board(e.to_string()))?,
             ),
         };
-        let sweeper = board.as_ref().map(|b| b.spawn_lease_sweeper(lease_sweep));
         // Named (uniquely in this process), so a client tells this node's stand-ins from the
         // others a session may carry (see `cluster::session_member`).
         let n = NODE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -229,6 +228,22 @@ impl Node {
             }
         };
         let events = EventLogHandle::new(db.clone(), clock);
+        // Expired leases are events: the item is another worker's (or failed) from now on.
+        let sweeper = board.as_ref().map(|b| {
+            let events = events.clone();
+            b.spawn_lease_sweeper_with(lease_sweep, move |board, ids| {
+                for id in ids {
+                    let line = match board.get_now(id.as_str()) {
+                        Some(i) => format!(
+                            "[work] {id}: its lease expired before it was settled; now {} (attempt {} of {})",
+                            i.status, i.attempts, i.max_attempts
+                        ),
+                        None => format!("[work] {id}: its lease expired before it was settled"),
+                    };
+                    events.publish(Topic::Work, "lease_expired", Some(id.as_str()), line);
+                }
+            })
+        });
         let directory = Arc::new(Directory::default());
         let agents_slot = AgentsSlot::default();
         let (root, handle) = Actor::spawn(

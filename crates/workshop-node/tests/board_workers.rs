@@ -202,3 +202,36 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
     );
     node.shutdown().await;
 }
+
+/// A lease that runs out publishes an event naming the item and what became of it (the
+/// worker that held it may be gone and say nothing).
+#[tokio::test(start_paused = true)]
+async fn an_expired_lease_is_an_event() {
+    let time = ManualTime::hold();
+    let node = paused_node().await;
+    let w = &node.workshop;
+    let mut ev = w.watch();
+    w.work("held", "Held by hand", typed("code"))
+        .await
+        .expect("work");
+    let claimed = w.claim_work("held", "someone").await.expect("claim");
+    let lease = claimed.lease.expect("a lease");
+    let left = lease.expires_at_ms - w.now_ms();
+    time.advance(std::time::Duration::from_millis(left + 2_000))
+        .await;
+    let e = next_event(&mut ev, "the lease_expired event", |e| {
+        e.kind == "lease_expired"
+    })
+    .await;
+    assert_eq!(e.topic, Topic::Work);
+    assert_eq!(e.subject.as_deref(), Some("held"));
+    assert!(
+        e.line
+            .starts_with("[work] held: its lease expired before it was settled; now ready"),
+        "{}",
+        e.line
+    );
+    let item = w.work_item("held").await.expect("get").expect("item");
+    assert_eq!(item.status, Status::Ready);
+    node.shutdown().await;
+}
