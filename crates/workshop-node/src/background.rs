@@ -310,7 +310,12 @@ pub(crate) async fn spawn_worker(
     Actor::spawn_linked(None, BoardWorker, (ws.clone(), spec), sup)
         .await
         .map(|(a, _)| a)
-        .map_err(|e| ApiError::Node(format!("board worker {name} did not start: {e}")))
+        .map_err(|e| {
+            ApiError::Node(format!(
+                "board worker {name} did not start: {}",
+                crate::supervisor::why_not_started(&e)
+            ))
+        })
 }
 
 pub(crate) async fn spawn_schedule(
@@ -322,7 +327,12 @@ pub(crate) async fn spawn_schedule(
     Actor::spawn_linked(None, ScheduleActor, (ws.clone(), spec), sup)
         .await
         .map(|(a, _)| a)
-        .map_err(|e| ApiError::Node(format!("schedule for {name} did not start: {e}")))
+        .map_err(|e| {
+            ApiError::Node(format!(
+                "schedule for {name} did not start: {}",
+                crate::supervisor::why_not_started(&e)
+            ))
+        })
 }
 
 impl Workshop {

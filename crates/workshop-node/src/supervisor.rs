@@ -214,3 +214,13 @@ mod tests {
         assert!(b.allow(6000), "the first failures left the window");
     }
 }
+
+/// Why an actor did not start, in its own words: ractor calls every startup failure "Actor
+/// panicked during startup", also a plain error its `pre_start` returned (a missing script
+/// file, a backend that cannot start).
+pub fn why_not_started(e: &ractor::SpawnErr) -> String {
+    match e {
+        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -408,7 +408,12 @@ impl Workshop {
             sup,
         )
         .await
-        .map_err(|e| ApiError::Node(format!("agent {name} did not start: {e}")))?;
+        .map_err(|e| {
+            ApiError::Node(format!(
+                "agent {name} did not start: {}",
+                crate::supervisor::why_not_started(&e)
+            ))
+        })?;
         let restored = restored.unwrap_or_default();
         let row = AgentRow {
             name: name.clone(),

@@ -45,3 +45,28 @@ async fn await_all_covers_every_busy_agent() {
     }
     node.shutdown().await;
 }
+
+/// An agent whose backend cannot start says why in the backend's words (the file and the OS
+/// error), not as a panic.
+#[tokio::test]
+async fn an_agent_that_cannot_start_says_why_without_a_panic() {
+    let node = node().await;
+    let w = &node.workshop;
+    let opts = workshop_types::AgentOptions {
+        script_file: Some("/nonexistent/turns.toml".into()),
+        ..Default::default()
+    };
+    let e = w
+        .agent("s", None, opts)
+        .await
+        .expect_err("no script file")
+        .to_string();
+    assert!(
+        e.starts_with("agent s did not start: ")
+            && e.contains("cannot read script file /nonexistent/turns.toml")
+            && e.contains("No such file"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    node.shutdown().await;
+}
