@@ -200,6 +200,16 @@ impl Actor for NodeSupervisor {
     }
 }
 
+/// Why an actor did not start, in its own words: ractor calls every startup failure "Actor
+/// panicked during startup", also a plain error its `pre_start` returned (a missing script
+/// file, a backend that cannot start).
+pub fn why_not_started(e: &ractor::SpawnErr) -> String {
+    match e {
+        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,15 +222,5 @@ mod tests {
         assert!(b.allow(2000));
         assert!(!b.allow(3000), "fourth failure within 5 s is a meltdown");
         assert!(b.allow(6000), "the first failures left the window");
-    }
-}
-
-/// Why an actor did not start, in its own words: ractor calls every startup failure "Actor
-/// panicked during startup", also a plain error its `pre_start` returned (a missing script
-/// file, a backend that cannot start).
-pub fn why_not_started(e: &ractor::SpawnErr) -> String {
-    match e {
-        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
-        other => other.to_string(),
     }
 }
