@@ -482,7 +482,7 @@ fn open_node(rt: &tokio::runtime::Runtime, dir: Option<&Path>) -> anyhow::Result
 fn load_setup(ctx: &console::Ctx) -> anyhow::Result<()> {
     if Path::new(console::SETUP_FILE).exists() {
         console::load(ctx, Path::new(console::SETUP_FILE))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", console::SETUP_FILE))?;
+            .map_err(|e| anyhow::anyhow!("{}: {}", console::SETUP_FILE, console::explain(&e)))?;
     }
     Ok(())
 }

@@ -61,7 +61,72 @@ pub fn run(ctx: &Ctx, text: &str, scope: &mut Scope) -> Result<Dynamic, Box<Eval
 pub fn run_script(ctx: &Ctx, text: &str) -> Result<(), String> {
     run(ctx, text, &mut Scope::new())
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| explain(&e))
+}
+
+/// An error as the console shows it. A call the engine could not match (a wrong argument type
+/// or count, a misspelt function) says how the function is called, or which one was meant.
+pub fn explain(e: &EvalAltResult) -> String {
+    let EvalAltResult::ErrorFunctionNotFound(sig, pos) = e else {
+        return e.to_string();
+    };
+    let name = sig.split([' ', '(']).next().unwrap_or(sig).trim();
+    let got = sig[name.len()..]
+        .trim()
+        .replace("&str | ImmutableString | String", "string")
+        .replace("i64", "integer")
+        .replace("f64", "number");
+    let got = got.as_str();
+    let at = if pos.is_none() {
+        String::new()
+    } else {
+        format!(" ({pos})")
+    };
+    let known: Vec<&str> = api::FUNCTIONS
+        .iter()
+        .filter(|(f, _)| *f == name)
+        .map(|(_, usage)| *usage)
+        .collect();
+    if !known.is_empty() {
+        return format!(
+            "{name} cannot take {}{at}; use {}",
+            if got.is_empty() {
+                "these arguments"
+            } else {
+                got
+            },
+            known.join("; or ")
+        );
+    }
+    match closest(name, api::FUNCTIONS.iter().map(|(f, _)| *f)) {
+        Some(near) => format!("no function {name}{at}; did you mean {near}? help() lists them"),
+        None => format!("no function {name}{at}; help() lists them"),
+    }
+}
+
+/// The candidate nearest to `word` (at most a third of its letters off), if any.
+pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 struct ConsoleHelper {
@@ -154,7 +219,7 @@ pub fn repl(ctx: &Ctx) -> anyhow::Result<()> {
                 match engine.eval_with_scope::<Dynamic>(&mut scope, line) {
                     Ok(v) if v.is_unit() => {}
                     Ok(v) => println!("=> {v:?}"),
-                    Err(e) => println!("error: {e}"),
+                    Err(e) => println!("error: {}", explain(&e)),
                 }
             }
             Err(ReadlineError::Interrupted) => {
@@ -167,4 +232,49 @@ pub fn repl(ctx: &Ctx) -> anyhow::Result<()> {
     let _ = editor.save_history(&history);
     ctx.stop_watch();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script_error(text: &str) -> String {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let node = rt.block_on(workshop_node::Node::start()).expect("node");
+        let ctx = Ctx::new(node.client(), rt.handle().clone(), false);
+        let e = run_script(&ctx, text).expect_err("the script fails");
+        rt.block_on(node.shutdown());
+        e
+    }
+
+    #[test]
+    fn a_call_with_the_wrong_arguments_shows_how_the_function_is_called() {
+        let e = script_error(r#"ask("a", 5)"#);
+        assert_eq!(
+            e,
+            "ask cannot take (string, integer) (line 1, position 1); use ask(name, prompt) — send and wait; prints the result, returns the name"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_function_names_the_closest_one() {
+        let e = script_error(r#"statuss()"#);
+        assert_eq!(
+            e,
+            "no function statuss (line 1, position 1); did you mean status? help() lists them"
+        );
+        let e = script_error(r#"frobnicate(1)"#);
+        assert_eq!(
+            e,
+            "no function frobnicate (line 1, position 1); help() lists them"
+        );
+    }
+
+    #[test]
+    fn closest_allows_a_third_of_the_letters_off() {
+        let names = ["ask", "cast", "await", "await_all", "status"];
+        assert_eq!(closest("awayt", names.into_iter()), Some("await"));
+        assert_eq!(closest("statu", names.into_iter()), Some("status"));
+        assert_eq!(closest("xyz", names.into_iter()), None);
+    }
 }
