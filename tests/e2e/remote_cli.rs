@@ -1036,3 +1036,42 @@ async fn logs_to_a_pipe_carry_no_colour_codes() {
         "colour codes in a piped log: {log:?}"
     );
 }
+
+/// `workshop board` on a data dir it cannot open says what is wrong there, and gives advice
+/// only where it helps: a board held by a node (whose endpoint file is gone) is reached with
+/// --node; a damaged path gets no advice about consoles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_on_a_data_dir_it_cannot_open_gives_only_advice_that_helps() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).expect("dir");
+    std::fs::write(broken.join("board"), "not a directory").expect("file");
+    let out = workshop()
+        .args(["board", "--data-dir"])
+        .arg(&broken)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a directory"), "{err}");
+    assert!(!err.contains("console"), "{err}");
+
+    let held = tmp.path().join("held");
+    std::fs::create_dir_all(&held).expect("dir");
+    let mut node = NodeProcess::start(&held);
+    std::fs::remove_file(held.join("node.endpoint")).expect("endpoint");
+    let out = workshop()
+        .args(["board", "--data-dir"])
+        .arg(&held)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("another process holds the board database")
+            && err.contains("--node HOST:PORT"),
+        "{err}"
+    );
+    assert!(!err.contains("console"), "{err}");
+    assert!(node.terminate().success());
+}

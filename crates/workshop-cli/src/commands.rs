@@ -7,6 +7,7 @@ use clap::Subcommand;
 use workshop_board::durable::{DurableBoard, DurableOptions};
 use workshop_board::item::{NewItem, WorkItem};
 use workshop_board::state::ListFilter;
+use workshop_board::store::StoreError;
 
 use crate::console::board::line;
 use workshop_node::ApiError;
@@ -56,8 +57,13 @@ fn board_err(e: workshop_board::durable::DurableError) -> ApiError {
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<DurableBoard> {
-    DurableBoard::open(data_dir.join("board"), DurableOptions::default()).map_err(|e| {
-        anyhow::anyhow!("{e} (a running node owns its board: use `workshop console` on it instead)")
+    DurableBoard::open(data_dir.join("board"), DurableOptions::default()).map_err(|e| match e {
+        // A node holds it but left no endpoint file (another machine's mount, a removed file):
+        // it is reached by its address.
+        StoreError::Locked { .. } => anyhow::anyhow!(
+            "{e}; if a workshop node runs on it, reach that node with --node HOST:PORT"
+        ),
+        e => anyhow::anyhow!("{e}"),
     })
 }
 
