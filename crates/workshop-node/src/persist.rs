@@ -113,9 +113,10 @@ impl NodeDb {
                         dir.display()
                     ))
                 }
-                sled::Error::Corruption { .. } => ApiError::Node(format!(
-                    "the node database at {} is corrupt ({e}); move it aside to start empty",
-                    dir.display()
+                sled::Error::Corruption { at, .. } => ApiError::Node(format!(
+                    "the node database at {} is damaged{}; move it aside (the node then starts with no agents, configuration or store) or put back a copy of it",
+                    dir.display(),
+                    at.map(|p| format!(" (at {p:?})")).unwrap_or_default()
                 )),
                 other => db_err(dir, other),
             })?;

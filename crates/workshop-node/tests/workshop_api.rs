@@ -70,3 +70,29 @@ async fn an_agent_that_cannot_start_says_why_without_a_panic() {
     assert!(!e.contains("panicked"), "{e}");
     node.shutdown().await;
 }
+
+/// A damaged node database is named, with what to do, in plain words (no sled internals).
+#[tokio::test]
+async fn a_damaged_node_database_is_named_in_plain_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = workshop_node::Node::open(dir.path()).await.expect("node");
+    node.shutdown().await;
+    let conf = dir.path().join("node").join("conf");
+    let mut bytes = std::fs::read(&conf).expect("conf");
+    for b in bytes.iter_mut().skip(4).take(24) {
+        *b = b'#';
+    }
+    std::fs::write(&conf, bytes).expect("damage conf");
+    let e = match workshop_node::Node::open(dir.path()).await {
+        Ok(_) => panic!("a damaged database opened"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("the node database at") && e.contains("is damaged; move it aside"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("backtrace") && !e.contains("offset None"),
+        "{e}"
+    );
+}

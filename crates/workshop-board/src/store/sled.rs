@@ -74,7 +74,10 @@ fn map_sled(dir: &Path, action: &'static str, e: sled::Error) -> StoreError {
         }
         sled::Error::Corruption { at, .. } => StoreError::Corrupt {
             dir: dir.to_path_buf(),
-            detail: format!("sled found corrupt data at {at:?} while {action}"),
+            detail: format!(
+                "damaged data found while {action}{}",
+                at.map(|p| format!(", at {p:?}")).unwrap_or_default()
+            ),
         },
         sled::Error::Unsupported(detail) | sled::Error::ReportableBug(detail)
             if action == "opening" =>
