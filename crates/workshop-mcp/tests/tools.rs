@@ -524,6 +524,37 @@ async fn the_board_end_to_end() {
     assert_eq!(r.structured["claimed_by"], "me");
     let e = err(&op, "claim_work", json!({ "id": "w1", "agent": "you" })).await;
     assert!(e.message.contains("w1"), "{e:?}");
+    // A claim's lease is the caller's to choose, within bounds.
+    ok(&op, "add_work", json!({ "id": "l1", "title": "Leased" })).await;
+    let e = err(
+        &op,
+        "claim_work",
+        json!({ "id": "l1", "agent": "me", "lease_ms": 10 }),
+    )
+    .await;
+    assert!(
+        e.message.contains("lease_ms 10 is out of bounds") && e.message.contains("24 h"),
+        "{e:?}"
+    );
+    let r = ok(
+        &op,
+        "claim_work",
+        json!({ "id": "l1", "agent": "me", "lease_ms": 5000 }),
+    )
+    .await;
+    let expires = r.structured["lease_expires_at_ms"].as_u64().expect("lease");
+    let now = workshop_types::now_ms();
+    assert!(
+        expires > now && expires <= now + 5000,
+        "expires {expires}, now {now}"
+    );
+    let e = err(
+        &op,
+        "board_worker",
+        json!({ "name": "quick", "type": "code", "lease_ms": 5 }),
+    )
+    .await;
+    assert!(e.message.contains("lease 5 is out of bounds"), "{e:?}");
     ok(&op, "start_work", json!({ "id": "w1" })).await;
     let r = ok(
         &op,

@@ -743,9 +743,19 @@ impl Client {
         self.call(req::BoardCounts {}).await
     }
     pub async fn claim_work(&self, id: &str, agent: &str) -> Result<WorkItem, ApiError> {
+        self.claim_work_for(id, agent, None).await
+    }
+    /// Claim under a lease of `lease_ms` (None: 30 minutes; 1 s to 24 h).
+    pub async fn claim_work_for(
+        &self,
+        id: &str,
+        agent: &str,
+        lease_ms: Option<u64>,
+    ) -> Result<WorkItem, ApiError> {
         self.call(req::ClaimWork {
             id: id.into(),
             agent: agent.into(),
+            lease_ms,
         })
         .await
     }

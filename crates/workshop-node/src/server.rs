@@ -282,7 +282,9 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         ),
         R::GetWork(r) => answer::<req::GetWork>(what, ws.work_item(&r.id).await),
         R::BoardCounts(_) => answer::<req::BoardCounts>(what, ws.board_counts().await),
-        R::ClaimWork(r) => answer::<req::ClaimWork>(what, ws.claim_work(&r.id, &r.agent).await),
+        R::ClaimWork(r) => {
+            answer::<req::ClaimWork>(what, ws.claim_work_for(&r.id, &r.agent, r.lease_ms).await)
+        }
         R::StartWork(r) => answer::<req::StartWork>(what, ws.start_work(&r.id).await),
         R::CompleteWork(r) => {
             answer::<req::CompleteWork>(what, ws.complete_work(&r.id, r.result).await)

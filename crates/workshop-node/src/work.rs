@@ -16,6 +16,21 @@ use crate::{ApiError, Workshop};
 
 /// Lease of a claim made by hand from the console (a worker renews its own by heartbeat).
 pub const MANUAL_LEASE_MS: u64 = 30 * 60 * 1000;
+/// The leases a claim (by hand or by a board worker) may ask for: 1 s to 24 h.
+pub const LEASE_BOUNDS_MS: std::ops::RangeInclusive<u64> = 1_000..=24 * 60 * 60 * 1000;
+
+/// `ms` if it is a lease a claim may ask for; else an error naming `option` and the bounds.
+pub fn check_lease(option: &str, ms: u64) -> Result<u64, ApiError> {
+    if LEASE_BOUNDS_MS.contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(ApiError::Node(format!(
+            "{option} {ms} is out of bounds: a lease lasts from {} ms (1 s) to {} ms (24 h)",
+            LEASE_BOUNDS_MS.start(),
+            LEASE_BOUNDS_MS.end()
+        )))
+    }
+}
 
 /// The longest one `AwaitSettled` long poll of `await_work` waits; a longer wait is several.
 pub const AWAIT_POLL: Duration = Duration::from_secs(30);
@@ -123,10 +138,22 @@ impl Workshop {
     }
 
     pub async fn claim_work(&self, id: &str, agent: &str) -> Result<WorkItem, ApiError> {
+        self.claim_work_for(id, agent, None).await
+    }
+
+    /// Claim by hand under a lease of `lease_ms` ([`MANUAL_LEASE_MS`] when None), within
+    /// [`LEASE_BOUNDS_MS`].
+    pub async fn claim_work_for(
+        &self,
+        id: &str,
+        agent: &str,
+        lease_ms: Option<u64>,
+    ) -> Result<WorkItem, ApiError> {
+        let lease = check_lease("lease_ms", lease_ms.unwrap_or(MANUAL_LEASE_MS))?;
         let id = id.trim_start_matches(':');
         let item = self
             .board_client()?
-            .claim(id, agent.trim_start_matches(':'), MANUAL_LEASE_MS)
+            .claim(id, agent.trim_start_matches(':'), lease)
             .await?;
         self.work_event("claimed", id, format!("[work] {id} claimed by {agent}"));
         Ok(item)

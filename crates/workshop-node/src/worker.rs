@@ -915,6 +915,9 @@ impl Workshop {
             worktree,
             lease_ms,
         } = o;
+        if let Some(ms) = lease_ms {
+            crate::work::check_lease("lease", ms)?;
+        }
         let profile = profile.as_deref();
         let work_type = crate::work::parse_type(work_type)?;
         let name = AgentName::new(name)?;

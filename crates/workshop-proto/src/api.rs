@@ -180,7 +180,8 @@ requests! {
     Board { status: Option<ItemStatus>, work_type: Option<String> } -> Page<WorkItem>;
     GetWork { id: String } -> Option<WorkItem>;
     BoardCounts {} -> BTreeMap<ItemStatus, u64>;
-    ClaimWork { id: String, agent: String } -> WorkItem;
+    /// Claim by hand under a lease of `lease_ms` (None: 30 minutes; 1 s to 24 h).
+    ClaimWork { id: String, agent: String, lease_ms: Option<u64> } -> WorkItem;
     StartWork { id: String } -> WorkItem;
     CompleteWork { id: String, result: Option<String> } -> WorkItem;
     FailWork { id: String, error: Option<String> } -> WorkItem;

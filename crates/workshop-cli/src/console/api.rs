@@ -59,7 +59,7 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("board", "board([#{status:, type:}]) — show the work board"),
     ("work_item", "work_item(id) — one item as a map (says when its result is in parts)"),
     ("work_result", "work_result(id) — an item's whole result, put together from its parts when it was too large for one message"),
-    ("claim_work", "claim_work(id, agent) — claim a ready item"),
+    ("claim_work", "claim_work(id, agent[, #{lease: ms}]) — claim a ready item (lease 30 min by default)"),
     ("start_work", "start_work(id) — mark a claimed item in progress"),
     ("complete_work", "complete_work(id[, result]) — mark done; unblocks dependents"),
     ("fail_work", "fail_work(id[, error]) — mark failed; blocks dependents"),

@@ -201,6 +201,29 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         c.block(c.ws.claim_work(id, agent)).map(|_| ())
     });
     let c = ctx.clone();
+    engine.register_fn(
+        "claim_work",
+        move |id: &str, agent: &str, o: Map| -> R<()> {
+            let mut lease = None;
+            for (k, v) in o {
+                match k.as_str() {
+                    "lease" => {
+                        let ms = v
+                            .as_int()
+                            .map_err(|t| format!("lease must be milliseconds, got {t}"))?;
+                        let ms = u64::try_from(ms)
+                            .map_err(|_| format!("lease must be milliseconds, got {ms}"))?;
+                        lease = Some(ms);
+                    }
+                    other => {
+                        return Err(format!("claim_work: unknown option {other}: use lease").into())
+                    }
+                }
+            }
+            c.block(c.ws.claim_work_for(id, agent, lease)).map(|_| ())
+        },
+    );
+    let c = ctx.clone();
     engine.register_fn("start_work", move |id: &str| -> R<()> {
         c.block(c.ws.start_work(id)).map(|_| ())
     });

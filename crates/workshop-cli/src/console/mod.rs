@@ -271,6 +271,20 @@ mod tests {
     }
 
     #[test]
+    fn a_claims_lease_is_an_option_with_bounds() {
+        let e = script_error(r#"work("x", "t"); claim_work("x", "a", #{lease: -5})"#);
+        assert!(e.contains("lease must be milliseconds, got -5"), "{e}");
+        let e = script_error(r#"work("x", "t"); claim_work("x", "a", #{lease: 500})"#);
+        assert!(e.contains("lease_ms 500 is out of bounds"), "{e}");
+        let e = script_error(r#"work("x", "t"); claim_work("x", "a", #{leese: 5000})"#);
+        assert!(e.contains("unknown option leese"), "{e}");
+        let e = script_error(
+            r#"work("x", "t"); claim_work("x", "a", #{lease: 5000}); complete_work("nope")"#,
+        );
+        assert!(e.contains("nope"), "the claim with a lease worked: {e}");
+    }
+
+    #[test]
     fn closest_allows_a_third_of_the_letters_off() {
         let names = ["ask", "cast", "await", "await_all", "status"];
         assert_eq!(closest("awayt", names.into_iter()), Some("await"));

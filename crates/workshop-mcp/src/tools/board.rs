@@ -60,6 +60,9 @@ pub struct Claim {
     pub id: String,
     /// Who claims it (an agent's name).
     pub agent: String,
+    /// How long the claim lasts unless the item is settled, in milliseconds (default 30
+    /// minutes; 1 s to 24 h).
+    pub lease_ms: Option<u64>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -169,7 +172,10 @@ pub async fn work_item(ctx: &ToolCtx, p: IdArg) -> Result<Reply, ToolError> {
 }
 
 pub async fn claim_work(ctx: &ToolCtx, p: Claim) -> Result<Reply, ToolError> {
-    let i = ctx.client.claim_work(&p.id, &p.agent).await?;
+    let i = ctx
+        .client
+        .claim_work_for(&p.id, &p.agent, p.lease_ms)
+        .await?;
     ctx.record(format!("claimed {} for {}", p.id, p.agent))
         .await;
     Ok(item_reply(format!("{} claimed {}.", p.agent, p.id), &i))
