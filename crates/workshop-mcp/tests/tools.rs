@@ -206,6 +206,10 @@ async fn agent_mistakes_are_tool_errors_that_say_what_to_do() {
         e.message.contains("ghost") && e.message.contains("create_agent"),
         "{e:?}"
     );
+    ok(&op, "create_agent", script_agent("planner")).await;
+    let e = err(&op, "ask", json!({ "agent": "planer", "prompt": "x" })).await;
+    assert_eq!(e.code, "unknown_agent");
+    assert!(e.message.contains("did you mean planner?"), "{e:?}");
     let e = err(&op, "create_agent", json!({ "name": "bad name!" })).await;
     assert_eq!(e.code, "invalid_name");
     let e = err(

@@ -567,10 +567,28 @@ impl Workshop {
             .unwrap_or(0)
     }
 
+    /// No agent `name`: say so, with the closest name this node has, if one is close.
+    pub(crate) fn unknown_agent(&self, name: &str) -> ApiError {
+        let names: Vec<AgentName> = self
+            .inner
+            .directory
+            .rows()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        match workshop_types::closest(name, names.iter().map(|n| n.as_str())) {
+            Some(like) => ApiError::UnknownAgentLike {
+                name: name.to_string(),
+                like: like.to_string(),
+            },
+            None => ApiError::UnknownAgent(name.to_string()),
+        }
+    }
+
     pub(crate) fn live(&self, name: &str) -> Result<(AgentName, ActorRef<AgentMsg>), ApiError> {
         let name = parse_name(name)?;
         match self.inner.directory.actor(&name) {
-            None => Err(ApiError::UnknownAgent(name.to_string())),
+            None => Err(self.unknown_agent(name.as_str())),
             Some((_, AgentStatus::Crashed)) => Err(ApiError::Crashed(name)),
             Some((a, _)) => Ok((name, a)),
         }
@@ -612,7 +630,7 @@ impl Workshop {
                 agent: name.clone(),
                 why: "the agent stopped before replying".into(),
             },
-            None => ApiError::UnknownAgent(name.to_string()),
+            None => self.unknown_agent(name.as_str()),
         }
     }
 
@@ -856,7 +874,7 @@ impl Workshop {
                     .inner
                     .directory
                     .spec(&parsed)
-                    .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))?;
+                    .ok_or_else(|| self.unknown_agent(name))?;
                 let mut spec = (*spec).clone();
                 spec.resume_session = None;
                 self.spawn(&held, spec, Box::new(SessionBehaviour), None)
@@ -1024,7 +1042,7 @@ impl Workshop {
             .directory
             .row(&name)
             .map(|r| r.cost_usd)
-            .ok_or_else(|| ApiError::UnknownAgent(name.to_string()))
+            .ok_or_else(|| self.unknown_agent(name.as_str()))
     }
 
     pub fn costs(&self) -> Vec<(AgentName, f64)> {

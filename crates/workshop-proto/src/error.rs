@@ -99,13 +99,16 @@ pub enum ApiError {
         settled: SettleKind,
         attempted: SettleKind,
     },
+    /// No agent of that name, but one whose name is close (code `unknown_agent` too).
+    #[error("no agent named {name}; did you mean {like}? agents() lists them")]
+    UnknownAgentLike { name: String, like: String },
 }
 
 impl ApiError {
     /// A stable, machine-readable code (used by `--json` output and scripts).
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::UnknownAgent(_) => "unknown_agent",
+            ApiError::UnknownAgent(_) | ApiError::UnknownAgentLike { .. } => "unknown_agent",
             ApiError::InvalidName(_) => "invalid_name",
             ApiError::InvalidOption(_) => "invalid_option",
             ApiError::UnknownProfile(_) => "unknown_profile",

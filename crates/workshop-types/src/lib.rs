@@ -12,7 +12,7 @@ mod turn;
 
 pub use agent::{AgentInfo, AgentRow, AgentSpec, AgentStatus, RequestRef};
 pub use event::{Event, Topic};
-pub use name::{AgentName, NameError};
+pub use name::{closest, AgentName, NameError};
 pub use options::{AgentOptions, AgentOptionsV1, Effort, OptionError, PermissionMode, ScriptStep};
 pub use turn::{PollState, TurnError, TurnResult, Usage};
 

@@ -164,6 +164,9 @@ impl From<ApiError> for ToolError {
             ApiError::UnknownAgent(a) => {
                 format!("no agent named {a}: the agents tool lists them, create_agent creates one")
             }
+            ApiError::UnknownAgentLike { name, like } => format!(
+                "no agent named {name} (did you mean {like}?): the agents tool lists them, create_agent creates one"
+            ),
             ApiError::UnknownProfile(p) => format!(
                 "no profile named {p}: the profiles tool lists them, define_profile defines one"
             ),
