@@ -117,6 +117,38 @@ pub(crate) struct Inner {
     pub(crate) names: NameLocks,
 }
 
+/// Record where an agent runs as absolute paths, resolved against this process's current
+/// directory now, at creation: its `working_dir` (none given: the current directory itself) and
+/// its `script_file` (read by this process). A restored agent then runs where it was created,
+/// whatever the directory of the process that restores it. The spec is built on the node, so
+/// an agent created through a remote `Client` gets the node process's directory, not the
+/// client's: a client that means its own directory passes `working_dir`.
+pub(crate) fn record_paths(options: &mut AgentOptions) -> Result<(), ApiError> {
+    let absolute = |what: &str, path: Option<&str>| -> Result<String, ApiError> {
+        let resolved = match path {
+            Some(p) => std::path::absolute(p),
+            None => std::env::current_dir(),
+        }
+        .map_err(|e| {
+            ApiError::Node(format!(
+                "cannot resolve the agent's {what} {}: {e}; pass an absolute path",
+                path.unwrap_or("(the node's current directory)")
+            ))
+        })?;
+        resolved.into_os_string().into_string().map_err(|p| {
+            ApiError::Node(format!(
+                "the agent's {what} {} is not valid UTF-8; pass a working_dir that is",
+                std::path::Path::new(&p).display()
+            ))
+        })
+    };
+    options.working_dir = Some(absolute("working_dir", options.working_dir.as_deref())?);
+    if let Some(file) = options.script_file.as_deref() {
+        options.script_file = Some(absolute("script_file", Some(file))?);
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_name(name: &str) -> Result<AgentName, ApiError> {
     Ok(AgentName::new(name)?)
 }
@@ -327,7 +359,8 @@ impl Workshop {
         let name = parse_name(name)?;
         options.validate()?;
         let config = self.config();
-        let effective = config.defaults.overlay(options);
+        let mut effective = config.defaults.overlay(options);
+        record_paths(&mut effective)?;
         let system_prompt = effective.system_prompt.clone().or_else(|| {
             AgentSpec::compose_system_prompt(config.context.as_deref(), role.as_deref())
         });
@@ -485,6 +518,13 @@ impl Workshop {
         for rec in records {
             let mut spec = rec.spec;
             spec.resume_session = rec.session_id;
+            if spec.options.working_dir.is_none() {
+                // Recorded before agents kept their directory: this process's directory is
+                // where it ran until now; record it (spawn writes the record).
+                if let Err(e) = record_paths(&mut spec.options) {
+                    tracing::warn!(agent = %spec.name, error = %e, "working directory not recorded");
+                }
+            }
             let name = spec.name.clone();
             let restored = Restored {
                 cost_usd: rec.cost_usd,
