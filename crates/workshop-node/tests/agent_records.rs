@@ -85,6 +85,9 @@ async fn an_agent_records_the_absolute_directory_it_was_created_in() {
         w.from_profile("p", "profiled", Default::default())
             .await
             .expect("agent from a profile");
+        w.board_worker("builder", "code", worker_opts(script(vec![text("ok")])))
+            .await
+            .expect("board worker");
         // The sessions start in the recorded directory.
         assert_eq!(backend.working_dir_of("plain").as_deref(), Some(&*here));
         assert_eq!(backend.working_dir_of("relative").as_deref(), Some(&*sub));
@@ -102,6 +105,21 @@ async fn an_agent_records_the_absolute_directory_it_was_created_in() {
     );
     assert_eq!(
         recorded_working_dir(data.path(), "profiled").as_deref(),
+        Some(&*here)
+    );
+
+    // A board worker's repository (where item worktrees go) is recorded too.
+    {
+        let db = NodeDb::open(&data.path().join("node")).expect("node database");
+        let workers = db.workers().expect("workers");
+        let builder = workers
+            .iter()
+            .find(|s| s.name.as_str() == "builder")
+            .expect("the worker's spec");
+        assert_eq!(builder.options.working_dir.as_deref(), Some(&*here));
+    }
+    assert_eq!(
+        recorded_working_dir(data.path(), "builder").as_deref(),
         Some(&*here)
     );
 
