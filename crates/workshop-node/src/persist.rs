@@ -194,6 +194,12 @@ impl NodeDb {
             .map_err(|e| db_err(&self.dir, e))
     }
 
+    /// Every write to the agents tree since the last call, in order (`None`: a delete).
+    #[cfg(test)]
+    pub(crate) fn take_agent_writes(&self) -> Vec<(AgentName, Option<AgentRecord>)> {
+        self.rows.take_journal()
+    }
+
     /// Counters of the status row writer.
     pub fn row_writer_stats(&self) -> RowWriterStats {
         self.rows.stats()

@@ -948,6 +948,11 @@ impl Workshop {
         spec.name = self
             .agent(spec.name.as_str(), spec.role.clone(), spec.options.clone())
             .await?;
+        // The worker's repository (where item worktrees go) is the directory its agent was
+        // created in, recorded absolute, not whatever directory restores the worker later.
+        if let Some(agent) = self.inner.directory.spec(&spec.name) {
+            spec.options.working_dir = agent.options.working_dir.clone();
+        }
         spec.interval_ms = spec.interval_ms.max(10);
         spec.lease_ms = spec.lease_ms.max(30);
         if let Some(db) = &self.inner.db {

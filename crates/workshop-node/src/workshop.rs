@@ -117,6 +117,38 @@ pub(crate) struct Inner {
     pub(crate) names: NameLocks,
 }
 
+/// Record where an agent runs as absolute paths, resolved against this process's current
+/// directory now, at creation: its `working_dir` (none given: the current directory itself) and
+/// its `script_file` (read by this process). A restored agent then runs where it was created,
+/// whatever the directory of the process that restores it. The spec is built on the node, so
+/// an agent created through a remote `Client` gets the node process's directory, not the
+/// client's: a client that means its own directory passes `working_dir`.
+pub(crate) fn record_paths(options: &mut AgentOptions) -> Result<(), ApiError> {
+    let absolute = |what: &str, path: Option<&str>| -> Result<String, ApiError> {
+        let resolved = match path {
+            Some(p) => std::path::absolute(p),
+            None => std::env::current_dir(),
+        }
+        .map_err(|e| {
+            ApiError::Node(format!(
+                "cannot resolve the agent's {what} {}: {e}; pass an absolute path",
+                path.unwrap_or("(the node's current directory)")
+            ))
+        })?;
+        resolved.into_os_string().into_string().map_err(|p| {
+            ApiError::Node(format!(
+                "the agent's {what} {} is not valid UTF-8; pass a working_dir that is",
+                std::path::Path::new(&p).display()
+            ))
+        })
+    };
+    options.working_dir = Some(absolute("working_dir", options.working_dir.as_deref())?);
+    if let Some(file) = options.script_file.as_deref() {
+        options.script_file = Some(absolute("script_file", Some(file))?);
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_name(name: &str) -> Result<AgentName, ApiError> {
     Ok(AgentName::new(name)?)
 }
@@ -327,7 +359,8 @@ impl Workshop {
         let name = parse_name(name)?;
         options.validate()?;
         let config = self.config();
-        let effective = config.defaults.overlay(options);
+        let mut effective = config.defaults.overlay(options);
+        record_paths(&mut effective)?;
         let system_prompt = effective.system_prompt.clone().or_else(|| {
             AgentSpec::compose_system_prompt(config.context.as_deref(), role.as_deref())
         });
@@ -376,8 +409,32 @@ impl Workshop {
         })?;
         let replaced = self.inner.directory.actor(&name).is_some();
         if replaced {
-            self.dismiss_quiet(held).await;
+            // The old record stays until the new one is written over it (one write, below):
+            // a kill before that write restores the old agent (its turn in flight reported
+            // interrupted), a kill after it the new one; never neither.
+            self.retire(held, false).await;
         }
+        let started = self
+            .start_agent(spec, backend, behaviour, restored, replaced)
+            .await;
+        if started.is_err() && replaced {
+            // The old agent is gone and no new one took its place: as a dismissal.
+            self.delete_record(&name).await;
+        }
+        started
+    }
+
+    /// The second half of `spawn`: the agent's actor, its record written (over the record of
+    /// the agent it replaces, if any) and synced, its row in the directory, the event.
+    async fn start_agent(
+        &self,
+        spec: AgentSpec,
+        backend: Arc<dyn workshop_agent::backend::Backend>,
+        behaviour: Box<dyn Behaviour>,
+        restored: Option<Restored>,
+        replaced: bool,
+    ) -> Result<AgentName, ApiError> {
+        let name = spec.name.clone();
         let sup = self
             .inner
             .agents_slot
@@ -490,6 +547,13 @@ impl Workshop {
         for rec in records {
             let mut spec = rec.spec;
             spec.resume_session = rec.session_id;
+            if spec.options.working_dir.is_none() {
+                // Recorded before agents kept their directory: this process's directory is
+                // where it ran until now; record it (spawn writes the record).
+                if let Err(e) = record_paths(&mut spec.options) {
+                    tracing::warn!(agent = %spec.name, error = %e, "working directory not recorded");
+                }
+            }
             let name = spec.name.clone();
             let restored = Restored {
                 cost_usd: rec.cost_usd,
@@ -955,10 +1019,11 @@ impl Workshop {
 
     /// Remove the agent of the held name from the directory and the registry, and stop it.
     async fn dismiss_quiet(&self, held: &NameGuard<'_>) -> bool {
-        let name = held.name();
-        let Some(entry) = self.inner.directory.remove(name) else {
-            return false;
-        };
+        self.retire(held, true).await
+    }
+
+    /// Delete an agent's record and sync (errors are logged: the agent is gone either way).
+    async fn delete_record(&self, name: &AgentName) {
         if let Some(db) = &self.inner.db {
             let synced = match db.delete_agent(name) {
                 Ok(()) => db.sync().await,
@@ -967,6 +1032,19 @@ impl Workshop {
             if let Err(e) = synced {
                 tracing::error!(agent = %name, error = %e, "cannot remove agent from the registry");
             }
+        }
+    }
+
+    /// Remove the agent of the held name from the directory (its late status rows are then
+    /// ignored) and stop it; with `delete`, its record too. A replacement keeps the record for
+    /// the new agent's record to overwrite.
+    async fn retire(&self, held: &NameGuard<'_>, delete: bool) -> bool {
+        let name = held.name();
+        let Some(entry) = self.inner.directory.remove(name) else {
+            return false;
+        };
+        if delete {
+            self.delete_record(name).await;
         }
         let agent = name.clone();
         if let Err(e) = self
@@ -1174,5 +1252,120 @@ fn refusal(agent: AgentName, r: Refusal) -> ApiError {
         Refusal::QueueFull(depth) => ApiError::QueueFull { agent, depth },
         Refusal::Halted => ApiError::Halted(agent),
         Refusal::Budget(why) => ApiError::BudgetExceeded(why),
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+    use workshop_types::{ScriptStep, TurnError};
+
+    fn script(step: ScriptStep) -> AgentOptions {
+        AgentOptions {
+            script: Some(vec![step]),
+            ..Default::default()
+        }
+    }
+
+    /// Replacing an agent on a durable node: a kill between any two of the replacement's
+    /// writes to the registry (replayed from the journal of the agents tree) leaves the old
+    /// agent, with its turn in flight (reported interrupted on restore), or the new one; the
+    /// caller waiting on the old agent's turn hears it was cancelled.
+    #[tokio::test]
+    async fn a_replacement_is_one_write_over_the_old_record() {
+        let data = tempfile::tempdir().expect("data dir");
+        let node = crate::Node::open(data.path()).await.expect("node");
+        let w = node.workshop.clone();
+        let name = AgentName::new("x").expect("name");
+        let hang = ScriptStep {
+            hang: true,
+            ..Default::default()
+        };
+        w.agent("x", None, script(hang)).await.expect("agent");
+        let asker = w.clone();
+        let ask = tokio::spawn(async move { asker.ask("x", "long job").await });
+        let db = w.db().expect("a durable node");
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while db
+                .agent(&name)
+                .ok()
+                .flatten()
+                .and_then(|r| r.task)
+                .is_none()
+            {
+                // Each pass asks the agent (a message round trip), not a timer.
+                let _ = w.info("x").await;
+            }
+        })
+        .await
+        .expect("the turn started and its row was written");
+        let old = db.agent(&name).expect("read").expect("old record");
+        assert_eq!(old.task.as_deref(), Some("long job"));
+        let _ = db.take_agent_writes();
+
+        let new_step = ScriptStep {
+            text: Some("new".into()),
+            ..Default::default()
+        };
+        w.agent("x", Some("replacement".into()), script(new_step))
+            .await
+            .expect("replace");
+
+        let asked = tokio::time::timeout(Duration::from_secs(20), ask)
+            .await
+            .expect("the old turn's caller was answered")
+            .expect("the ask task");
+        assert!(
+            matches!(
+                asked,
+                Err(ApiError::Turn {
+                    error: TurnError::Cancelled(_),
+                    ..
+                })
+            ),
+            "{asked:?}"
+        );
+
+        let writes: Vec<Option<AgentRecord>> = db
+            .take_agent_writes()
+            .into_iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, r)| r)
+            .collect();
+        assert!(!writes.is_empty(), "the replacement wrote nothing");
+        let mut on_disk = Some(old.clone());
+        for (i, write) in writes.iter().enumerate() {
+            on_disk = write.clone();
+            let rec = on_disk.as_ref().unwrap_or_else(|| {
+                panic!("a kill after write {i} of {writes:?} leaves no agent x")
+            });
+            assert!(
+                *rec == old || rec.spec.role.as_deref() == Some("replacement"),
+                "write {i} is neither the old nor the new agent: {rec:?}"
+            );
+        }
+        let last = on_disk.expect("the new record");
+        assert_eq!(last.spec.role.as_deref(), Some("replacement"));
+        assert_eq!(last.task, None);
+        assert_eq!(
+            db.agent(&name).expect("read").expect("record").spec.role,
+            Some("replacement".into())
+        );
+
+        // A replacement that cannot start leaves no agent, live or recorded (as before: the
+        // old one is gone), rather than a record that a restart would bring back.
+        let broken = AgentOptions {
+            script_file: Some(data.path().join("missing.toml").display().to_string()),
+            ..Default::default()
+        };
+        w.agent("x", None, broken)
+            .await
+            .expect_err("a missing script file");
+        assert!(w.agents().is_empty(), "{:?}", w.agents());
+        assert_eq!(db.agent(&name).expect("read"), None);
+
+        // The node's database must be free for the shutdown to finish.
+        drop((db, w));
+        node.shutdown().await;
     }
 }

@@ -30,7 +30,10 @@
 //! - **Creation and dismissal** never go through the writer: `Workshop` writes them and
 //!   `fdatasync`s before it answers. A dismissal also drops the agent's queued row, under the
 //!   same lock the writer holds while it writes a batch, so a late row cannot bring a dismissed
-//!   agent back.
+//!   agent back. A **replacement** deletes nothing: the new record is written over the old one
+//!   (one insert of the same key, dropping the old agent's queued row), then synced, so a kill
+//!   at any point leaves the old agent (its turn in flight reported interrupted after the
+//!   restart) or the new one, never neither.
 //! - **A clean stop loses nothing**: `NodeDb::sync` (which `stop_agents`, and so
 //!   `Node::shutdown`, calls after the agents stopped) first writes every queued row, and
 //!   dropping the database drains the writer before its thread ends.
@@ -126,6 +129,10 @@ struct Shared {
     db: sled::Db,
     agents: sled::Tree,
     events: sled::Tree,
+    /// Every write to the agents tree, in order (`None`: a delete), for tests that check what
+    /// a kill between two writes would leave.
+    #[cfg(test)]
+    journal: Mutex<Vec<(AgentName, Option<AgentRecord>)>>,
 }
 
 impl Shared {
@@ -181,6 +188,10 @@ impl Shared {
         self.agents
             .insert(rec.spec.name.as_str().as_bytes(), bytes)
             .map_err(|e| e.to_string())?;
+        #[cfg(test)]
+        self.journal
+            .lock()
+            .push((rec.spec.name.clone(), Some(rec.clone())));
         Ok(())
     }
 
@@ -226,6 +237,8 @@ impl RowWriter {
             db,
             agents,
             events,
+            #[cfg(test)]
+            journal: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -292,8 +305,10 @@ impl RowWriter {
         self.shared
             .agents
             .remove(name.as_str().as_bytes())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        #[cfg(test)]
+        self.shared.journal.lock().push((name.clone(), None));
+        Ok(())
     }
 
     /// Write every queued row now, on the caller's thread (no flush: the caller flushes).
@@ -311,6 +326,12 @@ impl RowWriter {
             immediate: c.immediate.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// The writes to the agents tree since the last call, in order (`None`: a delete).
+    #[cfg(test)]
+    pub fn take_journal(&self) -> Vec<(AgentName, Option<AgentRecord>)> {
+        std::mem::take(&mut *self.shared.journal.lock())
     }
 
     /// Hold the writer back (tests): rows queued meanwhile form one batch when the guard drops.
