@@ -48,10 +48,13 @@ impl fmt::Display for AgentName {
     }
 }
 
-/// The candidate nearest to `word` (at most a third of its letters off, at least one), if
-/// any: for "did you mean ...?".
+/// The candidate nearest to `word` (at most a third of its letters off; words under three
+/// letters are too short to guess at), if any: for "did you mean ...?".
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    let limit = word.chars().count() / 3;
+    if limit == 0 {
+        return None;
+    }
     candidates
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, _)| *d <= limit)
