@@ -22,6 +22,7 @@ both!(
     workflow_runs_through_workers_and_feeds_results_forward,
     a_failed_stage_fails_the_workflow,
     workflow_definitions_are_checked_where_the_node_accepts_them,
+    numbers_are_checked_where_the_node_accepts_them,
     worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_failure,
     ;
     gated:
@@ -352,6 +353,54 @@ async fn workflow_definitions_are_checked_where_the_node_accepts_them(c: &Client
         e.contains("workflow wf: stage read takes input from \"/nonexistent/workshop/spec.md\", which is neither a stage of this workflow (read) nor a readable file"),
         "{e}"
     );
+}
+
+/// Issue 8, item 8: the node refuses numbers outside their range, naming the option, whoever
+/// sends them.
+async fn numbers_are_checked_where_the_node_accepts_them(c: &Client) {
+    let e = c
+        .configure(None, AgentOptions::default(), Some(-1.0))
+        .await
+        .expect_err("negative budget");
+    assert!(
+        e.to_string()
+            .contains("max_cost_usd must be a finite number, 0 or more, got -1"),
+        "{e}"
+    );
+    let e = c
+        .configure(
+            None,
+            AgentOptions {
+                timeout_ms: Some(0),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .expect_err("zero timeout");
+    assert!(
+        e.to_string()
+            .contains("timeout_ms must be a whole number, 1 or more, got 0"),
+        "{e}"
+    );
+    for (interval_ms, lease_ms, want) in [
+        (
+            Some(0),
+            None,
+            "board worker interval (milliseconds) must be a whole number, 10 or more, got 0",
+        ),
+        (
+            None,
+            Some(5),
+            "board worker lease (milliseconds) must be a whole number, 30 or more, got 5",
+        ),
+    ] {
+        let mut o = worker(script(vec![]), interval_ms, false);
+        o.lease_ms = lease_ms;
+        let e = c.board_worker("w", "code", o).await.expect_err(want);
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    assert!(c.workers().await.expect("workers").is_empty());
 }
 
 async fn git(dir: &std::path::Path, args: &[&str]) -> String {

@@ -370,3 +370,108 @@ fn a_workflow_file_removed_after_the_definition_refuses_the_run_and_creates_no_i
     assert!(!stdout.contains("Error reading"), "{stdout}");
     assert!(stdout.contains("Board is empty."), "{stdout}");
 }
+
+// ---- issue 8, item 8: one rule for every number, naming the option or argument
+
+#[test]
+fn configure_refuses_a_negative_global_budget_naming_it() {
+    refused(
+        &[],
+        "configure(#{max_cost_usd: -1.0});",
+        "max_cost_usd must be a finite number, 0 or more, got -1",
+    );
+}
+
+#[test]
+fn a_zero_timeout_is_refused_naming_the_option() {
+    refused(
+        &[],
+        "configure(#{timeout_ms: 0});",
+        "timeout_ms must be a whole number, 1 or more, got 0",
+    );
+    refused(
+        &[],
+        r#"agent("a", #{timeout_ms: 0});"#,
+        "timeout_ms must be a whole number, 1 or more, got 0",
+    );
+}
+
+#[test]
+fn a_negative_timeout_or_queue_depth_is_refused_naming_the_option() {
+    refused(
+        &[],
+        r#"agent("a", #{timeout_ms: -1});"#,
+        "timeout_ms must be a whole number, 1 or more, got -1",
+    );
+    refused(
+        &[],
+        r#"agent("a", #{queue_depth: -1});"#,
+        "queue_depth must be a whole number from 1 to 4294967295, got -1",
+    );
+}
+
+#[test]
+fn history_with_a_negative_count_is_refused() {
+    refused(
+        &[],
+        r#"agent("a"); ask("a", "hi"); history("a", -3);"#,
+        "history(name, last): last must be a whole number, 1 or more, got -3",
+    );
+}
+
+#[test]
+fn await_with_a_negative_timeout_is_refused() {
+    refused(
+        &[],
+        r#"agent("a"); await("a", -5);"#,
+        "await(name, timeout_ms): timeout_ms must be a whole number, 0 or more, got -5",
+    );
+}
+
+#[test]
+fn await_all_with_a_negative_timeout_fails_the_script() {
+    refused(
+        &[],
+        r#"agent("a", #{script: [#{delay_ms: 200}]}); cast("a", "hi"); await_all(-1);"#,
+        "await_all(timeout_ms): timeout_ms must be a whole number, 0 or more, got -1",
+    );
+}
+
+#[test]
+fn a_board_worker_interval_of_zero_or_below_is_refused_as_every_is() {
+    for (v, got) in [("0", "got 0"), ("-5", "got -5")] {
+        refused(
+            &[],
+            &format!(r#"board_worker("w", "code", #{{interval: {v}}});"#),
+            &format!("board_worker interval must be a whole number, 10 or more, {got}"),
+        );
+    }
+    refused(
+        &[],
+        r#"agent("a"); every("a", "tick", 0);"#,
+        "every(name, prompt, interval_ms): interval_ms must be a whole number, 10 or more, got 0",
+    );
+}
+
+#[test]
+fn putting_nan_or_infinity_is_refused() {
+    refused(
+        &[],
+        r#"put("n", 0.0/0.0);"#,
+        "put(key, value): value holds NaN, which JSON cannot store; use a finite number",
+    );
+    refused(
+        &[],
+        r#"put("n", #{list: [1.0, 1.0/0.0]});"#,
+        "put(key, value): value.list[1] holds inf, which JSON cannot store",
+    );
+}
+
+#[test]
+fn a_stage_priority_out_of_range_is_refused_naming_the_stage() {
+    refused(
+        &[],
+        r#"agent("p"); workflow("f", [#{stage: "plan", agent: "p", title: "Plan", priority: 300}]);"#,
+        "stage plan: priority must be a whole number from 1 to 5, got 300",
+    );
+}
