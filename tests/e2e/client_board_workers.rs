@@ -21,6 +21,8 @@ both!(
     work_from_result_uses_the_agents_last_result_as_spec,
     workflow_runs_through_workers_and_feeds_results_forward,
     a_failed_stage_fails_the_workflow,
+    workflow_definitions_are_checked_where_the_node_accepts_them,
+    numbers_are_checked_where_the_node_accepts_them,
     worktree_workers_give_each_item_a_branch_removed_on_success_kept_on_failure,
     ;
     gated:
@@ -212,8 +214,19 @@ fn feature() -> Workflow {
     Workflow::new("feature", vec![plan, implement, review]).expect("valid")
 }
 
-async fn workflow_runs_through_workers_and_feeds_results_forward(c: &Client) {
+/// The feature workflow, defined once each of its stages' agents exists (as a profile here:
+/// the workers that run the stages come and go per test).
+async fn define_feature(c: &Client) {
+    for name in ["planner", "coder", "reviewer"] {
+        c.profile(name, None, AgentOptions::default())
+            .await
+            .expect("profile");
+    }
     c.workflow(feature()).await.expect("define");
+}
+
+async fn workflow_runs_through_workers_and_feeds_results_forward(c: &Client) {
+    define_feature(c).await;
     for (name, work_type, answer) in [
         ("gen", "custom", "the plan"),
         ("dev", "code", "the code"),
@@ -253,7 +266,7 @@ async fn workflow_runs_through_workers_and_feeds_results_forward(c: &Client) {
 }
 
 async fn a_failed_stage_fails_the_workflow(c: &Client) {
-    c.workflow(feature()).await.expect("define");
+    define_feature(c).await;
     c.board_worker(
         "gen",
         "custom",
@@ -278,6 +291,116 @@ async fn a_failed_stage_fails_the_workflow(c: &Client) {
     let (_, items) = c.workflow_status("feature").await.expect("status");
     let review = items[2].1.as_ref().expect("review item");
     assert_eq!(review.status, Status::Blocked);
+}
+
+/// Issue 8, item 7: whatever a client sends (here a definition built without
+/// `Workflow::new`), the node refuses a stage nobody could run, a work type no worker could
+/// have, an unknown source stage and an unreadable file, naming the stage.
+async fn workflow_definitions_are_checked_where_the_node_accepts_them(c: &Client) {
+    let refusal =
+        |wf: Workflow| async move { c.workflow(wf).await.expect_err("refused").to_string() };
+    let mut plan = Stage::new("plan", "ghost", "Plan it");
+    plan.work_type = "code".into();
+    let e = refusal(Workflow {
+        name: "wf".into(),
+        stages: vec![plan.clone()],
+    })
+    .await;
+    assert!(
+        e.contains("workflow wf: stage plan is for \"ghost\", but no agent, profile or board worker is named \"ghost\" and no board worker takes code items"),
+        "{e}"
+    );
+    c.board_worker("dev", "code", worker(script(vec![]), None, false))
+        .await
+        .expect("worker");
+    // Now a worker takes code items: the same stage is accepted.
+    c.workflow(Workflow {
+        name: "wf".into(),
+        stages: vec![plan.clone()],
+    })
+    .await
+    .expect("a code worker runs it");
+    let mut typo = plan.clone();
+    typo.work_type = "cod".into();
+    let e = refusal(Workflow {
+        name: "wf".into(),
+        stages: vec![typo],
+    })
+    .await;
+    assert!(
+        e.contains("workflow wf: stage plan: unknown work type \"cod\""),
+        "{e}"
+    );
+    let mut implement = Stage::new("implement", "dev", "Implement");
+    implement.from = Source::Stages(vec!["plann".into()]);
+    let e = refusal(Workflow {
+        name: "wf".into(),
+        stages: vec![plan.clone(), implement],
+    })
+    .await;
+    assert!(
+        e.contains("workflow wf: stage implement takes input from plann, which is not a stage of this workflow"),
+        "{e}"
+    );
+    let mut read = Stage::new("read", "dev", "Read");
+    read.from = Source::File("/nonexistent/workshop/spec.md".into());
+    let e = refusal(Workflow {
+        name: "wf".into(),
+        stages: vec![read],
+    })
+    .await;
+    assert!(
+        e.contains("workflow wf: stage read takes input from \"/nonexistent/workshop/spec.md\", which is neither a stage of this workflow (read) nor a readable file"),
+        "{e}"
+    );
+}
+
+/// Issue 8, item 8: the node refuses numbers outside their range, naming the option, whoever
+/// sends them.
+async fn numbers_are_checked_where_the_node_accepts_them(c: &Client) {
+    let e = c
+        .configure(None, AgentOptions::default(), Some(-1.0))
+        .await
+        .expect_err("negative budget");
+    assert!(
+        e.to_string()
+            .contains("max_cost_usd must be a finite number, 0 or more, got -1"),
+        "{e}"
+    );
+    let e = c
+        .configure(
+            None,
+            AgentOptions {
+                timeout_ms: Some(0),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .expect_err("zero timeout");
+    assert!(
+        e.to_string()
+            .contains("timeout_ms must be a whole number, 1 or more, got 0"),
+        "{e}"
+    );
+    for (interval_ms, lease_ms, want) in [
+        (
+            Some(0),
+            None,
+            "board worker interval (milliseconds) must be a whole number, 10 or more, got 0",
+        ),
+        (
+            None,
+            Some(5),
+            "board worker lease (milliseconds) must be a whole number, 30 or more, got 5",
+        ),
+    ] {
+        let mut o = worker(script(vec![]), interval_ms, false);
+        o.lease_ms = lease_ms;
+        let e = c.board_worker("w", "code", o).await.expect_err(want);
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    assert!(c.workers().await.expect("workers").is_empty());
 }
 
 async fn git(dir: &std::path::Path, args: &[&str]) -> String {
@@ -350,7 +473,7 @@ async fn define_before_restart(c: &Client) {
     c.work("keep", "Keep me", typed("docs"))
         .await
         .expect("work");
-    c.workflow(feature()).await.expect("define");
+    define_feature(c).await;
 }
 
 /// ... are there in the next.

@@ -236,3 +236,242 @@ fn board_commands_work_on_a_data_dir_and_the_console_sees_the_items() {
         text(&out.stdout)
     );
 }
+
+/// Runs `script` in a console on a fresh directory (with `files` written in it first) and
+/// expects it to stop with `want` on stderr, a non-zero exit, and nothing after the refusal.
+fn refused(files: &[(&str, &str)], script: &str, want: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, body) in files {
+        std::fs::write(dir.path().join(name), body).expect("write file");
+    }
+    let out = console_stdin(dir.path(), &format!("{script}\nprint(\"not reached\");"));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "accepted: {stdout}\n{stderr}");
+    assert!(!stdout.contains("not reached"), "{stdout}");
+    assert!(stderr.contains(want), "wanted {want:?} in: {stderr}");
+    stdout
+}
+
+// ---- issue 8, item 7: workflows are checked when defined (and files again when run)
+
+#[test]
+fn a_workflow_with_a_misspelt_stage_in_from_is_refused_naming_the_stage() {
+    refused(
+        &[],
+        r#"
+        profile("planner", "Plans.", #{});
+        profile("coder", "Codes.", #{});
+        workflow("feature", [
+            #{stage: "plan", agent: "planner", title: "Plan"},
+            #{stage: "implement", agent: "coder", title: "Implement", from: "plann"},
+        ]);
+        "#,
+        "workflow feature: stage implement takes input from \"plann\", which is neither a stage \
+         of this workflow (plan, implement) nor a readable file",
+    );
+}
+
+#[test]
+fn a_workflow_reading_a_missing_file_is_refused_naming_the_stage_and_the_file() {
+    refused(
+        &[],
+        r#"
+        profile("planner", "Plans.", #{});
+        workflow("feature", [#{stage: "plan", agent: "planner", title: "Plan", from: "specs/none.md"}]);
+        "#,
+        "stage plan takes input from \"specs/none.md\", which is neither a stage of this \
+         workflow (plan) nor a readable file (No such file or directory",
+    );
+}
+
+#[test]
+fn a_workflow_stage_nobody_could_run_is_refused_naming_the_stage_and_what_to_create() {
+    refused(
+        &[],
+        r#"workflow("feature", [#{stage: "plan", agent: "ghost", title: "Plan", type: "code"}]);"#,
+        "workflow feature: stage plan is for \"ghost\", but no agent, profile or board worker is \
+         named \"ghost\" and no board worker takes code items, so the stage would never run; \
+         create one first, e.g. board_worker(\"ghost\", \"code\", #{}) or profile(\"ghost\", ...)",
+    );
+}
+
+#[test]
+fn a_workflow_stage_with_a_work_type_no_worker_could_have_is_refused() {
+    refused(
+        &[],
+        r#"
+        agent("planner");
+        workflow("feature", [#{stage: "plan", agent: "planner", title: "Plan", type: "cod"}]);
+        "#,
+        "workflow feature: stage plan: unknown work type \"cod\"; use code, review, test, docs, \
+         deploy, triage, custom or custom:<name>",
+    );
+}
+
+#[test]
+fn a_workflow_stage_is_accepted_when_an_agent_profile_or_worker_can_run_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.md"), "the spec").expect("write spec");
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        let stages = [
+            #{stage: "plan", agent: "planner", title: "Plan", from: "spec.md"},
+            #{stage: "lead", agent: "lead", title: "Lead", from: "plan"},
+            #{stage: "named", agent: "dev", title: "By name", type: "review"},
+            #{stage: "typed", agent: "anyone", title: "By type", type: "code", from: ["plan", "lead"]},
+        ];
+        try { workflow("feature", stages); } catch (e) { print("refused first: " + e); }
+        agent("lead");
+        profile("planner", "Plans.", #{});
+        board_worker("dev", "code", #{script: [#{text: "done"}]});
+        workflow("feature", stages);
+        print("defined");
+        "#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("refused first: workflow feature: stage plan is for \"planner\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\ndefined"), "{stdout}");
+}
+
+#[test]
+fn a_workflow_file_removed_after_the_definition_refuses_the_run_and_creates_no_item() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("spec.md"), "the spec").expect("write spec");
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        profile("planner", "Plans.", #{});
+        workflow("feature", [#{stage: "plan", agent: "planner", title: "Plan", from: "spec.md"}]);
+        "#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    std::fs::remove_file(dir.path().join("spec.md")).expect("remove spec");
+    let out = console_stdin(
+        dir.path(),
+        r#"
+        try { run_workflow("feature"); } catch (e) { print("refused: " + e); }
+        board();
+        "#,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains(
+            "refused: workflow feature: stage plan takes input from \"spec.md\", which is \
+             neither a stage of this workflow (plan) nor a readable file (No such file or directory"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Error reading"), "{stdout}");
+    assert!(stdout.contains("Board is empty."), "{stdout}");
+}
+
+// ---- issue 8, item 8: one rule for every number, naming the option or argument
+
+#[test]
+fn configure_refuses_a_negative_global_budget_naming_it() {
+    refused(
+        &[],
+        "configure(#{max_cost_usd: -1.0});",
+        "max_cost_usd must be a finite number, 0 or more, got -1",
+    );
+}
+
+#[test]
+fn a_zero_timeout_is_refused_naming_the_option() {
+    refused(
+        &[],
+        "configure(#{timeout_ms: 0});",
+        "timeout_ms must be a whole number, 1 or more, got 0",
+    );
+    refused(
+        &[],
+        r#"agent("a", #{timeout_ms: 0});"#,
+        "timeout_ms must be a whole number, 1 or more, got 0",
+    );
+}
+
+#[test]
+fn a_negative_timeout_or_queue_depth_is_refused_naming_the_option() {
+    refused(
+        &[],
+        r#"agent("a", #{timeout_ms: -1});"#,
+        "timeout_ms must be a whole number, 1 or more, got -1",
+    );
+    refused(
+        &[],
+        r#"agent("a", #{queue_depth: -1});"#,
+        "queue_depth must be a whole number from 1 to 4294967295, got -1",
+    );
+}
+
+#[test]
+fn history_with_a_negative_count_is_refused() {
+    refused(
+        &[],
+        r#"agent("a"); ask("a", "hi"); history("a", -3);"#,
+        "history(name, last): last must be a whole number, 1 or more, got -3",
+    );
+}
+
+#[test]
+fn await_with_a_negative_timeout_is_refused() {
+    refused(
+        &[],
+        r#"agent("a"); await("a", -5);"#,
+        "await(name, timeout_ms): timeout_ms must be a whole number, 0 or more, got -5",
+    );
+}
+
+#[test]
+fn await_all_with_a_negative_timeout_fails_the_script() {
+    refused(
+        &[],
+        r#"agent("a", #{script: [#{delay_ms: 200}]}); cast("a", "hi"); await_all(-1);"#,
+        "await_all(timeout_ms): timeout_ms must be a whole number, 0 or more, got -1",
+    );
+}
+
+#[test]
+fn a_board_worker_interval_of_zero_or_below_is_refused_as_every_is() {
+    for (v, got) in [("0", "got 0"), ("-5", "got -5")] {
+        refused(
+            &[],
+            &format!(r#"board_worker("w", "code", #{{interval: {v}}});"#),
+            &format!("board_worker interval must be a whole number, 10 or more, {got}"),
+        );
+    }
+    refused(
+        &[],
+        r#"agent("a"); every("a", "tick", 0);"#,
+        "every(name, prompt, interval_ms): interval_ms must be a whole number, 10 or more, got 0",
+    );
+}
+
+#[test]
+fn putting_nan_or_infinity_is_refused() {
+    refused(
+        &[],
+        r#"put("n", 0.0/0.0);"#,
+        "put(key, value): value holds NaN, which JSON cannot store; use a finite number",
+    );
+    refused(
+        &[],
+        r#"put("n", #{list: [1.0, 1.0/0.0]});"#,
+        "put(key, value): value.list[1] holds inf, which JSON cannot store",
+    );
+}
+
+#[test]
+fn a_stage_priority_out_of_range_is_refused_naming_the_stage() {
+    refused(
+        &[],
+        r#"agent("p"); workflow("f", [#{stage: "plan", agent: "p", title: "Plan", priority: 300}]);"#,
+        "stage plan: priority must be a whole number from 1 to 5, got 300",
+    );
+}

@@ -654,6 +654,18 @@ async fn workflows_are_defined_run_and_watched() {
     )
     .await;
     assert!(e.message.contains("both"), "{e:?}");
+    ok(
+        &op,
+        "board_worker",
+        json!({ "name": "planner", "type": "review", "options": { "backend": "script" } }),
+    )
+    .await;
+    ok(
+        &op,
+        "board_worker",
+        json!({ "name": "coder", "type": "code", "options": { "backend": "script" } }),
+    )
+    .await;
     let r = ok(
         &op,
         "define_workflow",
@@ -670,18 +682,6 @@ async fn workflows_are_defined_run_and_watched() {
         "{}",
         r.text
     );
-    ok(
-        &op,
-        "board_worker",
-        json!({ "name": "planner", "type": "review", "options": { "backend": "script" } }),
-    )
-    .await;
-    ok(
-        &op,
-        "board_worker",
-        json!({ "name": "coder", "type": "code", "options": { "backend": "script" } }),
-    )
-    .await;
     let r = ok(&op, "run_workflow", json!({ "name": "wf" })).await;
     assert!(r.text.starts_with("Workflow wf started: 2 items."));
     let r = ok(&op, "await_workflow", json!({ "name": "wf" })).await;

@@ -134,7 +134,8 @@ impl Workshop {
         let (name, _) = self.live(agent)?;
         if interval_ms < MIN_INTERVAL_MS {
             return Err(ApiError::Node(format!(
-                "schedule interval {interval_ms} ms is too short; use at least {MIN_INTERVAL_MS} ms"
+                "schedule interval_ms must be {}, got {interval_ms}",
+                workshop_types::numbers::whole_range(MIN_INTERVAL_MS, None)
             )));
         }
         let spec = ScheduleSpec {

@@ -31,7 +31,7 @@ use workshop_board::item::{
     RESULT_PART_BYTES,
 };
 use workshop_board::BoardClient;
-use workshop_types::{AgentName, AgentOptions, Topic};
+use workshop_types::{AgentName, AgentOptions, OptionError, Topic};
 
 use crate::background::{spawn_worker, Supervised};
 use crate::board_link::is_unreachable;
@@ -41,6 +41,10 @@ use crate::{ApiError, Workshop};
 
 pub const DEFAULT_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_LEASE_MS: u64 = 60_000;
+/// The shortest interval a board worker takes (as a schedule's).
+pub const MIN_WORKER_INTERVAL_MS: u64 = crate::schedule::MIN_INTERVAL_MS;
+/// The shortest lease a board worker claims under.
+pub const MIN_WORKER_LEASE_MS: u64 = 30;
 /// How long a stopping node waits for an interrupted item to be handed back.
 pub const RELEASE_WAIT: Duration = Duration::from_secs(10);
 /// First and longest wait before a worker asks an unreachable board again (it also asks as
@@ -915,6 +919,21 @@ impl Workshop {
             worktree,
             lease_ms,
         } = o;
+        // The numbers rule (`workshop_types::numbers`): refused, not clamped.
+        for (what, v, min) in [
+            ("interval", interval_ms, MIN_WORKER_INTERVAL_MS),
+            ("lease", lease_ms, MIN_WORKER_LEASE_MS),
+        ] {
+            if let Some(v) = v {
+                if v < min {
+                    return Err(OptionError::Invalid(format!(
+                        "board worker {what} (milliseconds) must be {}, got {v}",
+                        workshop_types::numbers::whole_range(min, None)
+                    ))
+                    .into());
+                }
+            }
+        }
         if let Some(ms) = lease_ms {
             crate::work::check_lease("lease", ms)?;
         }
@@ -953,8 +972,8 @@ impl Workshop {
         if let Some(agent) = self.inner.directory.spec(&spec.name) {
             spec.options.working_dir = agent.options.working_dir.clone();
         }
-        spec.interval_ms = spec.interval_ms.max(10);
-        spec.lease_ms = spec.lease_ms.max(30);
+        spec.interval_ms = spec.interval_ms.max(MIN_WORKER_INTERVAL_MS);
+        spec.lease_ms = spec.lease_ms.max(MIN_WORKER_LEASE_MS);
         if let Some(db) = &self.inner.db {
             db.put_worker(&spec)?;
             db.sync().await?;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use workshop_board::item::{Status, WorkItem};
+use workshop_board::item::{Status, WorkItem, WorkType};
 use workshop_types::Topic;
 use workshop_workflow::{run_status, stage_prompt, RunStatus, StageState, Workflow};
 
@@ -34,9 +34,61 @@ pub fn status_name(s: RunStatus) -> &'static str {
     }
 }
 
+/// Whether a stage's input file can be read: it exists, is a file and opens.
+fn readable(path: &str) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("it is a directory".into());
+    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 impl Workshop {
-    /// Define (or redefine) a workflow. Definitions survive restarts on a durable node.
+    /// What a definition must satisfy where the node accepts it (so the console, the CLI, MCP
+    /// and remote clients all get the same checks): a valid stage graph, work types the board
+    /// knows, input files that can be read, and for every stage someone to run it: an agent, a
+    /// profile or a board worker of the stage's agent name, or a board worker of its work type.
+    /// Only this node's agents, profiles and workers count.
+    fn check_workflow(&self, wf: Workflow) -> Result<Workflow, ApiError> {
+        let wf = Workflow::new(&wf.name, wf.stages).map_err(|e| ApiError::Board(e.to_string()))?;
+        let snap = self.snapshot();
+        let agents = self.agents();
+        for s in &wf.stages {
+            let work_type: WorkType = s.work_type.parse().map_err(|e| {
+                ApiError::Board(format!("workflow {}: stage {}: {e}", wf.name, s.name))
+            })?;
+            let named = agents.iter().any(|a| a.as_str() == s.agent)
+                || snap.profiles.contains_key(&s.agent)
+                || snap.workers.keys().any(|w| w.as_str() == s.agent);
+            let typed = snap
+                .workers
+                .values()
+                .any(|w| w.crashed.is_none() && w.spec.work_type == work_type);
+            if !named && !typed {
+                return Err(ApiError::Board(format!(
+                    "workflow {wf}: stage {stage} is for {agent:?}, but no agent, profile or board \
+                     worker is named {agent:?} and no board worker takes {work_type} items, so the \
+                     stage would never run; create one first, e.g. board_worker(\"{agent}\", \
+                     \"{work_type}\", #{{}}) or profile(\"{agent}\", ...)",
+                    wf = wf.name,
+                    stage = s.name,
+                    agent = s.agent,
+                )));
+            }
+        }
+        for (stage, path) in wf.files() {
+            readable(path)
+                .map_err(|e| ApiError::Board(wf.unreadable(stage, path, e).to_string()))?;
+        }
+        Ok(wf)
+    }
+
+    /// Define (or redefine) a workflow, checked first (`check_workflow`). Definitions survive
+    /// restarts on a durable node.
     pub async fn workflow(&self, wf: Workflow) -> Result<(), ApiError> {
+        let wf = self.check_workflow(wf)?;
         let name = wf.name.clone();
         self.write_state(|reply| crate::state::StateMsg::Workflow {
             workflow: wf,
@@ -81,7 +133,11 @@ impl Workshop {
                 wf.name
             )));
         }
-        let planned = wf.expand(|path| std::fs::read_to_string(path).map_err(|e| e.to_string()));
+        // Checked again: an agent, worker or file may have gone since the definition.
+        let wf = self.check_workflow(wf)?;
+        let planned = wf
+            .expand(|path| std::fs::read_to_string(path).map_err(|e| e.to_string()))
+            .map_err(|e| ApiError::Board(e.to_string()))?;
         let mut items = Vec::new();
         for p in planned {
             let o = WorkOptions {

@@ -261,6 +261,9 @@ impl Workshop {
         max_cost_usd: Option<f64>,
     ) -> Result<(), ApiError> {
         options.validate()?;
+        if let Some(v) = max_cost_usd {
+            workshop_types::numbers::amount("max_cost_usd", v)?;
+        }
         self.write_state(|reply| StateMsg::Configure {
             context,
             options,

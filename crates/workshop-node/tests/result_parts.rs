@@ -304,13 +304,13 @@ async fn a_workflow_stage_gets_the_whole_result_of_the_one_before() {
     let mut implement = Stage::new("implement", "coder", "Implement the plan");
     implement.from = Source::Stages(vec!["plan".into()]);
     implement.work_type = "code".into();
-    ws.workflow(Workflow::new("feature", vec![plan, implement]).unwrap())
-        .await
-        .unwrap();
     ws.board_worker("gen", "custom", worker_opts(answering(&plan_text)))
         .await
         .unwrap();
     ws.board_worker("dev", "code", worker_opts(answering("{prompt}")))
+        .await
+        .unwrap();
+    ws.workflow(Workflow::new("feature", vec![plan, implement]).unwrap())
         .await
         .unwrap();
     ws.run_workflow("feature").await.unwrap();

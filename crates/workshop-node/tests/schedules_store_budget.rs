@@ -38,7 +38,7 @@ async fn schedule_casts_when_idle_and_skips_while_busy() {
     assert!(w.schedules().await.expect("schedules").is_empty());
     assert!(matches!(
         w.every("mon", "x", 1).await,
-        Err(ApiError::Node(m)) if m.contains("too short")
+        Err(ApiError::Node(m)) if m.contains("interval_ms must be a whole number, 10 or more, got 1")
     ));
     assert!(matches!(
         w.every("ghost", "x", 100).await,

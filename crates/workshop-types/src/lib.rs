@@ -7,6 +7,7 @@ pub mod board;
 pub mod compat;
 mod event;
 mod name;
+pub mod numbers;
 mod options;
 mod turn;
 

@@ -305,7 +305,20 @@ impl AgentOptions {
         self.permission_mode.unwrap_or_default()
     }
 
-    /// Checks what serde cannot: known backends, positive limits.
+    /// The numeric options, each with the least value it takes (`crate::numbers`' rule): what
+    /// `validate` checks, and what a console checks before decoding so that a negative value
+    /// is refused naming its option.
+    pub const WHOLE: &'static [(&'static str, u64, Option<u64>)] = &[
+        ("max_turns", 1, Some(u32::MAX as u64)),
+        ("timeout_ms", 1, None),
+        ("inactivity_timeout_ms", 1, None),
+        ("queue_depth", 1, Some(u32::MAX as u64)),
+    ];
+    /// The amount options (money): finite and 0 or more.
+    pub const AMOUNTS: &'static [&'static str] = &["max_budget_usd", "max_cost_usd"];
+
+    /// Checks what serde cannot: known backends, and the numbers rule for every numeric option
+    /// (`crate::numbers`), naming the option and its range.
     pub fn validate(&self) -> Result<(), OptionError> {
         if let Some(b) = &self.backend {
             if !matches!(b.as_str(), "script" | "claude") {
@@ -314,24 +327,28 @@ impl AgentOptions {
                 )));
             }
         }
-        if self.queue_depth == Some(0) {
-            return Err(OptionError::Invalid(
-                "queue_depth must be at least 1".to_string(),
-            ));
+        let whole = [
+            self.max_turns.map(u64::from),
+            self.timeout_ms,
+            self.inactivity_timeout_ms,
+            self.queue_depth.map(u64::from),
+        ];
+        for ((name, min, max), v) in Self::WHOLE.iter().zip(whole) {
+            if let Some(v) = v {
+                if v < *min || max.is_some_and(|m| v > m) {
+                    return Err(OptionError::Invalid(format!(
+                        "{name} must be {}, got {v}",
+                        crate::numbers::whole_range(*min, *max)
+                    )));
+                }
+            }
         }
-        if self.max_turns == Some(0) {
-            return Err(OptionError::Invalid(
-                "max_turns must be at least 1".to_string(),
-            ));
-        }
-        for (name, v) in [
-            ("max_cost_usd", self.max_cost_usd),
-            ("max_budget_usd", self.max_budget_usd),
-        ] {
-            if v.is_some_and(|v| v.is_nan() || v < 0.0) {
-                return Err(OptionError::Invalid(format!(
-                    "{name} must be a non-negative number"
-                )));
+        for (name, v) in Self::AMOUNTS
+            .iter()
+            .zip([self.max_budget_usd, self.max_cost_usd])
+        {
+            if let Some(v) = v {
+                crate::numbers::amount(name, v)?;
             }
         }
         Ok(())
@@ -405,5 +422,74 @@ mod tests {
             ..Default::default()
         };
         assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn every_numeric_option_follows_the_numbers_rule_and_is_named() {
+        let cases = [
+            (
+                AgentOptions {
+                    timeout_ms: Some(0),
+                    ..Default::default()
+                },
+                "timeout_ms must be a whole number, 1 or more, got 0",
+            ),
+            (
+                AgentOptions {
+                    inactivity_timeout_ms: Some(0),
+                    ..Default::default()
+                },
+                "inactivity_timeout_ms must be a whole number, 1 or more, got 0",
+            ),
+            (
+                AgentOptions {
+                    queue_depth: Some(0),
+                    ..Default::default()
+                },
+                "queue_depth must be a whole number from 1 to 4294967295, got 0",
+            ),
+            (
+                AgentOptions {
+                    max_turns: Some(0),
+                    ..Default::default()
+                },
+                "max_turns must be a whole number from 1 to 4294967295, got 0",
+            ),
+            (
+                AgentOptions {
+                    max_cost_usd: Some(-1.0),
+                    ..Default::default()
+                },
+                "max_cost_usd must be a finite number, 0 or more, got -1",
+            ),
+            (
+                AgentOptions {
+                    max_budget_usd: Some(f64::INFINITY),
+                    ..Default::default()
+                },
+                "max_budget_usd must be a finite number, 0 or more, got inf",
+            ),
+            (
+                AgentOptions {
+                    max_cost_usd: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "max_cost_usd must be a finite number, 0 or more, got NaN",
+            ),
+        ];
+        for (o, want) in cases {
+            let e = o.validate().expect_err(want);
+            assert_eq!(e.to_string(), format!("invalid option: {want}"));
+        }
+        let fine = AgentOptions {
+            timeout_ms: Some(1),
+            inactivity_timeout_ms: Some(1),
+            queue_depth: Some(1),
+            max_turns: Some(1),
+            max_cost_usd: Some(0.0),
+            max_budget_usd: Some(0.5),
+            ..Default::default()
+        };
+        assert_eq!(fine.validate(), Ok(()));
     }
 }

@@ -72,6 +72,19 @@ pub enum WorkflowError {
         workflow: String,
         cycle: Vec<String>,
     },
+    #[error(
+        "workflow {workflow}: stage {stage} takes input from {path:?}, which is neither a stage \
+         of this workflow ({}) nor a readable file ({error})",
+        stages.join(", ")
+    )]
+    Unreadable {
+        workflow: String,
+        stage: String,
+        path: String,
+        error: String,
+        /// The workflow's stage names, for the message (a misspelt stage reads as a file).
+        stages: Vec<String>,
+    },
     #[error("workflow {workflow}: stage {stage} has priority {priority}; use 1 (highest) to 5")]
     Priority {
         workflow: String,
@@ -201,19 +214,38 @@ impl Workflow {
         format!("{}_{}", self.name, stage)
     }
 
+    /// The error for a stage whose input file cannot be read.
+    pub fn unreadable(&self, stage: &Stage, path: &str, error: String) -> WorkflowError {
+        WorkflowError::Unreadable {
+            workflow: self.name.clone(),
+            stage: stage.name.clone(),
+            path: path.to_string(),
+            error,
+            stages: self.stages.iter().map(|s| s.name.clone()).collect(),
+        }
+    }
+
+    /// Every stage fed by a file, with its path.
+    pub fn files(&self) -> impl Iterator<Item = (&Stage, &str)> {
+        self.stages.iter().filter_map(|s| match &s.from {
+            Source::File(path) => Some((s, path.as_str())),
+            _ => None,
+        })
+    }
+
     /// Expand a run into planned board items, in stage order. `read` reads `from: "path"`
-    /// inputs; a read error becomes the spec text, as in AgentWorkshop, so the stage's agent
-    /// sees why its input is missing.
-    pub fn expand(&self, read: impl Fn(&str) -> Result<String, String>) -> Vec<PlannedItem> {
+    /// inputs; a file that cannot be read refuses the run, naming the stage (its agent would
+    /// otherwise work from an error message instead of its input).
+    pub fn expand(
+        &self,
+        read: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<Vec<PlannedItem>, WorkflowError> {
         self.stages
             .iter()
             .map(|s| {
                 let deps = self.deps(s);
                 let spec = match &s.from {
-                    Source::File(path) => match read(path) {
-                        Ok(text) => text,
-                        Err(e) => format!("Error reading {path}: {e}"),
-                    },
+                    Source::File(path) => read(path).map_err(|e| self.unreadable(s, path, e))?,
                     _ => String::new(),
                 };
                 let mut metadata = BTreeMap::new();
@@ -221,7 +253,7 @@ impl Workflow {
                 metadata.insert("stage".to_string(), s.name.clone());
                 metadata.insert("agent".to_string(), s.agent.clone());
                 metadata.insert("from_stages".to_string(), deps.join(","));
-                PlannedItem {
+                Ok(PlannedItem {
                     id: self.item_id(&s.name),
                     title: s.title.clone(),
                     spec,
@@ -229,7 +261,7 @@ impl Workflow {
                     priority: s.priority,
                     depends_on: deps.iter().map(|d| self.item_id(d)).collect(),
                     metadata,
-                }
+                })
             })
             .collect()
     }
@@ -317,7 +349,9 @@ mod tests {
     #[test]
     fn expands_into_items_with_dependencies_and_fan_in() {
         let wf = Workflow::new(":feature", feature()).expect("valid");
-        let items = wf.expand(|p| Ok(format!("content of {p}")));
+        let items = wf
+            .expand(|p| Ok(format!("content of {p}")))
+            .expect("readable");
         assert_eq!(items.len(), 4);
         assert_eq!(items[0].id, "feature_plan");
         assert_eq!(items[0].spec, "content of specs/feature.md");
@@ -334,12 +368,16 @@ mod tests {
     }
 
     #[test]
-    fn file_read_errors_become_the_spec() {
+    fn a_file_read_error_refuses_the_run_naming_the_stage() {
         let wf = Workflow::new("f", feature()).expect("valid");
-        let items = wf.expand(|_| Err("No such file".into()));
+        let e = wf
+            .expand(|_| Err("No such file".into()))
+            .expect_err("unreadable input");
+        assert!(matches!(e, WorkflowError::Unreadable { .. }), "{e:?}");
         assert_eq!(
-            items[0].spec,
-            "Error reading specs/feature.md: No such file"
+            e.to_string(),
+            "workflow f: stage plan takes input from \"specs/feature.md\", which is neither a \
+             stage of this workflow (plan, implement, test, review) nor a readable file (No such file)"
         );
     }
 

@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 use tokio::runtime::Handle;
 use workshop_node::{ApiError, Client};
-use workshop_types::{AgentName, AgentOptions, Topic, TurnResult};
+use workshop_types::numbers;
+use workshop_types::{AgentName, AgentOptions, OptionError, Topic, TurnResult};
 
 use super::print;
 
@@ -132,8 +133,97 @@ fn err(e: ApiError) -> Box<EvalAltResult> {
     e.to_string().into()
 }
 
+fn invalid(e: OptionError) -> Box<EvalAltResult> {
+    match e {
+        OptionError::Invalid(m) => m.into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// A count or duration argument under the numbers rule (`workshop_types::numbers`): a whole
+/// number, `min` or more, or refused naming the function and its argument.
+pub(crate) fn whole_arg(what: &str, v: i64, min: u64) -> R<u64> {
+    numbers::whole(what, v, min, None).map_err(invalid)
+}
+
+/// A timeout argument in milliseconds: 0 (look once, do not wait) or more.
+pub(crate) fn timeout_arg(what: &str, ms: i64) -> R<Duration> {
+    whole_arg(what, ms, 0).map(Duration::from_millis)
+}
+
+/// `events(last)`: at least 1.
+fn last_arg(n: i64) -> R<usize> {
+    let n = whole_arg("events(last): last", n, 1)?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The numbers rule for a map of agent options, before decoding: a negative or fractional
+/// count, or a non-finite or negative amount, is refused naming its option (decoding would
+/// only say which type it expected).
+fn check_numbers(map: &Map) -> R<()> {
+    for (name, min, max) in AgentOptions::WHOLE {
+        if let Some(v) = map.get(*name) {
+            match v.as_int() {
+                Ok(i) => {
+                    numbers::whole(name, i, *min, *max).map_err(invalid)?;
+                }
+                Err(t) => {
+                    return Err(format!(
+                        "{name} must be {}, got {v} ({t})",
+                        numbers::whole_range(*min, *max)
+                    )
+                    .into())
+                }
+            }
+        }
+    }
+    for name in AgentOptions::AMOUNTS {
+        if let Some(v) = map.get(*name) {
+            amount_of(name, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// An amount given as an integer or a float, under the numbers rule.
+fn amount_of(what: &str, v: &Dynamic) -> R<f64> {
+    let f = match (v.as_float(), v.as_int()) {
+        (Ok(f), _) => f,
+        (_, Ok(i)) => i as f64,
+        _ => {
+            return Err(format!(
+                "{what} must be a finite number, 0 or more, got {v} ({})",
+                v.type_name()
+            )
+            .into())
+        }
+    };
+    numbers::amount(what, f).map_err(invalid)
+}
+
+/// JSON holds no NaN or infinity: refuse them (anywhere in a value) instead of storing null.
+fn finite_value(what: &str, v: &Dynamic) -> R<()> {
+    if let Ok(f) = v.as_float() {
+        if !f.is_finite() {
+            return Err(
+                format!("{what} holds {f}, which JSON cannot store; use a finite number").into(),
+            );
+        }
+    } else if v.is_array() {
+        for (i, x) in v.clone().cast::<Array>().iter().enumerate() {
+            finite_value(&format!("{what}[{i}]"), x)?;
+        }
+    } else if v.is_map() {
+        for (k, x) in v.clone().cast::<Map>().iter() {
+            finite_value(&format!("{what}.{k}"), x)?;
+        }
+    }
+    Ok(())
+}
+
 /// Rhai map -> agent options, with serde's precise messages for unknown keys and bad values.
 pub fn options(map: Map) -> R<AgentOptions> {
+    check_numbers(&map)?;
     let opts: AgentOptions = rhai::serde::from_dynamic(&Dynamic::from_map(map)).map_err(|e| {
         Box::<EvalAltResult>::from(format!(
             "invalid options: {e} (known options: {})",
@@ -158,10 +248,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         let context = map.remove("context").map(|d| d.to_string());
         let budget = match map.remove("max_cost_usd") {
             None => None,
-            Some(d) => Some(
-                d.as_float()
-                    .map_err(|t| format!("max_cost_usd must be a number, got {t}"))?,
-            ),
+            Some(d) => Some(amount_of("max_cost_usd", &d)?),
         };
         let opts = options(map)?;
         c.block(c.ws.configure(context, opts, budget))
@@ -288,7 +375,10 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     let a = await_fn.clone();
     engine.register_fn("await", move |name: &str| a(name, None));
     engine.register_fn("await", move |name: &str, ms: i64| {
-        await_fn(name, Some(Duration::from_millis(ms.max(0) as u64)))
+        await_fn(
+            name,
+            Some(timeout_arg("await(name, timeout_ms): timeout_ms", ms)?),
+        )
     });
     for with_timeout in [false, true] {
         let c = ctx.clone();
@@ -311,7 +401,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
         if with_timeout {
             engine.register_fn("await_all", move |ms: i64| {
-                f(Some(Duration::from_millis(ms.max(0) as u64)))
+                f(Some(timeout_arg("await_all(timeout_ms): timeout_ms", ms)?))
             });
         } else {
             engine.register_fn("await_all", move || f(None));
@@ -464,7 +554,8 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
         if with_last {
             engine.register_fn("history", move |name: &str, n: i64| {
-                f(name, Some(n.max(0) as usize))
+                let n = whole_arg("history(name, last): last", n, 1)?;
+                f(name, Some(usize::try_from(n).unwrap_or(usize::MAX)))
             });
         } else {
             engine.register_fn("history", move |name: &str| f(name, None));
@@ -511,10 +602,8 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
         match arity {
             0 => engine.register_fn("events", move || f(20, None)),
-            1 => engine.register_fn("events", move |n: i64| f(n.max(0) as usize, None)),
-            _ => engine.register_fn("events", move |n: i64, t: &str| {
-                f(n.max(0) as usize, Some(t))
-            }),
+            1 => engine.register_fn("events", move |n: i64| f(last_arg(n)?, None)),
+            _ => engine.register_fn("events", move |n: i64, t: &str| f(last_arg(n)?, Some(t))),
         };
     }
     let c = ctx.clone();
@@ -560,6 +649,7 @@ fn key_of(d: &Dynamic) -> String {
 fn register_store(engine: &mut Engine, ctx: &Ctx) {
     let c = ctx.clone();
     engine.register_fn("put", move |key: Dynamic, value: Dynamic| -> R<()> {
+        finite_value("put(key, value): value", &value)?;
         let v: serde_json::Value = rhai::serde::from_dynamic(&value)?;
         c.block(c.ws.put(&key_of(&key), v))
     });
@@ -626,7 +716,12 @@ fn register_store(engine: &mut Engine, ctx: &Ctx) {
 
     let c = ctx.clone();
     engine.register_fn("every", move |name: &str, prompt: &str, ms: i64| -> R<()> {
-        c.block(c.ws.every(name, prompt, ms.max(0) as u64))
+        let ms = whole_arg(
+            "every(name, prompt, interval_ms): interval_ms",
+            ms,
+            workshop_node::schedule::MIN_INTERVAL_MS,
+        )?;
+        c.block(c.ws.every(name, prompt, ms))
     });
     let c = ctx.clone();
     engine.register_fn("cancel", move |name: &str| -> R<()> {

@@ -5,7 +5,7 @@ use workshop_board::item::WorkItem;
 use workshop_node::WorkOptions;
 use workshop_workflow::{Source, Stage, Workflow};
 
-use super::api::{options, Ctx};
+use super::api::{options, timeout_arg, whole_arg, Ctx};
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -112,10 +112,13 @@ fn stage(d: Dynamic, names: &[String]) -> R<Stage> {
             }
             "type" => s.work_type = text_of(&v).trim_start_matches(':').to_string(),
             "priority" => {
-                let p = v
-                    .as_int()
-                    .map_err(|t| format!("priority must be 1..5, got {t}"))?;
-                s.priority = u8::try_from(p).unwrap_or(0);
+                let what = format!("stage {name}: priority");
+                let p = v.as_int().map_err(|t| {
+                    format!("{what} must be a whole number from 1 to 5, got {v} ({t})")
+                })?;
+                let p = workshop_types::numbers::whole(&what, p, 1, Some(5))
+                    .map_err(|e| e.to_string())?;
+                s.priority = u8::try_from(p).map_err(|e| e.to_string())?;
             }
             other => {
                 return Err(format!(
@@ -273,19 +276,21 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
             let profile = o.remove("profile").map(|p| text_of(&p));
             let interval = match o.remove("interval") {
                 None => None,
-                Some(v) => Some(
+                Some(v) => Some(whole_arg(
+                    "board_worker interval",
                     v.as_int()
-                        .map_err(|t| format!("interval must be milliseconds, got {t}"))?
-                        .max(0) as u64,
-                ),
+                        .map_err(|t| format!("interval must be milliseconds, got {t}"))?,
+                    workshop_node::worker::MIN_WORKER_INTERVAL_MS,
+                )?),
             };
             let lease = match o.remove("lease") {
                 None => None,
-                Some(v) => Some(
+                Some(v) => Some(whole_arg(
+                    "board_worker lease",
                     v.as_int()
-                        .map_err(|t| format!("lease must be milliseconds, got {t}"))?
-                        .max(0) as u64,
-                ),
+                        .map_err(|t| format!("lease must be milliseconds, got {t}"))?,
+                    workshop_node::worker::MIN_WORKER_LEASE_MS,
+                )?),
             };
             let worktree = match o.remove("worktree") {
                 None => false,
@@ -392,7 +397,10 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
         if with_timeout {
             engine.register_fn("await_work", move |n: &str, ms: i64| {
-                f(n, Some(std::time::Duration::from_millis(ms.max(0) as u64)))
+                f(
+                    n,
+                    Some(timeout_arg("await_work(id, timeout_ms): timeout_ms", ms)?),
+                )
             });
         } else {
             engine.register_fn("await_work", move |n: &str| f(n, None));
@@ -408,7 +416,13 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         };
         if with_timeout {
             engine.register_fn("await_workflow", move |n: &str, ms: i64| {
-                f(n, Some(std::time::Duration::from_millis(ms.max(0) as u64)))
+                f(
+                    n,
+                    Some(timeout_arg(
+                        "await_workflow(name, timeout_ms): timeout_ms",
+                        ms,
+                    )?),
+                )
             });
         } else {
             engine.register_fn("await_workflow", move |n: &str| f(n, None));
