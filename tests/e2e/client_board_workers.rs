@@ -392,7 +392,7 @@ async fn numbers_are_checked_where_the_node_accepts_them(c: &Client) {
         (
             None,
             Some(5),
-            "board worker lease (milliseconds) must be a whole number, 30 or more, got 5",
+            "lease 5 is out of bounds: a lease lasts from 1000 ms (1 s) to 86400000 ms (24 h)",
         ),
     ] {
         let mut o = worker(script(vec![]), interval_ms, false);

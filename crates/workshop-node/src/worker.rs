@@ -919,11 +919,9 @@ impl Workshop {
             worktree,
             lease_ms,
         } = o;
-        // The numbers rule (`workshop_types::numbers`): refused, not clamped.
-        for (what, v, min) in [
-            ("interval", interval_ms, MIN_WORKER_INTERVAL_MS),
-            ("lease", lease_ms, MIN_WORKER_LEASE_MS),
-        ] {
+        // The numbers rule (`workshop_types::numbers`): refused, not clamped. A lease has its
+        // bounds (`check_lease`), as a hand claim's.
+        for (what, v, min) in [("interval", interval_ms, MIN_WORKER_INTERVAL_MS)] {
             if let Some(v) = v {
                 if v < min {
                     return Err(OptionError::Invalid(format!(
