@@ -242,6 +242,34 @@ async fn agent_mistakes_are_tool_errors_that_say_what_to_do() {
     .await;
     assert_eq!(e.code, "unknown_profile");
     assert!(e.message.contains("define_profile"), "{e:?}");
+    // Numbers are checked naming the option, as in the console.
+    for (options, named) in [
+        (
+            json!({ "timeout_ms": -1 }),
+            "timeout_ms must be a whole number, 1 or more, got -1",
+        ),
+        (
+            json!({ "queue_depth": 0 }),
+            "queue_depth must be a whole number",
+        ),
+        (
+            json!({ "timeout_ms": 1.5 }),
+            "timeout_ms must be a whole number, 1 or more, got 1.5",
+        ),
+        (
+            json!({ "max_cost_usd": -2 }),
+            "max_cost_usd must be a finite number, 0 or more",
+        ),
+    ] {
+        let e = err(
+            &op,
+            "create_agent",
+            json!({ "name": "n", "options": options }),
+        )
+        .await;
+        assert_eq!(e.code, "invalid_option", "{e:?}");
+        assert!(e.message.contains(named), "{e:?}");
+    }
     let e = err(&op, "fan", json!({ "message": "m", "agents": [] })).await;
     assert_eq!(e.code, "invalid_arguments");
     // A halted agent refuses ask, and says how to go on.

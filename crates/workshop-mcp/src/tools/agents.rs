@@ -166,11 +166,53 @@ pub fn options(
             map.insert(k.to_string(), v);
         }
     }
+    check_numbers(tool, &map)?;
     let o: AgentOptions = serde_json::from_value(Value::Object(map))
         .map_err(|e| ToolError::invalid(format!("{tool}: invalid agent options: {e}")))?;
     o.validate()
         .map_err(|e| ToolError::from(ApiError::from(e)))?;
     Ok(o)
+}
+
+/// The numbers rule (`workshop_types::numbers`) on an options object before decoding, so a
+/// negative or fractional count is refused naming its option (decoding names only the type).
+fn check_numbers(tool: &str, map: &Map<String, Value>) -> Result<(), ToolError> {
+    use workshop_types::numbers;
+    let bad =
+        |e: workshop_types::OptionError| ToolError::new("invalid_option", format!("{tool}: {e}"));
+    for (name, min, max) in AgentOptions::WHOLE {
+        match map.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_u64().is_some() || n.as_i64().is_some() => {
+                let v = n.as_i64().unwrap_or(i64::MAX);
+                numbers::whole(name, v, *min, *max).map_err(bad)?;
+            }
+            Some(v) => {
+                return Err(ToolError::new(
+                    "invalid_option",
+                    format!(
+                        "{tool}: {name} must be {}, got {v}",
+                        numbers::whole_range(*min, *max)
+                    ),
+                ))
+            }
+        }
+    }
+    for name in AgentOptions::AMOUNTS {
+        match map.get(*name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) => {
+                numbers::amount(name, n.as_f64().unwrap_or(f64::NAN)).map_err(bad)?;
+            }
+            Some(v) => {
+                return Err(ToolError::new(
+                    "invalid_option",
+                    format!("{tool}: {name} must be a finite number, 0 or more, got {v}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn opt<T: serde::Serialize>(v: &Option<T>) -> Option<Value> {
