@@ -24,6 +24,7 @@ pub mod node;
 pub mod orchestrator;
 pub mod persist;
 pub mod schedule;
+pub mod secrets;
 pub mod server;
 mod state;
 pub mod store;

@@ -117,12 +117,8 @@ fn constant_eq(a: &str, b: &str) -> bool {
 
 /// 32 random bytes, hex.
 pub fn random_token() -> Result<String, ApiError> {
-    let mut buf = [0u8; 32];
-    let mut f = std::fs::File::open("/dev/urandom")
-        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a token: {e}")))?;
-    std::io::Read::read_exact(&mut f, &mut buf)
-        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a token: {e}")))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    crate::secrets::random_hex(32)
+        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a token: {e}")))
 }
 
 /// The variable that holds the operator's MCP token.
@@ -145,27 +141,10 @@ pub fn operator_token(data_dir: Option<&std::path::Path>) -> Result<Option<Strin
         return Ok(None);
     };
     let path = dir.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(Some(t.trim().to_string())),
-        Ok(_) => {
-            return Err(ApiError::Node(format!(
-                "the MCP token file {} is empty; delete it (a new one is made at the next start) or set {TOKEN_ENV}",
-                path.display()
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ApiError::Node(format!(
-                "cannot read the MCP token file {}: {e}",
-                path.display()
-            )))
-        }
+    match crate::secrets::read_secret(&path, "MCP token file", TOKEN_ENV)? {
+        Some(t) => Ok(Some(t)),
+        None => crate::secrets::make_secret(&path, 32).map(Some),
     }
-    let token = random_token()?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ApiError::Node(format!("cannot create {}: {e}", dir.display())))?;
-    crate::cluster::write_private(&path, &token)?;
-    Ok(Some(token))
 }
 
 #[cfg(test)]

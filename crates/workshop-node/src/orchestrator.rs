@@ -10,8 +10,7 @@
 //! revoked and its file removed.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -157,11 +156,8 @@ impl Wiring {
             path,
             released: false,
         };
-        write_private(
-            &dir,
-            &grant.path,
-            config_json(&url, &grant.token).as_bytes(),
-        )?;
+        crate::secrets::write_private(&grant.path, config_json(&url, &grant.token).as_bytes())
+            .map_err(|e| io_err("write", &grant.path, e))?;
         let mut wired = spec.clone();
         let o = &mut wired.options;
         o.mcp_config
@@ -192,31 +188,6 @@ fn config_json(url: &str, token: &str) -> String {
         }
     })
     .to_string()
-}
-
-/// Write `bytes` to `path` (in `dir`) atomically, readable by the owner only: a new temp file
-/// (0600), synced, renamed over `path`, then the directory synced.
-fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), BackendError> {
-    let suffix = random_token().map_err(|e| BackendError(e.to_string()))?;
-    let tmp = dir.join(format!(".tmp-{}", suffix.get(..16).unwrap_or(&suffix)));
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io_err("create", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_err("write", &tmp, e))?;
-        f.sync_all().map_err(|e| io_err("sync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| io_err("write", path, e))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync", dir, e))
 }
 
 /// One session's token and config file: revoked and removed when the session ends (or the

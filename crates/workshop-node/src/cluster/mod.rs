@@ -3,7 +3,6 @@
 //! the endpoint file a running node writes in its data dir, and connecting to a node from
 //! another process.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,60 +50,14 @@ pub fn cookie(data_dir: Option<&Path>, create: bool) -> Result<String, ApiError>
         )));
     };
     let path = dir.join(COOKIE_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(c) if !c.trim().is_empty() => return Ok(c.trim().to_string()),
-        Ok(_) => {
-            return Err(ApiError::Node(format!(
-                "the cookie file {} is empty; delete it (a new one is made at the next start) or set {COOKIE_ENV}",
-                path.display()
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::Node(format!(
-                "no cookie at {} (has a node ever run on this data dir?); set {COOKIE_ENV} or pass the node's --data-dir",
-                path.display()
-            )))
-        }
-        Err(e) => {
-            return Err(ApiError::Node(format!(
-                "cannot read the cookie file {}: {e}",
-                path.display()
-            )))
-        }
+    match crate::secrets::read_secret(&path, "cookie file", COOKIE_ENV)? {
+        Some(c) => Ok(c),
+        None if create => crate::secrets::make_secret(&path, 24),
+        None => Err(ApiError::Node(format!(
+            "no cookie at {} (has a node ever run on this data dir?); set {COOKIE_ENV} or pass the node's --data-dir",
+            path.display()
+        ))),
     }
-    let value = random_cookie()?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ApiError::Node(format!("cannot create {}: {e}", dir.display())))?;
-    write_private(&path, &value)?;
-    Ok(value)
-}
-
-fn random_cookie() -> Result<String, ApiError> {
-    let mut buf = [0u8; 24];
-    let mut f = std::fs::File::open("/dev/urandom")
-        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a cookie: {e}")))?;
-    std::io::Read::read_exact(&mut f, &mut buf)
-        .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom for a cookie: {e}")))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Write a file only its owner can read, atomically (temp file, fsync, rename).
-pub fn write_private(path: &Path, text: &str) -> Result<(), ApiError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let io = |e: std::io::Error| ApiError::Node(format!("cannot write {}: {e}", path.display()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
 }
 
 /// What a running node writes in its data dir so clients find it.
@@ -136,7 +89,9 @@ pub fn write_endpoint(data_dir: &Path, e: &Endpoint) -> Result<(), ApiError> {
     if let Some(url) = &e.mcp {
         text.push_str(&format!("mcp={url}\n"));
     }
-    write_private(&endpoint_path(data_dir), &text)
+    let path = endpoint_path(data_dir);
+    crate::secrets::write_private(&path, text.as_bytes())
+        .map_err(|e| ApiError::Node(format!("cannot write {}: {e}", path.display())))
 }
 
 pub fn remove_endpoint(data_dir: &Path) {
