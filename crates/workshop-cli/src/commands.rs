@@ -9,7 +9,6 @@ use workshop_board::item::{NewItem, WorkItem};
 use workshop_board::state::ListFilter;
 use workshop_board::store::StoreError;
 
-use crate::console::board::line;
 use workshop_node::ApiError;
 
 #[derive(Subcommand)]
@@ -71,7 +70,7 @@ fn print_item(i: &WorkItem, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(i)?);
     } else {
-        println!("{}", line(i));
+        println!("{}", i.line());
     }
     Ok(())
 }

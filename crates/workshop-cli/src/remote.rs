@@ -11,7 +11,6 @@ use workshop_node::{ApiError, Client};
 use workshop_types::Topic;
 
 use crate::commands::{self, WorkCommand};
-use crate::console::board::line;
 use crate::console::print;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -433,7 +432,7 @@ pub async fn board(
         if t.json {
             println!("{}", serde_json::to_string(i)?);
         } else {
-            println!("{}", line(i));
+            println!("{}", i.line());
         }
     }
     Ok(())

@@ -379,6 +379,29 @@ pub struct Settle {
 }
 
 impl WorkItem {
+    /// `[status] id - title [type] (claimed_by) deps:[...] pN error: ...`, as AgentWorkshop's
+    /// board prints an item (the console, the CLI and the MCP tools all show it so).
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "[{}] {} - {} [{}]",
+            self.status, self.id, self.title, self.work_type
+        );
+        if let Some(c) = &self.claimed_by {
+            s.push_str(&format!(" ({c})"));
+        }
+        if !self.depends_on.is_empty() {
+            let deps: Vec<&str> = self.depends_on.iter().map(|d| d.as_str()).collect();
+            s.push_str(&format!(" deps:[{}]", deps.join(", ")));
+        }
+        if self.priority != 3 {
+            s.push_str(&format!(" p{}", self.priority));
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!(" error: {e}"));
+        }
+        s
+    }
+
     /// The fencing token of the current lease, if any.
     pub fn token(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| l.token)

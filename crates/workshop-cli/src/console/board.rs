@@ -16,25 +16,6 @@ fn work_options(map: Map) -> R<WorkOptions> {
     })
 }
 
-/// `[status] id - title [type] (claimed_by) deps:[...]`, as AgentWorkshop's board prints.
-pub fn line(i: &WorkItem) -> String {
-    let mut s = format!("[{}] {} - {} [{}]", i.status, i.id, i.title, i.work_type);
-    if let Some(c) = &i.claimed_by {
-        s.push_str(&format!(" ({c})"));
-    }
-    if !i.depends_on.is_empty() {
-        let deps: Vec<&str> = i.depends_on.iter().map(|d| d.as_str()).collect();
-        s.push_str(&format!(" deps:[{}]", deps.join(", ")));
-    }
-    if i.priority != 3 {
-        s.push_str(&format!(" p{}", i.priority));
-    }
-    if let Some(e) = &i.error {
-        s.push_str(&format!(" error: {e}"));
-    }
-    s
-}
-
 /// For an item completed in parts (a result too large for one frame): its `result` is only a
 /// preview, and how to read it all.
 pub fn parts_note(i: &WorkItem) -> Option<String> {
@@ -170,7 +151,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                 println!("Board is empty.");
             }
             for i in &items {
-                println!("{}", line(i));
+                println!("{}", i.line());
             }
             Ok(())
         };
@@ -367,7 +348,7 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
         println!("{}: {status}", name.trim_start_matches(':'));
         for (stage, item) in stages {
             match item {
-                Some(i) => println!("  {stage}: {}", line(&i)),
+                Some(i) => println!("  {stage}: {}", i.line()),
                 None => println!("  {stage}: (not run)"),
             }
         }

@@ -207,7 +207,7 @@ pub async fn workflow_status(ctx: &ToolCtx, p: WorkflowArg) -> Result<Reply, Too
     for (stage, item) in &stages {
         match item {
             Some(i) => {
-                lines.push(format!("  {stage}: {}", render::item_line(i)));
+                lines.push(format!("  {stage}: {}", i.line()));
                 values.push(json!({ "stage": stage, "item": render::item_json(i) }));
             }
             None => {

@@ -6,9 +6,6 @@ use workshop_proto::api::{AwaitOutcome, NodeAgents};
 use workshop_types::board::WorkItem;
 use workshop_types::{AgentRow, TurnError, TurnResult};
 
-/// Long texts (specs, results) are cut in list views; `work_item` shows them whole.
-const LIST_TEXT: usize = 200;
-
 pub fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
@@ -113,25 +110,9 @@ pub fn item_json(i: &WorkItem) -> Value {
     })
 }
 
-/// `[status] id - title [type] (claimed_by) deps:[...]`.
-pub fn item_line(i: &WorkItem) -> String {
-    let mut s = format!("[{}] {} - {} [{}]", i.status, i.id, i.title, i.work_type);
-    if let Some(c) = &i.claimed_by {
-        s.push_str(&format!(" ({c})"));
-    }
-    if !i.depends_on.is_empty() {
-        let deps: Vec<&str> = i.depends_on.iter().map(|d| d.as_str()).collect();
-        s.push_str(&format!(" deps:[{}]", deps.join(", ")));
-    }
-    if let Some(e) = &i.error {
-        s.push_str(&format!(" error: {}", cut(e, LIST_TEXT)));
-    }
-    s
-}
-
 /// An item in full.
 pub fn item_text(i: &WorkItem) -> String {
-    let mut s = item_line(i);
+    let mut s = i.line();
     s.push_str(&format!(
         "\npriority {} | attempts {}/{}",
         i.priority, i.attempts, i.max_attempts
@@ -155,7 +136,11 @@ pub fn items(items: &[WorkItem]) -> (String, Value) {
     let text = if items.is_empty() {
         "Board is empty.".to_string()
     } else {
-        items.iter().map(item_line).collect::<Vec<_>>().join("\n")
+        items
+            .iter()
+            .map(WorkItem::line)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     (
         text,
