@@ -77,30 +77,26 @@ impl ToolCtx {
         what: &str,
         fut: impl std::future::Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ToolError> {
-        let ticker = async {
-            let started = tokio::time::Instant::now();
-            loop {
-                tokio::time::sleep(PROGRESS_EVERY).await;
-                if let Some(p) = &self.progress {
-                    p(format!(
-                        "{what}: still waiting after {} s",
-                        started.elapsed().as_secs()
-                    ));
+        let mut fut = std::pin::pin!(fut);
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(started + PROGRESS_EVERY, PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                r = &mut fut => return r.map_err(ToolError::from),
+                _ = self.cancel.cancelled() => return Err(ToolError::refused(format!(
+                    "{what}: cancelled by the client; nothing was undone (a turn that started goes on: use await or result later, or interrupt it)"
+                ))),
+                _ = tick.tick() => {
+                    if let Some(p) = &self.progress {
+                        p(format!(
+                            "{what}: still waiting after {} s",
+                            started.elapsed().as_secs()
+                        ));
+                    }
                 }
             }
-        };
-        tokio::select! {
-            r = fut => r.map_err(ToolError::from),
-            _ = self.cancel.cancelled() => Err(ToolError::refused(format!(
-                "{what}: cancelled by the client; nothing was undone (a turn that started goes on: use await or result later, or interrupt it)"
-            ))),
-            _ = ticker => unreachable_ticker(),
         }
     }
-}
-
-fn unreachable_ticker<T>() -> Result<T, ToolError> {
-    Err(ToolError::refused("progress ticker ended".to_string()))
 }
 
 /// How often a long call reports progress.
