@@ -150,11 +150,14 @@ pub fn router(
         // Off loopback every request needs the token, which a rebinding page cannot know.
         config = config.disable_allowed_hosts();
     }
+    let mcp = WorkshopMcp::http(client);
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(session_idle);
     let service: StreamableHttpService<WorkshopMcp, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(WorkshopMcp::http(client.clone())),
+            // One service (and one tool catalogue) for the server; each session (and, on
+            // 2026-07-28, each request) gets a cheap clone.
+            move || Ok(mcp.clone()),
             Arc::new(sessions),
             config,
         );
