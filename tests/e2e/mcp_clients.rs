@@ -589,3 +589,58 @@ fn read_token(dir: &Path) -> String {
     assert!(!t.is_empty(), "empty mcp.token");
     t
 }
+
+/// `workshop mcp --stdio` on a node of its own, stopped by its host with SIGTERM: the node
+/// stops gracefully (exit 0, the data dir free again), as when the host closes stdin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workshop_mcp_stdio_on_its_own_node_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = crate::support::workshop()
+        .args(["mcp", "--stdio", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn workshop mcp --stdio");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}})
+    )
+    .expect("write initialize");
+    // Its answer means the node is open and serving.
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first)
+        .expect("read the answer");
+    assert!(first.contains("\"serverInfo\""), "{first}");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = within("the stdio server to stop", async {
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "exit {status}: {err}");
+    drop(stdin);
+    // The node let go of its data dir.
+    let node = workshop_node::Node::open(dir.path())
+        .await
+        .expect("the data dir is free");
+    node.shutdown().await;
+}

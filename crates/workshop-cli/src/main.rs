@@ -441,7 +441,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target,
         } => rt.block_on(remote::board(&target, status, work_type)),
         Command::Work { command, target } => rt.block_on(remote::work(&target, command)),
-        Command::Mcp { stdio, target } => run_mcp(&rt, stdio, &target),
+        Command::Mcp { stdio, target } => {
+            let r = run_mcp(&rt, stdio, &target);
+            // Stopped by a signal, the stdio reader still waits on an open stdin: do not wait
+            // for it (the node has stopped by now).
+            rt.shutdown_background();
+            r
+        }
         Command::Stop { target } => rt.block_on(remote::stop(&target)),
         Command::Status { target } => rt.block_on(remote::status(&target)),
         Command::Agents { target } => rt.block_on(remote::agents(&target)),
@@ -678,8 +684,19 @@ fn run_mcp(
             .block_on(workshop_mcp::serve_stdio(client))
             .map_err(|e| anyhow::anyhow!(e));
     }
+    // A node of its own: a host that stops this process with SIGTERM or Ctrl-C stops the node
+    // gracefully (its agents' processes with it), as when it closes stdin.
+    let term = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+    };
     let node = rt.block_on(Node::open(&target.data_dir))?;
-    let served = rt.block_on(workshop_mcp::serve_stdio(node.client()));
+    let served = rt.block_on(async {
+        tokio::select! {
+            r = workshop_mcp::serve_stdio(node.client()) => r,
+            r = wait_for_stop(&node, term) => r.map_err(|e| e.to_string()),
+        }
+    });
     rt.block_on(node.shutdown());
     served.map_err(|e| anyhow::anyhow!(e))
 }
