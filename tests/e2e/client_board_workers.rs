@@ -7,7 +7,7 @@
 
 use tokio::sync::mpsc::Receiver;
 use workshop_node::{ApiError, Client, WorkOptions, WorkerOptions};
-use workshop_types::board::Status;
+use workshop_types::board::{SettleBy, Status};
 use workshop_types::{AgentOptions, Event, Topic};
 use workshop_workflow::{RunStatus, Source, Stage, Workflow};
 
@@ -167,11 +167,17 @@ async fn board_errors_are_precise(c: &Client) {
     assert!(e.to_string().contains("unknown work type"), "{e}");
     let e = c.start_work("x").await.expect_err("not claimed");
     assert!(e.to_string().contains("claim_work"), "{e}");
-    c.claim_work("x", "me").await.expect("claim");
+    let claim = c.claim_work("x", "me").await.expect("claim");
     let e = c.claim_work("x", "other").await.expect_err("claimed twice");
     assert!(e.to_string().to_lowercase().contains("claimed"), "{e}");
     c.start_work("x").await.expect("start");
-    c.complete_work("x", Some("r".into()))
+    let e = c
+        .complete_work("x", Some("r".into()), None)
+        .await
+        .expect_err("held, no token");
+    assert_eq!(e.code(), "held", "{e}");
+    assert!(e.to_string().contains("held by me"), "{e}");
+    c.complete_work("x", Some("r".into()), claim.token().map(SettleBy::Token))
         .await
         .expect("complete");
     assert!(
@@ -278,12 +284,17 @@ async fn a_failed_stage_fails_the_workflow(c: &Client) {
     c.run_workflow("feature").await.expect("run");
     until_line(&mut ev, "[work] feature_plan completed").await;
     // No code worker: take the implement stage by hand and fail it.
-    c.claim_work("feature_implement", "someone")
+    let claim = c
+        .claim_work("feature_implement", "someone")
         .await
         .expect("implement is ready once plan is done");
-    c.fail_work("feature_implement", Some("could not build".into()))
-        .await
-        .expect("fail");
+    c.fail_work(
+        "feature_implement",
+        Some("could not build".into()),
+        claim.token().map(SettleBy::Token),
+    )
+    .await
+    .expect("fail");
     let status = within("the workflow", c.await_workflow("feature", None))
         .await
         .expect("await");

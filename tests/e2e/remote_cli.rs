@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::{json, Value};
 use workshop_node::{ApiError, Client, WorkOptions, WorkerOptions};
-use workshop_types::board::Status;
+use workshop_types::board::{SettleBy, Status};
 use workshop_types::{AgentOptions, ScriptStep};
 
 use crate::support::{next_event, script, text, workshop, NodeProcess, LIMIT};
@@ -254,7 +254,7 @@ async fn client_commands_on_a_node_give_what_the_same_operations_give_in_process
     same(
         json_error(&work(&["complete", "dd", "early"]), "complete a ready item"),
         api_error(
-            &c.complete_work("dd", Some("early".into()))
+            &c.complete_work("dd", Some("early".into()), None)
                 .await
                 .expect_err("ready"),
         ),
@@ -265,10 +265,11 @@ async fn client_commands_on_a_node_give_what_the_same_operations_give_in_process
         "claim_work",
     );
     c.claim_work("dd", "me").await.expect("claim");
+    // Held by "me" on both nodes: settled by force on both.
     same(
-        json_of(&work(&["complete", "dd", "written"]), "complete"),
+        json_of(&work(&["complete", "dd", "written", "--force"]), "complete"),
         to_json(
-            &c.complete_work("dd", Some("written".into()))
+            &c.complete_work("dd", Some("written".into()), Some(SettleBy::Force))
                 .await
                 .expect("complete"),
         ),
@@ -552,6 +553,65 @@ fn work_refusals_on_the_data_dir_match_the_node() {
         "the node and the data dir refuse differently:\n{}",
         differ.join("\n")
     );
+    // Issue 8 item 5: a claimed item is settled with the token its claim printed (or by
+    // force); without either the refusal names the holder and both flags, alike on both.
+    for dir in [&on_node, &no_node] {
+        let claimed = json_of(&run(dir, &["work", "claim", "cache", "me"]), "claim");
+        let token = claimed["lease"]["token"].as_u64().expect("a lease token");
+        let e = json_error(&run(dir, &["work", "complete", "cache", "r"]), "held");
+        assert_eq!(e["error"]["code"], "held", "{e}");
+        let message = e["error"]["message"].as_str().expect("message");
+        assert!(message.contains("held by me"), "{message}");
+        assert!(
+            message.contains("--token N") && message.contains("--force"),
+            "{message}"
+        );
+        let both = run(
+            dir,
+            &["work", "complete", "cache", "r", "--token", "1", "--force"],
+        );
+        assert_eq!(both.status.code(), Some(2), "a usage error: {both:?}");
+        assert!(
+            text(&both.stderr).contains("cannot be used with"),
+            "{}",
+            text(&both.stderr)
+        );
+        let token = token.to_string();
+        let done = json_of(
+            &run(dir, &["work", "complete", "cache", "r", "--token", &token]),
+            "complete with the token",
+        );
+        assert_eq!(done["status"], "done", "{done}");
+    }
+    // The text form prints the token and how to use it.
+    let out = cli(
+        tmp.path(),
+        &[
+            "work",
+            "--data-dir",
+            no_node.to_str().expect("utf-8"),
+            "add",
+            "t2",
+            "T",
+        ],
+    );
+    ok(&out, "add t2");
+    let text = ok(
+        &cli(
+            tmp.path(),
+            &[
+                "work",
+                "--data-dir",
+                no_node.to_str().expect("utf-8"),
+                "claim",
+                "t2",
+                "me",
+            ],
+        ),
+        "claim t2",
+    );
+    assert!(text.contains("lease token: "), "{text}");
+    assert!(text.contains("--token"), "{text}");
     let status = node.terminate();
     assert!(status.success(), "{status}: {}", node.stderr());
 }
@@ -842,8 +902,8 @@ async fn sigterm_with_a_board_worker_mid_item_exits_0_and_loses_no_item() {
         c.work("z", "Done by hand", work_options("docs"))
             .await
             .expect("work z");
-        c.claim_work("z", "me").await.expect("claim");
-        c.complete_work("z", Some("ok".into()))
+        let claim = c.claim_work("z", "me").await.expect("claim");
+        c.complete_work("z", Some("ok".into()), claim.token().map(SettleBy::Token))
             .await
             .expect("complete");
     }

@@ -328,7 +328,7 @@ async fn main() {
     }
 
     session.shutdown().await;
-    let _ = ractor::call!(actor, AgentMsg::Shutdown);
+    let _ = ractor::call!(actor, AgentMsg::Shutdown, "the bench is over".to_string());
     let _ = actor_handle.await;
     drop(raw);
 }

@@ -638,8 +638,8 @@ impl Actor for AgentActor {
                 st.wake_waiters();
                 let _ = reply.send(Ack(reset.is_ok()));
             }
-            AgentMsg::Shutdown(reply) => {
-                st.cancel_all("the agent was dismissed");
+            AgentMsg::Shutdown(why, reply) => {
+                st.cancel_all(&why);
                 let session = st.session.clone();
                 session.lock().await.shutdown().await;
                 st.wake_waiters();

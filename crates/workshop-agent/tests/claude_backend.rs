@@ -666,7 +666,12 @@ async fn claude_through_the_agent_actor() {
     };
     assert_eq!(r2.session_id, r.session_id);
     assert_eq!(env.live_groups().len(), 1);
-    let ack = ractor::call!(actor, AgentMsg::Shutdown).unwrap();
+    let ack = ractor::call!(
+        actor,
+        AgentMsg::Shutdown,
+        "the agent was dismissed".to_string()
+    )
+    .unwrap();
     assert!(ack.0);
     handle.await.unwrap();
     env.assert_no_orphans().await;

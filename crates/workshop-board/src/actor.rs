@@ -188,13 +188,16 @@ pub async fn dispatch(
         R::CompleteWork(r) => answer::<req::CompleteWork>(
             what,
             board
-                .complete_work(&r.id, r.result)
+                .complete_work(&r.id, r.result, r.by)
                 .await
                 .map_err(api_error),
         ),
         R::FailWork(r) => answer::<req::FailWork>(
             what,
-            board.fail_work(&r.id, r.error).await.map_err(api_error),
+            board
+                .fail_work(&r.id, r.error, r.by)
+                .await
+                .map_err(api_error),
         ),
         R::AwaitSettled(r) => answer::<req::AwaitSettled>(
             what,

@@ -16,7 +16,7 @@ use workshop_proto::board::{req, BackupInfo, BoardMsg, BoardRequest};
 use workshop_proto::node::{decode_reply, encode_frame, ReplyFrame, RequestFrame};
 use workshop_proto::ApiError;
 
-use crate::item::{NewItem, Status, WorkItem, WorkType};
+use crate::item::{NewItem, SettleBy, Status, WorkItem, WorkType};
 use crate::state::ListFilter;
 
 /// How long a board call may take (a durable write waits for its group's sync).
@@ -228,30 +228,34 @@ impl BoardClient {
         .await
     }
 
-    /// Settle a claimed or in-progress item as done without its token (the console's
-    /// `complete_work`).
+    /// Settle a claimed or in-progress item as done by hand: with its lease token, or by
+    /// force (the console's `complete_work`).
     pub async fn complete_work(
         &self,
         id: &str,
         result: impl Into<String>,
+        by: Option<SettleBy>,
     ) -> Result<WorkItem, ApiError> {
         self.call(req::CompleteWork {
             id: id.into(),
             result: result.into(),
+            by,
         })
         .await
     }
 
-    /// Settle a claimed or in-progress item as failed without its token, no retry (the
-    /// console's `fail_work`).
+    /// Settle a claimed or in-progress item as failed by hand, no retry: with its lease token,
+    /// or by force (the console's `fail_work`).
     pub async fn fail_work(
         &self,
         id: &str,
         error: impl Into<String>,
+        by: Option<SettleBy>,
     ) -> Result<WorkItem, ApiError> {
         self.call(req::FailWork {
             id: id.into(),
             error: error.into(),
+            by,
         })
         .await
     }

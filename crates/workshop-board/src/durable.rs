@@ -49,7 +49,9 @@ use parking_lot::RwLock;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use crate::backup::{BackupCounts, BackupError};
-use crate::item::{ItemId, NewItem, SettleKind, Status, WorkItem, WorkType, RESULT_PART_BYTES};
+use crate::item::{
+    ItemId, NewItem, SettleBy, SettleKind, Status, WorkItem, WorkType, RESULT_PART_BYTES,
+};
 use crate::parts::{PartKey, PartTable, PartWrite, StoredPart};
 use crate::state::{check_parts_request, Board, BoardConfig, BoardError, Change, ListFilter};
 use crate::store::{BoardStore, SledStore, StoreError, WriteEntry};
@@ -217,10 +219,12 @@ enum Op {
     CompleteWork {
         id: String,
         result: String,
+        by: Option<SettleBy>,
     },
     FailWork {
         id: String,
         error: String,
+        by: Option<SettleBy>,
     },
     Cancel {
         id: String,
@@ -498,28 +502,34 @@ impl DurableBoard {
         .await
     }
 
-    /// Console `complete_work(id, result)` (no token).
+    /// `complete_work(id, result)` by hand: with the lease's token or by force
+    /// ([`Board::complete_work`]).
     pub async fn complete_work(
         &self,
         id: &str,
         result: impl Into<String>,
+        by: Option<SettleBy>,
     ) -> Result<WorkItem, DurableError> {
         self.call_item(Op::CompleteWork {
             id: id.into(),
             result: result.into(),
+            by,
         })
         .await
     }
 
-    /// Console `fail_work(id, error)` (no token, no retry).
+    /// `fail_work(id, error)` by hand, no retry: with the lease's token or by force
+    /// ([`Board::fail_work`]).
     pub async fn fail_work(
         &self,
         id: &str,
         error: impl Into<String>,
+        by: Option<SettleBy>,
     ) -> Result<WorkItem, DurableError> {
         self.call_item(Op::FailWork {
             id: id.into(),
             error: error.into(),
+            by,
         })
         .await
     }
@@ -1247,15 +1257,15 @@ fn apply<S: BoardStore>(
             error,
             retry,
         } => item(board.fail(&id, token, error, retry, now), changes),
-        Op::CompleteWork { id, result } => {
+        Op::CompleteWork { id, result, by } => {
             let stray = stray_parts(board, parts, &id, 0)?;
-            let r = item(board.complete_work(&id, result, now), changes)?;
+            let r = item(board.complete_work(&id, result, by, now), changes)?;
             if let Some((id, indices)) = stray {
                 parts.delete(&id, &indices);
             }
             Ok(r)
         }
-        Op::FailWork { id, error } => item(board.fail_work(&id, error, now), changes),
+        Op::FailWork { id, error, by } => item(board.fail_work(&id, error, by, now), changes),
         Op::Cancel { id } => item(board.cancel(&id, now), changes),
         Op::Remove { id } => {
             let stray = stray_parts(board, parts, &id, 0)?;

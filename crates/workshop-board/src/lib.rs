@@ -93,6 +93,6 @@ pub use actor::{BoardActor, BoardActorArgs};
 pub use backup::{BackupCounts, BackupError};
 pub use client::BoardClient;
 pub use durable::{CommitEvent, DurableBoard, DurableError, DurableOptions, StatsSnapshot};
-pub use item::{ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType};
+pub use item::{ItemId, Lease, NewItem, Settle, SettleBy, SettleKind, Status, WorkItem, WorkType};
 pub use state::{Board, BoardConfig, BoardError, Change, ChangeKind, ListFilter, Meta, Outcome};
 pub use store::{BoardStore, MemoryStore, SledStore, StoreError};

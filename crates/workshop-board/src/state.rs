@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::item::{
-    InvalidIdReason, ItemId, Lease, NewItem, Settle, SettleKind, Status, WorkItem, WorkType,
-    META_RESULT_BYTES, META_RESULT_PARTS, PRIORITY_HIGHEST, PRIORITY_LOWEST, RESULT_PREVIEW_BYTES,
+    InvalidIdReason, ItemId, Lease, NewItem, Settle, SettleBy, SettleKind, Status, WorkItem,
+    WorkType, META_RESULT_BYTES, META_RESULT_PARTS, PRIORITY_HIGHEST, PRIORITY_LOWEST,
+    RESULT_PREVIEW_BYTES,
 };
 
 /// Every refusal of the board, with the item and what to do about it.
@@ -65,6 +66,16 @@ pub enum BoardError {
         token: u64,
         settled: SettleKind,
         attempted: SettleKind,
+    },
+    #[error(
+        "work item `{id}` is {status}, held by {holder}: settle it with the lease token its \
+         claim answered, or force it (logged; a board worker holding it loses it and its turn \
+         is interrupted)"
+    )]
+    Held {
+        id: String,
+        status: Status,
+        holder: String,
     },
     #[error(
         "cannot remove work item `{id}`: {} depend on it; remove them first",
@@ -555,8 +566,19 @@ impl Board {
     }
 
     /// The console's tokenless complete/fail: only a claimed or in_progress item can move `to`.
-    fn leased_by_hand(&self, id: &str, to: Status) -> Result<&WorkItem, BoardError> {
+    /// An item settled by hand: claimed or in progress, and settled with the lease's token (a
+    /// repeat of a settle with a token is the holder's business: [`Board::repeated_settle`]) or
+    /// by force; without either, [`BoardError::Held`] names the holder.
+    fn leased_by_hand(
+        &self,
+        id: &str,
+        to: Status,
+        by: Option<SettleBy>,
+    ) -> Result<&WorkItem, BoardError> {
         let item = self.item(id)?;
+        if matches!(by, Some(SettleBy::Token(_))) {
+            return Ok(item);
+        }
         if !item.status.is_leased() {
             return Err(BoardError::InvalidTransition {
                 id: id.to_string(),
@@ -564,7 +586,14 @@ impl Board {
                 to,
             });
         }
-        Ok(item)
+        match (by, &item.lease) {
+            (None, Some(lease)) => Err(BoardError::Held {
+                id: id.to_string(),
+                status: item.status,
+                holder: lease.holder.clone(),
+            }),
+            _ => Ok(item),
+        }
     }
 
     /// A lease holder's `complete`/`fail` repeated: `Ok(Some(item))` when `token` already
@@ -975,14 +1004,19 @@ impl Board {
         Ok(self.do_complete(item, preview, now_ms))
     }
 
-    /// Console `complete_work(id, result)`: no token; claimed or in_progress -> done.
+    /// `complete_work(id, result)` by hand: with the lease's token as its holder would
+    /// ([`Board::complete`]), or by force (any holder); claimed or in_progress -> done.
     pub fn complete_work(
         &mut self,
         id: &str,
         result: impl Into<String>,
+        by: Option<SettleBy>,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
-        let item = self.leased_by_hand(id, Status::Done)?;
+        let item = self.leased_by_hand(id, Status::Done, by)?;
+        if let Some(SettleBy::Token(token)) = by {
+            return self.complete(id, token, result, now_ms);
+        }
         let mut item = item.clone();
         item.last_settle = None;
         strip_parts_metadata(&mut item);
@@ -1077,14 +1111,19 @@ impl Board {
         Ok(self.do_fail(item, reason, ChangeKind::Failed, now_ms))
     }
 
-    /// Console `fail_work(id, error)`: no token, no retry; claimed or in_progress -> failed.
+    /// `fail_work(id, error)` by hand, no retry: with the lease's token as its holder would
+    /// ([`Board::fail`]), or by force (any holder); claimed or in_progress -> failed.
     pub fn fail_work(
         &mut self,
         id: &str,
         error: impl Into<String>,
+        by: Option<SettleBy>,
         now_ms: u64,
     ) -> Result<Outcome<WorkItem>, BoardError> {
-        let item = self.leased_by_hand(id, Status::Failed)?;
+        let item = self.leased_by_hand(id, Status::Failed, by)?;
+        if let Some(SettleBy::Token(token)) = by {
+            return self.fail(id, token, error, false, now_ms);
+        }
         let mut item = item.clone();
         item.attempts = item.attempts.saturating_add(1);
         item.lease = None;

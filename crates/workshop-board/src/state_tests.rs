@@ -541,7 +541,7 @@ fn admin_complete_and_fail_work() {
     add(&mut b, "c", &[]);
     add(&mut b, "d", &["c"]);
     assert_eq!(
-        b.complete_work("a", "r", 1),
+        b.complete_work("a", "r", None, 1),
         Err(BoardError::InvalidTransition {
             id: "a".into(),
             from: Status::Ready,
@@ -549,27 +549,46 @@ fn admin_complete_and_fail_work() {
         })
     );
     assert_eq!(
-        b.fail_work("a", "e", 1),
+        b.fail_work("a", "e", Some(SettleBy::Force), 1),
         Err(BoardError::InvalidTransition {
             id: "a".into(),
             from: Status::Ready,
             to: Status::Failed
         })
     );
-    claim(&mut b, "a");
-    let out = ok(b.complete_work("a", "by hand", 2));
+    let ta = claim(&mut b, "a");
+    // Held: neither token nor force is refused, naming the holder; nothing changes.
+    let held = Err(BoardError::Held {
+        id: "a".into(),
+        status: Status::Claimed,
+        holder: "w1".into(),
+    });
+    assert_eq!(b.complete_work("a", "r", None, 2), held);
+    assert_eq!(b.fail_work("a", "e", None, 2), held);
+    assert_eq!(status(&b, "a"), Status::Claimed);
+    // A wrong token is a stale one.
+    assert!(matches!(
+        b.complete_work("a", "r", Some(SettleBy::Token(ta + 7)), 2),
+        Err(BoardError::StaleToken { .. })
+    ));
+    // The claim's token settles it as its holder would (a repeat is answered, not refused).
+    let out = ok(b.complete_work("a", "by hand", Some(SettleBy::Token(ta)), 2));
     assert_eq!(out.value.result.as_deref(), Some("by hand"));
     assert_eq!(status(&b, "b"), Status::Ready);
+    let again = ok(b.complete_work("a", "by hand", Some(SettleBy::Token(ta)), 3));
+    assert!(again.changes.is_empty());
+    // Force takes it from any holder.
     claim(&mut b, "c");
-    let out = ok(b.fail_work("c", "no", 3));
+    let out = ok(b.fail_work("c", "no", Some(SettleBy::Force), 3));
     assert_eq!(out.value.status, Status::Failed);
+    assert_eq!(out.value.claimed_by.as_deref(), Some("w1"));
     assert_eq!(status(&b, "d"), Status::Blocked);
     assert_eq!(
-        b.complete_work("zz", "r", 1),
+        b.complete_work("zz", "r", None, 1),
         Err(BoardError::NotFound { id: "zz".into() })
     );
     assert_eq!(
-        b.fail_work("zz", "r", 1),
+        b.fail_work("zz", "r", Some(SettleBy::Token(1)), 1),
         Err(BoardError::NotFound { id: "zz".into() })
     );
     b.check_invariants().unwrap();
@@ -753,10 +772,10 @@ fn complete_and_fail_are_idempotent_for_the_settling_token() {
     assert!(again.changes.is_empty());
     assert_eq!(again.value, failed);
 
-    // a tokenless settle by hand records no holder's settle
+    // a forced settle by hand records no holder's settle
     add(&mut b, "h", &[]);
     let th = claim(&mut b, "h");
-    ok(b.complete_work("h", "by hand", 3_000));
+    ok(b.complete_work("h", "by hand", Some(SettleBy::Force), 3_000));
     assert_eq!(b.get("h").unwrap().last_settle, None);
     assert!(matches!(
         b.complete("h", th, "mine", 3_001),

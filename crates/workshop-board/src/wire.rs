@@ -27,6 +27,7 @@ pub fn api_error(e: DurableError) -> ApiError {
 pub fn board_api_error(e: BoardError) -> ApiError {
     match e {
         BoardError::NotFound { id } => ApiError::NoSuchItem(id),
+        BoardError::Held { id, status, holder } => ApiError::Held { id, status, holder },
         BoardError::StaleToken {
             id,
             presented,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use workshop_board::durable::{CommitEvent, DurableError, DurableOptions};
 use workshop_board::{
-    BoardError, DurableBoard, ListFilter, MemoryStore, NewItem, Status, WorkType,
+    BoardError, DurableBoard, ListFilter, MemoryStore, NewItem, SettleBy, Status, WorkType,
 };
 
 fn logging_options(log: Arc<Mutex<Vec<String>>>) -> DurableOptions {
@@ -139,12 +139,21 @@ async fn every_operation_and_error_passes_through() {
         .unwrap();
     assert_eq!(c.status, Status::Ready);
     assert_eq!(c.attempts, 1);
-    let d = board.claim("d", "w", 1_000).await.unwrap();
-    let _ = d;
-    board.fail_work("d", "by hand").await.unwrap();
+    board.claim("d", "w", 1_000).await.unwrap();
+    // Held: by hand needs the lease's token or force.
+    assert!(matches!(
+        board.fail_work("d", "by hand", None).await,
+        Err(DurableError::Board(BoardError::Held { .. }))
+    ));
+    board
+        .fail_work("d", "by hand", Some(SettleBy::Force))
+        .await
+        .unwrap();
     let b = board.claim("b", "w", 1_000).await.unwrap();
-    let _ = b;
-    board.complete_work("b", "by hand").await.unwrap();
+    board
+        .complete_work("b", "by hand", b.token().map(SettleBy::Token))
+        .await
+        .unwrap();
     board.cancel("c").await.unwrap();
     assert!(matches!(
         board.cancel("a").await,

@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use workshop_board::{
-    Board, BoardConfig, BoardError, ListFilter, NewItem, SettleKind, Status, WorkItem, WorkType,
+    Board, BoardConfig, BoardError, ListFilter, NewItem, SettleBy, SettleKind, Status, WorkItem,
+    WorkType,
 };
 
 const IDS: usize = 10;
@@ -33,8 +34,9 @@ enum Op {
     Heartbeat(usize, bool),
     Complete(usize, bool),
     Fail(usize, bool, bool),
-    CompleteWork(usize),
-    FailWork(usize),
+    /// By hand: 0 neither token nor force, 1 force, 2 the current token, 3 a wrong token.
+    CompleteWork(usize, u8),
+    FailWork(usize, u8),
     Cancel(usize),
     Remove(usize),
     Expire,
@@ -54,8 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (i.clone(), any::<bool>()).prop_map(|(i, t)| Op::Heartbeat(i, t)),
         3 => (i.clone(), any::<bool>()).prop_map(|(i, t)| Op::Complete(i, t)),
         2 => (i.clone(), any::<bool>(), any::<bool>()).prop_map(|(i, t, r)| Op::Fail(i, t, r)),
-        1 => i.clone().prop_map(Op::CompleteWork),
-        1 => i.clone().prop_map(Op::FailWork),
+        2 => (i.clone(), 0u8..4).prop_map(|(i, by)| Op::CompleteWork(i, by)),
+        2 => (i.clone(), 0u8..4).prop_map(|(i, by)| Op::FailWork(i, by)),
         1 => i.clone().prop_map(Op::Cancel),
         1 => i.clone().prop_map(Op::Remove),
         1 => Just(Op::Expire),
@@ -66,6 +68,15 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn snapshot(b: &Board) -> BTreeMap<String, WorkItem> {
     b.items().map(|i| (i.id.to_string(), i.clone())).collect()
+}
+
+fn settle_by(b: &Board, i: usize, by: u8) -> Option<SettleBy> {
+    match by {
+        1 => Some(SettleBy::Force),
+        2 => Some(SettleBy::Token(token_for(b, i, true))),
+        3 => Some(SettleBy::Token(token_for(b, i, false))),
+        _ => None,
+    }
 }
 
 fn token_for(b: &Board, i: usize, good: bool) -> u64 {
@@ -122,8 +133,23 @@ proptest! {
                     let t = token_for(&b, i, good);
                     b.fail(&id(i), t, "e", retry, now).map(|o| o.changes).map_err(|e| e.to_string())
                 }
-                Op::CompleteWork(i) => b.complete_work(&id(i), "r", now).map(|o| o.changes).map_err(|e| e.to_string()),
-                Op::FailWork(i) => b.fail_work(&id(i), "e", now).map(|o| o.changes).map_err(|e| e.to_string()),
+                Op::CompleteWork(i, by) | Op::FailWork(i, by) => {
+                    let held = b.get(&id(i)).is_some_and(|x| x.lease.is_some());
+                    let settle = settle_by(&b, i, by);
+                    let r = if matches!(op, Op::CompleteWork(..)) {
+                        b.complete_work(&id(i), "r", settle, now)
+                    } else {
+                        b.fail_work(&id(i), "e", settle, now)
+                    };
+                    // Nobody settles a held item by hand without its token or force.
+                    if held && settle.is_none() {
+                        prop_assert!(matches!(r, Err(BoardError::Held { .. })), "{r:?}");
+                    }
+                    if held && by == 3 {
+                        prop_assert!(matches!(r, Err(BoardError::StaleToken { .. })), "{r:?}");
+                    }
+                    r.map(|o| o.changes).map_err(|e| e.to_string())
+                }
                 Op::Cancel(i) => b.cancel(&id(i), now).map(|o| o.changes).map_err(|e| e.to_string()),
                 Op::Remove(i) => b.remove(&id(i)).map(|o| o.changes).map_err(|e| e.to_string()),
                 Op::Expire => Ok(b.expire_leases(now).changes),

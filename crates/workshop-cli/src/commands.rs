@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 use workshop_board::durable::{DurableBoard, DurableOptions};
-use workshop_board::item::{NewItem, WorkItem};
+use workshop_board::item::{NewItem, SettleBy, WorkItem};
 use workshop_board::state::ListFilter;
 use workshop_board::store::StoreError;
 
@@ -31,17 +31,29 @@ pub enum WorkCommand {
     },
     /// Show one item in full.
     Show { id: String },
-    /// Mark an item done with a result.
+    /// Claim a ready item by hand for an agent; prints the lease token that settles it.
+    Claim {
+        id: String,
+        agent: String,
+        /// The lease in milliseconds (1 s to 24 h; default 30 minutes).
+        #[arg(long)]
+        lease_ms: Option<u64>,
+    },
+    /// Mark a claimed or in-progress item done with a result.
     Complete {
         id: String,
         #[arg(default_value = "")]
         result: String,
+        #[command(flatten)]
+        by: SettleArgs,
     },
-    /// Mark an item failed with an error.
+    /// Mark a claimed or in-progress item failed with an error (no retry).
     Fail {
         id: String,
         #[arg(default_value = "failed by hand")]
         error: String,
+        #[command(flatten)]
+        by: SettleArgs,
     },
     /// Cancel an item (its dependents are blocked).
     Cancel { id: String },
@@ -50,9 +62,44 @@ pub enum WorkCommand {
     Result { id: String },
 }
 
-/// Board refusals carry the same code (`board`) as on a running node.
+/// How `work complete`/`work fail` settle an item someone holds.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct SettleArgs {
+    /// The lease token the claim printed (`workshop work claim`, or `lease.token` in
+    /// `workshop work show ID --json`).
+    #[arg(long)]
+    token: Option<u64>,
+    /// Take the item from whoever holds it (logged; a board worker holding it loses it and its
+    /// turn is interrupted).
+    #[arg(long, conflicts_with = "token")]
+    force: bool,
+}
+
+impl SettleArgs {
+    pub fn by(self) -> Option<SettleBy> {
+        match (self.token, self.force) {
+            (Some(t), _) => Some(SettleBy::Token(t)),
+            (None, true) => Some(SettleBy::Force),
+            (None, false) => None,
+        }
+    }
+}
+
+/// A refusal in the CLI's words: a held item names the flags that settle it.
+pub fn cli_message(e: &ApiError) -> String {
+    match e {
+        ApiError::Held { id, status, holder } => format!(
+            "work item `{id}` is {status}, held by {holder}: pass --token N (the lease token its \
+             claim printed; `workshop work show {id} --json` has it as lease.token), or --force to \
+             take it (logged; a board worker holding it loses it and its turn is interrupted)"
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// Board refusals carry the same codes as on a running node.
 fn board_err(e: workshop_board::durable::DurableError) -> ApiError {
-    ApiError::Board(e.to_string())
+    workshop_board::wire::api_error(e)
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<DurableBoard> {
@@ -131,10 +178,25 @@ pub async fn work(data_dir: &Path, cmd: WorkCommand, json: bool) -> anyhow::Resu
             Some(i) => i,
             None => anyhow::bail!("no work item {id}; `workshop board` lists them"),
         },
-        WorkCommand::Complete { id, result } => {
-            board.complete_work(&id, result).await.map_err(board_err)?
+        WorkCommand::Claim {
+            id,
+            agent,
+            lease_ms,
+        } => {
+            let lease = workshop_node::work::check_lease(
+                "lease_ms",
+                lease_ms.unwrap_or(workshop_node::work::MANUAL_LEASE_MS),
+            )?;
+            board.claim(&id, &agent, lease).await.map_err(board_err)?
         }
-        WorkCommand::Fail { id, error } => board.fail_work(&id, error).await.map_err(board_err)?,
+        WorkCommand::Complete { id, result, by } => board
+            .complete_work(&id, result, by.by())
+            .await
+            .map_err(board_err)?,
+        WorkCommand::Fail { id, error, by } => board
+            .fail_work(&id, error, by.by())
+            .await
+            .map_err(board_err)?,
         WorkCommand::Cancel { id } => board.cancel(&id).await.map_err(board_err)?,
         WorkCommand::Result { id } => {
             let result = board.full_result(&id).await;
@@ -175,6 +237,12 @@ pub fn print_full(item: &WorkItem, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(item)?);
     } else {
         print_item(item, false)?;
+        if let Some(lease) = &item.lease {
+            println!(
+                "lease token: {} (held by {}; `workshop work complete {} RESULT --token {}` settles it)",
+                lease.token, lease.holder, item.id, lease.token
+            );
+        }
         if !item.spec.is_empty() {
             println!("spec: {}", item.spec);
         }

@@ -137,7 +137,7 @@ fn tls_from_env() -> Option<cluster::TlsOptions> {
 /// Print an error as text (stderr) or JSON (stdout: `{"error": {"code", "message"}}`).
 pub fn print_error(e: &anyhow::Error, json: bool) {
     let (code, message) = match e.downcast_ref::<ApiError>() {
-        Some(api) => (api.code(), api.to_string()),
+        Some(api) => (api.code(), commands::cli_message(api)),
         None => ("error", format!("{e:#}")),
     };
     if json {
@@ -505,8 +505,15 @@ pub async fn work(t: &Target, cmd: WorkCommand) -> anyhow::Result<()> {
             Some(i) => i,
             None => anyhow::bail!("no work item {id}; `workshop board` lists them"),
         },
-        WorkCommand::Complete { id, result } => client.complete_work(&id, Some(result)).await?,
-        WorkCommand::Fail { id, error } => client.fail_work(&id, Some(error)).await?,
+        WorkCommand::Claim {
+            id,
+            agent,
+            lease_ms,
+        } => client.claim_work_for(&id, &agent, lease_ms).await?,
+        WorkCommand::Complete { id, result, by } => {
+            client.complete_work(&id, Some(result), by.by()).await?
+        }
+        WorkCommand::Fail { id, error, by } => client.fail_work(&id, Some(error), by.by()).await?,
         WorkCommand::Cancel { id } => client.cancel_work(&id).await?,
         WorkCommand::Result { id } => {
             return commands::print_result(&id, client.work_result(&id).await?, t.json)

@@ -552,7 +552,13 @@ async fn the_board_end_to_end() {
     let e = err(&op, "add_work", json!({ "id": "w1", "title": "again" })).await;
     assert!(e.message.contains("w1"), "{e:?}");
     let r = ok(&op, "claim_work", json!({ "id": "w1", "agent": "me" })).await;
-    assert_eq!(r.text, "me claimed w1.");
+    let w1_token = r.structured["lease_token"].as_u64().expect("a lease token");
+    assert_eq!(
+        r.text,
+        format!(
+            "me claimed w1. Lease token {w1_token}: pass it as token to complete_work or fail_work."
+        )
+    );
     assert_eq!(r.structured["claimed_by"], "me");
     let e = err(&op, "claim_work", json!({ "id": "w1", "agent": "you" })).await;
     assert!(e.message.contains("w1"), "{e:?}");
@@ -588,10 +594,22 @@ async fn the_board_end_to_end() {
     .await;
     assert!(e.message.contains("lease 5 is out of bounds"), "{e:?}");
     ok(&op, "start_work", json!({ "id": "w1" })).await;
+    // Held: settled with the claim's token or by force; neither is refused naming the holder.
+    let e = err(
+        &op,
+        "complete_work",
+        json!({ "id": "w1", "result": "not mine" }),
+    )
+    .await;
+    assert_eq!(e.code, "held", "{e:?}");
+    assert!(
+        e.message.contains("held by me") && e.message.contains("force: true"),
+        "{e:?}"
+    );
     let r = ok(
         &op,
         "complete_work",
-        json!({ "id": "w1", "result": "docs written" }),
+        json!({ "id": "w1", "result": "docs written", "token": w1_token }),
     )
     .await;
     assert_eq!(r.text, "w1 completed.");
@@ -609,7 +627,12 @@ async fn the_board_end_to_end() {
     )
     .await;
     ok(&op, "claim_work", json!({ "id": "f1", "agent": "me" })).await;
-    let r = ok(&op, "fail_work", json!({ "id": "f1", "error": "broke" })).await;
+    let r = ok(
+        &op,
+        "fail_work",
+        json!({ "id": "f1", "error": "broke", "force": true }),
+    )
+    .await;
     assert_eq!(r.text, "f1 marked as failed.");
     let r = ok(&op, "cancel_work", json!({ "id": "w2" })).await;
     assert_eq!(r.structured["status"], "cancelled");

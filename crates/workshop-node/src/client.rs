@@ -15,7 +15,7 @@ use workshop_proto::api::{req, Call, NodeHello, Request, PROTOCOL_VERSION};
 use workshop_proto::board::{BackupInfo, BoardMsg};
 use workshop_proto::node::{decode_reply, encode_request, NodeMsg};
 use workshop_proto::ApiError;
-use workshop_types::board::{Status, WorkItem};
+use workshop_types::board::{SettleBy, Status, WorkItem};
 use workshop_types::{
     AgentInfo, AgentName, AgentOptions, AgentRow, Event, PollState, RequestRef, Topic, TurnResult,
 };
@@ -762,21 +762,32 @@ impl Client {
     pub async fn start_work(&self, id: &str) -> Result<WorkItem, ApiError> {
         self.call(req::StartWork { id: id.into() }).await
     }
+    /// Settle by hand as done: `by` is the lease token the claim answered, or force (logged;
+    /// a board worker holding the item loses it); neither is refused while the item is held.
     pub async fn complete_work(
         &self,
         id: &str,
         result: Option<String>,
+        by: Option<SettleBy>,
     ) -> Result<WorkItem, ApiError> {
         self.call(req::CompleteWork {
             id: id.into(),
             result,
+            by,
         })
         .await
     }
-    pub async fn fail_work(&self, id: &str, error: Option<String>) -> Result<WorkItem, ApiError> {
+    /// Settle by hand as failed, no retry; `by` as in [`Client::complete_work`].
+    pub async fn fail_work(
+        &self,
+        id: &str,
+        error: Option<String>,
+        by: Option<SettleBy>,
+    ) -> Result<WorkItem, ApiError> {
         self.call(req::FailWork {
             id: id.into(),
             error,
+            by,
         })
         .await
     }

@@ -287,9 +287,9 @@ pub async fn dispatch(ws: &Workshop, id: &Identity, request: Request) -> ReplyFr
         }
         R::StartWork(r) => answer::<req::StartWork>(what, ws.start_work(&r.id).await),
         R::CompleteWork(r) => {
-            answer::<req::CompleteWork>(what, ws.complete_work(&r.id, r.result).await)
+            answer::<req::CompleteWork>(what, ws.complete_work(&r.id, r.result, r.by).await)
         }
-        R::FailWork(r) => answer::<req::FailWork>(what, ws.fail_work(&r.id, r.error).await),
+        R::FailWork(r) => answer::<req::FailWork>(what, ws.fail_work(&r.id, r.error, r.by).await),
         R::CancelWork(r) => answer::<req::CancelWork>(what, ws.cancel_work(&r.id).await),
         R::AwaitWork(r) => {
             answer::<req::AwaitWork>(what, ws.await_work(&r.id, ms(r.timeout_ms)).await)

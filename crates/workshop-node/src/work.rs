@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use workshop_board::item::{NewItem, Status, WorkItem, WorkType};
+use workshop_board::item::{NewItem, SettleBy, Status, WorkItem, WorkType};
 use workshop_board::state::ListFilter;
 use workshop_proto::board::BackupInfo;
 use workshop_types::Topic;
@@ -177,28 +177,63 @@ impl Workshop {
         Ok(item)
     }
 
+    /// Settle by hand as done: `by` is the lease token the claim answered or force; a forced
+    /// settle is logged with the holder it took the item from (a board worker holding it loses
+    /// it at its next heartbeat and interrupts its turn).
     pub async fn complete_work(
         &self,
         id: &str,
         result: Option<String>,
+        by: Option<SettleBy>,
     ) -> Result<WorkItem, ApiError> {
         let id = id.trim_start_matches(':');
         let item = self
             .board_client()?
-            .complete_work(id, result.unwrap_or_default())
+            .complete_work(id, result.unwrap_or_default(), by)
             .await?;
         self.work_event("completed", id, format!("[work] {id} completed"));
+        self.forced_event(&item, by, "completed");
         self.after_item_settled(&item).await;
         Ok(item)
     }
 
-    pub async fn fail_work(&self, id: &str, error: Option<String>) -> Result<WorkItem, ApiError> {
+    /// Settle by hand as failed (no retry), as [`Workshop::complete_work`].
+    pub async fn fail_work(
+        &self,
+        id: &str,
+        error: Option<String>,
+        by: Option<SettleBy>,
+    ) -> Result<WorkItem, ApiError> {
         let id = id.trim_start_matches(':');
         let error = error.unwrap_or_else(|| "failed by hand".into());
-        let item = self.board_client()?.fail_work(id, error.clone()).await?;
+        let item = self
+            .board_client()?
+            .fail_work(id, error.clone(), by)
+            .await?;
         self.work_event("failed", id, format!("[work] {id} failed: {error}"));
+        self.forced_event(&item, by, "failed");
         self.after_item_settled(&item).await;
         Ok(item)
+    }
+
+    /// A forced settle is logged with the holder it took the item from (the settled item still
+    /// names its last claimant).
+    fn forced_event(&self, item: &WorkItem, by: Option<SettleBy>, how: &str) {
+        if by != Some(SettleBy::Force) {
+            return;
+        }
+        let id = item.id.as_str();
+        if let Some(holder) = &item.claimed_by {
+            tracing::warn!(item = id, holder = %holder, "{how} by force");
+            self.work_event(
+                "forced",
+                id,
+                format!(
+                    "[work] {id} {how} by force, taken from {holder} (a board worker holding it \
+                     loses it at its next heartbeat)"
+                ),
+            );
+        }
     }
 
     pub async fn cancel_work(&self, id: &str) -> Result<WorkItem, ApiError> {

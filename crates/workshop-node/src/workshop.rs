@@ -516,7 +516,7 @@ impl Workshop {
         // actor is stopped here instead of living on outside the directory.
         if let Some(old) = displaced {
             tracing::error!(agent = %name, "an agent actor was displaced without being dismissed");
-            Self::stop_actor(old.actor).await;
+            Self::stop_actor(old.actor, "the agent was replaced").await;
         }
         let verb = if replaced { "replaced" } else { "created" };
         self.publish(
@@ -994,7 +994,7 @@ impl Workshop {
         for name in self.inner.directory.names() {
             let _held = self.inner.names.lock(&name).await;
             if let Some(entry) = self.inner.directory.remove(&name) {
-                Self::stop_actor(entry.actor).await;
+                Self::stop_actor(entry.actor, "the node is stopping").await;
             }
         }
         if let Some(db) = &self.inner.db {
@@ -1006,8 +1006,12 @@ impl Workshop {
 
     /// Stop an agent actor and wait until it has exited (so a replaced agent's backend is gone
     /// when its replacement is announced): graceful `Shutdown`, then kill after the grace.
-    async fn stop_actor(actor: ActorRef<AgentMsg>) {
-        let graceful = actor.call(AgentMsg::Shutdown, Some(DISMISS_GRACE)).await;
+    /// `why` is what a caller still waiting on one of its requests is told.
+    async fn stop_actor(actor: ActorRef<AgentMsg>, why: &str) {
+        let why = why.to_string();
+        let graceful = actor
+            .call(|reply| AgentMsg::Shutdown(why, reply), Some(DISMISS_GRACE))
+            .await;
         let exited = matches!(graceful, Ok(ractor::rpc::CallResult::Success(_)))
             && actor.wait(Some(DISMISS_GRACE)).await.is_ok();
         if !exited && actor.get_status() != ractor::ActorStatus::Stopped {
@@ -1056,7 +1060,12 @@ impl Workshop {
         {
             tracing::error!(agent = %name, error = %e, "the agent's budget limit was not removed");
         }
-        Self::stop_actor(entry.actor).await;
+        let why = if delete {
+            "the agent was dismissed"
+        } else {
+            "the agent was replaced"
+        };
+        Self::stop_actor(entry.actor, why).await;
         true
     }
 
@@ -1318,16 +1327,14 @@ mod replace_tests {
             .await
             .expect("the old turn's caller was answered")
             .expect("the ask task");
-        assert!(
-            matches!(
-                asked,
-                Err(ApiError::Turn {
-                    error: TurnError::Cancelled(_),
-                    ..
-                })
-            ),
-            "{asked:?}"
-        );
+        // Told what happened: replaced, not dismissed.
+        match &asked {
+            Err(ApiError::Turn {
+                error: TurnError::Cancelled(why),
+                ..
+            }) => assert_eq!(why, "the agent was replaced"),
+            other => panic!("{other:?}"),
+        }
 
         let writes: Vec<Option<AgentRecord>> = db
             .take_agent_writes()

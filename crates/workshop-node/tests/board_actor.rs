@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::within;
 use workshop_board::durable::DurableBoard;
-use workshop_board::item::{NewItem, Status, WorkType};
+use workshop_board::item::{NewItem, SettleBy, Status, WorkType};
 use workshop_board::state::ListFilter;
 use workshop_board::BoardClient;
 use workshop_node::{ApiError, Client, Node};
@@ -212,7 +212,8 @@ async fn worker_flow(client: &BoardClient, board: &DurableBoard) {
     assert_eq!(cancelled.status, Status::Cancelled);
 }
 
-/// What the console does without a token, through `client`: complete or fail an item by hand,
+/// What the console does by hand, through `client`: complete or fail an item (with its
+/// claim's token, or by force),
 /// wait for an item to settle (a long poll woken by the settlement), remove an item.
 async fn console_flow(client: &BoardClient, board: &DurableBoard) {
     client
@@ -220,10 +221,20 @@ async fn console_flow(client: &BoardClient, board: &DurableBoard) {
         .await
         .unwrap();
     // Only a claimed item can be settled by hand; the board's refusal names the transition.
-    let e = client.complete_work("h1", "too early").await.unwrap_err();
+    let e = client
+        .complete_work("h1", "too early", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "board", "{e}");
     assert!(e.to_string().contains("h1"), "{e}");
-    client.claim("h1", "console", LEASE_MS).await.unwrap();
+    let claim = client.claim("h1", "console", LEASE_MS).await.unwrap();
+    // Held: neither token nor force is refused, naming the holder.
+    let e = client
+        .complete_work("h1", "not mine", None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "held", "{e}");
+    assert!(e.to_string().contains("held by console"), "{e}");
 
     // A waiting await_settled is woken by the settlement (its wait is far away).
     let before = board.settled_subscribers();
@@ -237,7 +248,10 @@ async fn console_flow(client: &BoardClient, board: &DurableBoard) {
         }
     })
     .await;
-    let done = client.complete_work("h1", "done by hand").await.unwrap();
+    let done = client
+        .complete_work("h1", "done by hand", claim.token().map(SettleBy::Token))
+        .await
+        .unwrap();
     assert_eq!(done.status, Status::Done);
     assert_eq!(done.result.as_deref(), Some("done by hand"));
     let settled = within("await_settled woken by the settlement", waiter)
@@ -278,10 +292,13 @@ async fn console_flow(client: &BoardClient, board: &DurableBoard) {
         .unwrap();
     assert_eq!(open.status, Status::Ready);
     client.claim("h2", "console", LEASE_MS).await.unwrap();
-    let failed = client.fail_work("h2", "failed by hand").await.unwrap();
+    let failed = client
+        .fail_work("h2", "failed by hand", Some(SettleBy::Force))
+        .await
+        .unwrap();
     assert_eq!(failed.status, Status::Failed);
     assert_eq!(failed.error.as_deref(), Some("failed by hand"));
-    let e = client.fail_work("nope", "x").await.unwrap_err();
+    let e = client.fail_work("nope", "x", None).await.unwrap_err();
     assert_eq!(e, ApiError::NoSuchItem("nope".into()));
 
     // Remove: refused while something depends on the item, then dependents first.

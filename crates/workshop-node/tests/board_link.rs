@@ -61,7 +61,7 @@ async fn a_node_without_its_board_says_so() {
     assert_no_board(&w.work("x", "Parser", typed("code")).await.unwrap_err());
     assert_no_board(&w.board(None, None).await.unwrap_err());
     assert_no_board(&w.work_item("x").await.unwrap_err());
-    assert_no_board(&w.complete_work("x", None).await.unwrap_err());
+    assert_no_board(&w.complete_work("x", None, None).await.unwrap_err());
     assert_no_board(&w.await_work("x", None).await.unwrap_err());
     assert_no_board(&node.board_client().unwrap_err());
     node.shutdown().await;

@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use workshop_board::item::Status;
 use workshop_board::item::WorkType;
+use workshop_board::item::{SettleBy, Status};
 use workshop_node::worker::WorkerSpec;
 use workshop_node::WorkOptions;
 use workshop_types::{AgentName, AgentStatus, Topic};
@@ -200,6 +200,95 @@ async fn a_refused_heartbeat_interrupts_the_turn_and_releases_the_worktree() {
             .any(|e| e.kind == "error" || e.kind == "failed"),
         "{events:?}"
     );
+    node.shutdown().await;
+}
+
+/// Issue 8 item 5: settling by hand an item a board worker holds needs its token or force; a
+/// forced settle is logged naming the worker, which loses the item at its next heartbeat and
+/// interrupts its turn, and whose own result is then never recorded.
+#[tokio::test]
+async fn a_forced_settle_takes_the_item_from_a_worker_and_interrupts_its_turn() {
+    let node = node().await;
+    let w = &node.workshop;
+    let mut ev = w.watch();
+    w.board_worker_with(WorkerSpec {
+        name: AgentName::new("dev").expect("name"),
+        work_type: WorkType::Code,
+        role: None,
+        options: script(vec![hang()]),
+        interval_ms: 60_000,
+        lease_ms: 300,
+        worktree: false,
+    })
+    .await
+    .expect("worker");
+    w.work("x", "Never ends", typed("code"))
+        .await
+        .expect("work");
+    until_line(&mut ev, "[board_worker] dev started x").await;
+    until_info(w, "dev", "the turn to run", |i| {
+        i.status == AgentStatus::Working
+    })
+    .await;
+
+    // Neither token nor force: refused, naming the holder; the worker keeps the item.
+    let e = w
+        .complete_work("x", Some("by hand".into()), None)
+        .await
+        .expect_err("held by the worker");
+    assert_eq!(e.code(), "held", "{e}");
+    assert!(e.to_string().contains("held by dev"), "{e}");
+    let e = w
+        .fail_work("x", None, None)
+        .await
+        .expect_err("held by the worker");
+    assert_eq!(e.code(), "held", "{e}");
+    assert_eq!(
+        w.work_item("x").await.expect("get").expect("item").status,
+        Status::InProgress
+    );
+
+    // By force: done at once, logged with the holder it was taken from.
+    let done = w
+        .complete_work("x", Some("by hand".into()), Some(SettleBy::Force))
+        .await
+        .expect("forced");
+    assert_eq!(done.status, Status::Done);
+    let interrupted = std::cell::Cell::new(false);
+    let forced = std::cell::RefCell::new(None);
+    let lost = next_event(&mut ev, "the lease_lost event", |e| {
+        if e.line == "[error] dev: interrupted" {
+            interrupted.set(true);
+        }
+        if e.kind == "forced" {
+            *forced.borrow_mut() = Some(e.line.clone());
+        }
+        e.kind == "lease_lost" && e.subject.as_deref() == Some("x")
+    })
+    .await;
+    let forced = forced
+        .into_inner()
+        .expect("a forced event before the worker noticed");
+    assert!(
+        forced.contains("x completed by force, taken from dev"),
+        "{forced}"
+    );
+    assert!(interrupted.get(), "the worker's turn was interrupted");
+    assert!(lost.line.contains("dev lost its lease"), "{}", lost.line);
+    let item = w.work_item("x").await.expect("get").expect("item");
+    assert_eq!(item.status, Status::Done);
+    assert_eq!(item.result.as_deref(), Some("by hand"));
+    within("the worker to be free", async {
+        loop {
+            let info = w.workers().await.expect("workers").pop().expect("worker");
+            if info.current_item.is_none() {
+                assert_eq!((info.completed, info.failed), (0, 0));
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     node.shutdown().await;
 }
 

@@ -111,7 +111,7 @@ pub enum AgentMsg {
     Reset(RpcReplyPort<Ack>),
     /// Stop the session gracefully (used by `dismiss` before the actor stops).
     #[rpc]
-    Shutdown(RpcReplyPort<Ack>),
+    Shutdown(String, RpcReplyPort<Ack>),
     /// Internal: the turn finished (result, error, crash or the watchdog's timeout).
     TurnDone(TurnDone),
 }

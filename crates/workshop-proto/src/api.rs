@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use workshop_types::board::{Status as ItemStatus, WorkItem};
+use workshop_types::board::{SettleBy, Status as ItemStatus, WorkItem};
 use workshop_types::{
     AgentInfo, AgentName, AgentOptions, AgentRow, AgentStatus, Event, PollState, RequestRef, Topic,
     TurnError, TurnResult,
@@ -22,7 +22,7 @@ use workshop_workflow::{RunStatus, Workflow};
 use crate::ApiError;
 
 /// Bumped when a request, a reply or [`ApiError`] changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A set of operations one actor answers (the node's [`Request`], the board's
 /// [`crate::board::BoardRequest`]): an enum with one variant per request struct.
@@ -183,8 +183,10 @@ requests! {
     /// Claim by hand under a lease of `lease_ms` (None: 30 minutes; 1 s to 24 h).
     ClaimWork { id: String, agent: String, lease_ms: Option<u64> } -> WorkItem;
     StartWork { id: String } -> WorkItem;
-    CompleteWork { id: String, result: Option<String> } -> WorkItem;
-    FailWork { id: String, error: Option<String> } -> WorkItem;
+    /// Settle by hand: `by` is the lease token the claim answered, or force (logged; a board
+    /// worker holding the item loses it); neither is refused while the item is held.
+    CompleteWork { id: String, result: Option<String>, by: Option<SettleBy> } -> WorkItem;
+    FailWork { id: String, error: Option<String>, by: Option<SettleBy> } -> WorkItem;
     CancelWork { id: String } -> WorkItem;
     AwaitWork { id: String, timeout_ms: Option<u64> } -> WorkItem, waits = true;
     WorkFromResult { agent: String, id: String, options: WorkOptions } -> WorkItem;

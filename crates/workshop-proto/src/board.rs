@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use ractor::RpcReplyPort;
 use ractor_cluster_derive::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
-use workshop_types::board::{NewItem, Status, WorkItem, WorkType};
+use workshop_types::board::{NewItem, SettleBy, Status, WorkItem, WorkType};
 
 use crate::api::{requests, Page};
 use crate::node::{ReplyFrame, RequestFrame};
@@ -59,12 +59,13 @@ requests! {
     /// A long poll: the claimable ready items (of `work_type`, if given) as soon as there is
     /// one, or an empty list after `wait_ms`. The remote form of `subscribe_ready`.
     WaitReady { work_type: Option<WorkType>, wait_ms: u64 } -> Vec<WorkItem>, waits = true;
-    /// Settle a claimed or in-progress item as done without its token (the console's
-    /// `complete_work`).
-    CompleteWork { id: String, result: String } -> WorkItem;
-    /// Settle a claimed or in-progress item as failed without its token and without a retry
-    /// (the console's `fail_work`).
-    FailWork { id: String, error: String } -> WorkItem;
+    /// Settle a claimed or in-progress item as done by hand (the console's `complete_work`):
+    /// with its lease token, as the holder would, or by force; neither is refused while the item
+    /// is held.
+    CompleteWork { id: String, result: String, by: Option<SettleBy> } -> WorkItem;
+    /// Settle a claimed or in-progress item as failed by hand, without a retry (the console's
+    /// `fail_work`): with its lease token or by force, as `CompleteWork`.
+    FailWork { id: String, error: String, by: Option<SettleBy> } -> WorkItem;
     /// A long poll: the item as soon as it is settled (done, failed, blocked or cancelled), or
     /// as it stands after `wait_ms`; None when there is no such item.
     AwaitSettled { id: String, wait_ms: u64 } -> Option<WorkItem>, waits = true;

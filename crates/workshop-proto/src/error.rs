@@ -102,6 +102,17 @@ pub enum ApiError {
     /// No agent of that name, but one whose name is close (code `unknown_agent` too).
     #[error("no agent named {name}; did you mean {like}? agents() lists them")]
     UnknownAgentLike { name: String, like: String },
+    /// Settling by hand an item someone holds, with neither its lease token nor force.
+    #[error(
+        "work item `{id}` is {status}, held by {holder}: settle it with the lease token its claim \
+         answered (a console that claimed it uses its own; else #{{token: N}}), or take it with \
+         #{{force: true}} (logged; a board worker holding it loses it and its turn is interrupted)"
+    )]
+    Held {
+        id: String,
+        status: ItemStatus,
+        holder: String,
+    },
 }
 
 impl ApiError {
@@ -132,6 +143,7 @@ impl ApiError {
             ApiError::StaleToken { .. } => "stale_token",
             ApiError::NoSuchItem(_) => "no_such_item",
             ApiError::AlreadySettled { .. } => "already_settled",
+            ApiError::Held { .. } => "held",
         }
     }
 }

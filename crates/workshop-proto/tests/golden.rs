@@ -117,6 +117,24 @@ fn requests_are_stable() {
             }
             .into(),
         ),
+        (
+            "req_complete_work",
+            req::CompleteWork {
+                id: "t1".into(),
+                result: Some("done by hand".into()),
+                by: Some(workshop_types::board::SettleBy::Token(42)),
+            }
+            .into(),
+        ),
+        (
+            "req_fail_work",
+            req::FailWork {
+                id: "t1".into(),
+                error: None,
+                by: Some(workshop_types::board::SettleBy::Force),
+            }
+            .into(),
+        ),
     ];
     for (n, r) in cases {
         let frame = encode_request(r.clone(), "0.1.0").unwrap();
@@ -128,7 +146,7 @@ fn requests_are_stable() {
 #[test]
 fn board_requests_are_stable() {
     use workshop_proto::board::{req as b, BoardRequest};
-    use workshop_types::board::{NewItem, Status, WorkType};
+    use workshop_types::board::{NewItem, SettleBy, Status, WorkType};
     let cases: Vec<(&str, BoardRequest)> = vec![
         (
             "board_add",
@@ -196,6 +214,7 @@ fn board_requests_are_stable() {
             b::CompleteWork {
                 id: "t1".into(),
                 result: "done by hand".into(),
+                by: Some(SettleBy::Token(42)),
             }
             .into(),
         ),
@@ -204,6 +223,7 @@ fn board_requests_are_stable() {
             b::FailWork {
                 id: "t1".into(),
                 error: "failed by hand".into(),
+                by: Some(SettleBy::Force),
             }
             .into(),
         ),
@@ -351,6 +371,14 @@ fn replies_and_errors_are_stable() {
                 client_protocol: 1,
                 node: "0.2.0".into(),
                 node_protocol: 2,
+            },
+        ),
+        (
+            "err_held",
+            ApiError::Held {
+                id: "t1".into(),
+                status: workshop_types::board::Status::InProgress,
+                holder: "dev".into(),
             },
         ),
     ];

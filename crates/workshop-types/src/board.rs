@@ -299,6 +299,17 @@ impl FromStr for Status {
     }
 }
 
+/// How a caller other than a board worker settles an item (`complete_work`, `fail_work`): as
+/// the lease holder, with the token its claim answered, or by `Force`, which takes the item from
+/// whoever holds it (logged; a board worker holding it loses it at its next heartbeat and its
+/// turn is interrupted). Neither is refused while the item is claimed or in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleBy {
+    Token(u64),
+    Force,
+}
+
 /// A time-limited claim. `token` is the fencing token: globally monotonic over the board, so a
 /// holder whose lease expired and whose item was re-claimed can never complete it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

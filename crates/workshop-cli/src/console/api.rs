@@ -2,6 +2,7 @@
 //! Functions that block (ask, await, pipe) run on the node's runtime; in an interactive console
 //! Ctrl-C cancels the wait without killing the console (the agent keeps working).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,8 +63,8 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("work_result", "work_result(id) — an item's whole result, put together from its parts when it was too large for one message"),
     ("claim_work", "claim_work(id, agent[, #{lease: ms}]) — claim a ready item (lease 30 min by default)"),
     ("start_work", "start_work(id) — mark a claimed item in progress"),
-    ("complete_work", "complete_work(id[, result]) — mark done; unblocks dependents"),
-    ("fail_work", "fail_work(id[, error]) — mark failed; blocks dependents"),
+    ("complete_work", "complete_work(id[, result[, #{token: N} | #{force: true}]]) — mark done; unblocks dependents (an item this console claimed needs no token)"),
+    ("fail_work", "fail_work(id[, error[, #{token: N} | #{force: true}]]) — mark failed; blocks dependents"),
     ("cancel_work", "cancel_work(id) — cancel an item"),
     ("await_work", "await_work(id[, timeout_ms]) — wait until an item is done, failed, blocked or cancelled"),
     ("work_from_result", "work_from_result(agent, id[, #{type:, title:}]) — an item from an agent's last result"),
@@ -90,6 +91,9 @@ pub struct Ctx {
     /// Ctrl-C cancels blocking calls instead of ending the process.
     pub interactive: bool,
     watcher: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// The lease tokens of the claims this console made (`claim_work`): its own
+    /// `complete_work`/`fail_work` of those items settle as their holder.
+    pub(crate) claims: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Ctx {
@@ -99,6 +103,7 @@ impl Ctx {
             rt,
             interactive,
             watcher: Arc::new(Mutex::new(None)),
+            claims: Arc::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Console functions of the work board, board workers and workflows (AgentWorkshop's names).
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
-use workshop_board::item::WorkItem;
+use workshop_board::item::{SettleBy, WorkItem};
 use workshop_node::WorkOptions;
 use workshop_workflow::{Source, Stage, Workflow};
 
@@ -29,6 +29,60 @@ pub fn parts_note(i: &WorkItem) -> Option<String> {
          work_result(\"{}\") (or `workshop work result {}`) reads it all.",
         i.id, i.id, i.id
     ))
+}
+
+/// This console claimed `item`: its own settles of it use the lease's token.
+fn remember_claim(c: &Ctx, item: &WorkItem) {
+    if let Some(token) = item.token() {
+        c.claims.lock().insert(item.id.as_str().to_string(), token);
+    }
+}
+
+enum Settle {
+    Complete(Option<String>),
+    Fail(Option<String>),
+}
+
+/// `complete_work`/`fail_work`: with `#{token: N}` or `#{force: true}` if given, else with the
+/// token of this console's own claim of the item, else with neither (refused while the item is
+/// held, naming the holder).
+fn settle(c: &Ctx, id: &str, how: Settle, opts: Option<Map>) -> R<()> {
+    let name = match how {
+        Settle::Complete(_) => "complete_work",
+        Settle::Fail(_) => "fail_work",
+    };
+    let mut by = None;
+    for (k, v) in opts.unwrap_or_default() {
+        match k.as_str() {
+            "token" => {
+                let t = v
+                    .as_int()
+                    .ok()
+                    .and_then(|t| u64::try_from(t).ok())
+                    .ok_or_else(|| format!("{name}: token must be the lease token (a whole number 0 or more), got {v}"))?;
+                by = Some(SettleBy::Token(t));
+            }
+            "force" => {
+                let f = v
+                    .as_bool()
+                    .map_err(|t| format!("{name}: force must be true or false, got {t}"))?;
+                if f && by.is_none() {
+                    by = Some(SettleBy::Force);
+                }
+            }
+            other => {
+                return Err(format!("{name}: unknown option {other}: use token or force").into())
+            }
+        }
+    }
+    let key = id.trim_start_matches(':');
+    let by = by.or_else(|| c.claims.lock().get(key).copied().map(SettleBy::Token));
+    match how {
+        Settle::Complete(result) => c.block(c.ws.complete_work(id, result, by))?,
+        Settle::Fail(error) => c.block(c.ws.fail_work(id, error, by))?,
+    };
+    c.claims.lock().remove(key);
+    Ok(())
 }
 
 fn item_map(i: &WorkItem) -> R<Dynamic> {
@@ -182,7 +236,9 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     });
     let c = ctx.clone();
     engine.register_fn("claim_work", move |id: &str, agent: &str| -> R<()> {
-        c.block(c.ws.claim_work(id, agent)).map(|_| ())
+        let item = c.block(c.ws.claim_work(id, agent))?;
+        remember_claim(&c, &item);
+        Ok(())
     });
     let c = ctx.clone();
     engine.register_fn(
@@ -204,7 +260,9 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
                     }
                 }
             }
-            c.block(c.ws.claim_work_for(id, agent, lease)).map(|_| ())
+            let item = c.block(c.ws.claim_work_for(id, agent, lease))?;
+            remember_claim(&c, &item);
+            Ok(())
         },
     );
     let c = ctx.clone();
@@ -213,21 +271,30 @@ pub fn register(engine: &mut Engine, ctx: &Ctx) {
     });
     let c = ctx.clone();
     engine.register_fn("complete_work", move |id: &str| -> R<()> {
-        c.block(c.ws.complete_work(id, None)).map(|_| ())
+        settle(&c, id, Settle::Complete(None), None)
     });
     let c = ctx.clone();
     engine.register_fn("complete_work", move |id: &str, result: &str| -> R<()> {
-        c.block(c.ws.complete_work(id, Some(result.to_string())))
-            .map(|_| ())
+        settle(&c, id, Settle::Complete(Some(result.into())), None)
     });
     let c = ctx.clone();
+    engine.register_fn(
+        "complete_work",
+        move |id: &str, result: &str, o: Map| -> R<()> {
+            settle(&c, id, Settle::Complete(Some(result.into())), Some(o))
+        },
+    );
+    let c = ctx.clone();
     engine.register_fn("fail_work", move |id: &str| -> R<()> {
-        c.block(c.ws.fail_work(id, None)).map(|_| ())
+        settle(&c, id, Settle::Fail(None), None)
     });
     let c = ctx.clone();
     engine.register_fn("fail_work", move |id: &str, error: &str| -> R<()> {
-        c.block(c.ws.fail_work(id, Some(error.to_string())))
-            .map(|_| ())
+        settle(&c, id, Settle::Fail(Some(error.into())), None)
+    });
+    let c = ctx.clone();
+    engine.register_fn("fail_work", move |id: &str, error: &str, o: Map| -> R<()> {
+        settle(&c, id, Settle::Fail(Some(error.into())), Some(o))
     });
     let c = ctx.clone();
     engine.register_fn("cancel_work", move |id: &str| -> R<()> {

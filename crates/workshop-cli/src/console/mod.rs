@@ -261,6 +261,68 @@ mod tests {
         assert!(e.contains("nope"), "the claim with a lease worked: {e}");
     }
 
+    /// Issue 8 item 5: a console settles the items it claimed itself; another console (or
+    /// one that did not claim) needs the token or force, and is told so naming the holder.
+    #[test]
+    fn settling_by_hand_needs_the_claim_s_token_or_force() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let node = rt.block_on(workshop_node::Node::start()).expect("node");
+        let mine = Ctx::new(node.client(), rt.handle().clone(), false);
+        let other = Ctx::new(node.client(), rt.handle().clone(), false);
+        run_script(
+            &mine,
+            r#"work("a", "t"); work("b", "t"); work("c", "t");
+               claim_work("a", "me"); claim_work("b", "me"); claim_work("c", "me");"#,
+        )
+        .expect("claims");
+        let e = run_script(&other, r#"complete_work("a", "not mine")"#).expect_err("held");
+        assert!(e.contains("work item `a` is claimed, held by me"), "{e}");
+        assert!(e.contains("#{force: true}"), "{e}");
+        let e = run_script(&other, r#"fail_work("a", "no", #{token: 999999})"#)
+            .expect_err("a wrong token");
+        assert!(e.contains("stale fencing token 999999"), "{e}");
+        let e = run_script(&other, r#"complete_work("a", "x", #{forse: true})"#)
+            .expect_err("misspelt option");
+        assert!(
+            e.contains("unknown option forse: use token or force"),
+            "{e}"
+        );
+        // The claiming console settles its own claims; the other one forces, or passes the token.
+        run_script(&mine, r#"complete_work("a", "mine")"#).expect("own claim");
+        run_script(&other, r#"fail_work("b", "taken", #{force: true})"#).expect("forced");
+        let token = rt
+            .block_on(node.client().work_item("c"))
+            .expect("get")
+            .and_then(|i| i.token())
+            .expect("c is claimed");
+        run_script(
+            &other,
+            &format!(r#"complete_work("c", "with the token", #{{token: {token}}})"#),
+        )
+        .expect("with the token");
+        let status = |id: &str| {
+            rt.block_on(node.client().work_item(id))
+                .expect("get")
+                .expect("item")
+                .status
+                .to_string()
+        };
+        assert_eq!(
+            [status("a"), status("b"), status("c")],
+            ["done", "failed", "done"]
+        );
+        let events = rt
+            .block_on(node.client().events(100, Some(workshop_types::Topic::Work)))
+            .expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "forced" && e.line.contains("b failed by force, taken from me")),
+            "{events:?}"
+        );
+        rt.block_on(node.shutdown());
+    }
+
     #[test]
     fn closest_allows_a_third_of_the_letters_off() {
         let names = ["ask", "cast", "await", "await_all", "status"];

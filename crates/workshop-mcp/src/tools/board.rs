@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use workshop_node::{WorkOptions, WorkerOptions};
+use workshop_types::board::SettleBy;
 
 use super::agents::{options, Empty, DEFAULT_WAIT_MS};
 use super::render;
@@ -71,6 +72,11 @@ pub struct Complete {
     pub id: String,
     /// The item's result.
     pub result: Option<String>,
+    /// The lease token claim_work answered: settles the item as its holder.
+    pub token: Option<u64>,
+    /// Take the item from whoever holds it, without its token (logged; a board worker holding
+    /// it loses it and its turn is interrupted).
+    pub force: Option<bool>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -79,6 +85,11 @@ pub struct Fail {
     pub id: String,
     /// Why it failed.
     pub error: Option<String>,
+    /// The lease token claim_work answered: settles the item as its holder.
+    pub token: Option<u64>,
+    /// Take the item from whoever holds it, without its token (logged; a board worker holding
+    /// it loses it and its turn is interrupted).
+    pub force: Option<bool>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -178,7 +189,14 @@ pub async fn claim_work(ctx: &ToolCtx, p: Claim) -> Result<Reply, ToolError> {
         .await?;
     ctx.record(format!("claimed {} for {}", p.id, p.agent))
         .await;
-    Ok(item_reply(format!("{} claimed {}.", p.agent, p.id), &i))
+    let token = i
+        .token()
+        .map(|t| format!(" Lease token {t}: pass it as token to complete_work or fail_work."))
+        .unwrap_or_default();
+    Ok(item_reply(
+        format!("{} claimed {}.{token}", p.agent, p.id),
+        &i,
+    ))
 }
 
 pub async fn start_work(ctx: &ToolCtx, p: IdArg) -> Result<Reply, ToolError> {
@@ -188,14 +206,17 @@ pub async fn start_work(ctx: &ToolCtx, p: IdArg) -> Result<Reply, ToolError> {
 }
 
 pub async fn complete_work(ctx: &ToolCtx, p: Complete) -> Result<Reply, ToolError> {
-    let i = ctx.client.complete_work(&p.id, p.result).await?;
-    ctx.record(format!("completed {}", p.id)).await;
+    let by = settle_by(p.token, p.force);
+    let i = ctx.client.complete_work(&p.id, p.result, by).await?;
+    ctx.record(format!("completed {}{}", p.id, forced(by)))
+        .await;
     Ok(item_reply(format!("{} completed.", p.id), &i))
 }
 
 pub async fn fail_work(ctx: &ToolCtx, p: Fail) -> Result<Reply, ToolError> {
-    let i = ctx.client.fail_work(&p.id, p.error).await?;
-    ctx.record(format!("failed {}", p.id)).await;
+    let by = settle_by(p.token, p.force);
+    let i = ctx.client.fail_work(&p.id, p.error, by).await?;
+    ctx.record(format!("failed {}{}", p.id, forced(by))).await;
     let text = if i.status.as_str() == "failed" {
         format!("{} marked as failed.", p.id)
     } else {
@@ -205,6 +226,23 @@ pub async fn fail_work(ctx: &ToolCtx, p: Fail) -> Result<Reply, ToolError> {
         )
     };
     Ok(item_reply(text, &i))
+}
+
+/// A token settles as the holder; force only without one.
+fn settle_by(token: Option<u64>, force: Option<bool>) -> Option<SettleBy> {
+    match (token, force) {
+        (Some(t), _) => Some(SettleBy::Token(t)),
+        (None, Some(true)) => Some(SettleBy::Force),
+        _ => None,
+    }
+}
+
+fn forced(by: Option<SettleBy>) -> &'static str {
+    if by == Some(SettleBy::Force) {
+        " by force"
+    } else {
+        ""
+    }
 }
 
 pub async fn cancel_work(ctx: &ToolCtx, p: IdArg) -> Result<Reply, ToolError> {

@@ -181,6 +181,11 @@ impl From<ApiError> for ToolError {
             ApiError::Crashed(a) => {
                 format!("{a} crashed: reset {a}, or create_agent {a} again, starts it again")
             }
+            ApiError::Held { id, status, holder } => format!(
+                "work item {id} is {status}, held by {holder}: pass the lease token its claim \
+                 answered (token), or force: true to take it (logged; a board worker holding it \
+                 loses it and its turn is interrupted)"
+            ),
             _ => e.to_string(),
         };
         ToolError::new(e.code(), message)

@@ -101,6 +101,7 @@ pub fn item_json(i: &WorkItem) -> Value {
         "depends_on": i.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
         "claimed_by": i.claimed_by,
         "lease_expires_at_ms": i.lease.as_ref().map(|l| l.expires_at_ms),
+        "lease_token": i.token(),
         "spec": i.spec,
         "result": i.result,
         "error": i.error,
