@@ -185,9 +185,10 @@ struct Version {
 /// with [`write_private`] in a 0700 dir), while the database record keeps the keys, each with a
 /// placeholder naming the file and the version of the values ([`KEPT_PREFIX`]).
 ///
-/// A changed `env` is a new version, written to the file (beside the previous one) before the
-/// record that names it, so a kill between the two leaves the old record and its own values,
-/// never a mix; a file keeps the last two versions.
+/// A changed `env` is a new version, written to the file (beside the one last used, which the
+/// durable record names: an owner's records are written one at a time) before the record that
+/// names it, so a kill between the two leaves the old record and its own values, never a mix;
+/// a file keeps those two versions.
 pub struct EnvSecrets {
     dir: PathBuf,
     /// What each file holds (as this process wrote or read it), by file name.
@@ -258,8 +259,15 @@ impl EnvSecrets {
         };
         let mut files = self.files.lock();
         let versions = self.load(&mut files, owner).map_err(ApiError::Node)?;
-        let version = match versions.iter().find(|v| &v.env == env) {
-            Some(v) => v.version.clone(),
+        let version = match versions.iter().position(|v| &v.env == env) {
+            Some(i) => {
+                // The most recently used version goes last (in memory: the file's order does
+                // not matter), so a new version is written beside it.
+                let v = versions.remove(i);
+                let version = v.version.clone();
+                versions.push(v);
+                version
+            }
             None => {
                 let version = random_hex(4)
                     .map_err(|e| ApiError::Node(format!("cannot read /dev/urandom: {e}")))?;
@@ -325,12 +333,16 @@ impl EnvSecrets {
                 path.display()
             ));
         }
-        let Some(found) = versions.iter().find(|v| v.version == wanted) else {
+        let Some(i) = versions.iter().position(|v| v.version == wanted) else {
             return Err(format!(
                 "the secrets file {} does not hold the env values of {owner} (version {wanted}); put back the file that does, or give {owner} its env again",
                 path.display()
             ));
         };
+        // The version the durable record names is the one a new version is written beside.
+        let found = versions.remove(i);
+        versions.push(found);
+        let found = versions.last().ok_or("the secrets table lost an entry")?;
         for (k, v) in env.iter_mut() {
             if v.starts_with(KEPT_PREFIX) {
                 match found.env.get(k) {
@@ -460,6 +472,17 @@ mod tests {
         reread.unseal(owner, &mut old).expect("old version");
         reread.unseal(owner, &mut new).expect("new version");
         assert_eq!((old, new), (real.clone(), newer));
+
+        // Back to the first values, then new ones: the file keeps the first (the one in use)
+        // beside the newest.
+        secrets.seal(owner, &real).expect("the first values again");
+        let third = with_env(&[("ANTHROPIC_API_KEY", "sk-third")]);
+        secrets.seal(owner, &third).expect("third");
+        let mut old = sealed.clone();
+        EnvSecrets::new(data.path().join("secrets"))
+            .unseal(owner, &mut old)
+            .expect("the version in use is kept");
+        assert_eq!(old, real);
 
         // Clear values (an older build's record): reported, left as they are.
         let mut clear = real.clone();
