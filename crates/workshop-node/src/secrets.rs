@@ -85,11 +85,21 @@ pub fn make_secret(path: &Path, bytes: usize) -> Result<String, ApiError> {
 /// The directories of a data dir whose whole content is the node's own (sled databases, secrets,
 /// MCP configs): tightened recursively. Anything else in the data dir (e.g. the worktrees of
 /// `.workshop/worktrees`, a user's files) is left as it is: the 0700 data dir covers it.
-const OWN_DIRS: &[&str] = &["node", "board", "secrets", "mcp"];
+const OWN_DIRS: &[&str] = &["node", "board", "secrets", crate::orchestrator::CONFIG_DIR];
+
+/// The node's own files at the top of a data dir (the cookie, the MCP token, the endpoint file,
+/// `--detach`'s log and pid files).
+const OWN_FILES: &[&str] = &[
+    crate::cluster::COOKIE_FILE,
+    crate::mcp_access::TOKEN_FILE,
+    crate::cluster::ENDPOINT_FILE,
+    "node.log",
+    "node.pid",
+];
 
 /// Make the data dir owner-only: created 0700 if missing; an existing one that lets group or
-/// others in is tightened (the dir to 0700, its own files to 0600, the node's directories in it
-/// recursively). `quiet`: what changed is logged at debug level only (the files sled created
+/// others in is tightened (the dir to 0700, the node's files in it to 0600, the node's
+/// directories in it recursively; nothing else it holds is touched). `quiet`: what changed is logged at debug level only (the files sled created
 /// since the last pass); otherwise one warning says what was tightened. A chmod that fails
 /// (a dir owned by another user that we may still use) is a warning, never an error; failing
 /// to create the dir is one. The process umask is not changed (the node's children keep the
@@ -105,14 +115,11 @@ pub fn secure_data_dir(dir: &Path, quiet: bool) -> Result<(), ApiError> {
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(t) = entry.file_type() else { continue };
-            if t.is_file() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if t.is_file() && OWN_FILES.contains(&name) {
                 tighten_one(&path, &mut out);
-            } else if t.is_dir()
-                && entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| OWN_DIRS.contains(&n))
-            {
+            } else if t.is_dir() && OWN_DIRS.contains(&name) {
                 tighten_tree(&path, &mut out);
             }
         }

@@ -327,6 +327,9 @@ async fn an_existing_loose_data_dir_is_tightened_at_open() {
     .expect("chmod");
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::write(data.path().join("node.log"), "log").expect("file");
+    let notes = data.path().join("notes.txt");
+    std::fs::write(&notes, "a user's file").expect("file");
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     for d in dirs_under(&data.path().join("node"))
         .into_iter()
         .chain(dirs_under(&data.path().join("board")))
@@ -336,7 +339,7 @@ async fn an_existing_loose_data_dir_is_tightened_at_open() {
     }
     let ours: Vec<PathBuf> = files_under(data.path())
         .into_iter()
-        .filter(|f| !f.starts_with(data.path().join("worktrees")))
+        .filter(|f| !f.starts_with(data.path().join("worktrees")) && f != &notes)
         .collect();
     for f in &ours {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -357,6 +360,7 @@ async fn an_existing_loose_data_dir_is_tightened_at_open() {
     // Not the node's: left as it was (the 0700 data dir covers it).
     assert_eq!(mode(&theirs), 0o755);
     assert_eq!(mode(&theirs.join("run.sh")), 0o755);
+    assert_eq!(mode(&notes), 0o644);
     let logged = logged().split_off(before);
     let line = logged
         .lines()
