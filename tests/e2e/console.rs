@@ -475,3 +475,72 @@ fn a_stage_priority_out_of_range_is_refused_naming_the_stage() {
         "stage plan: priority must be a whole number from 1 to 5, got 300",
     );
 }
+
+#[test]
+fn env_values_given_to_the_console_stay_in_the_secrets_files_and_out_of_every_output() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = workshop()
+        .arg("console")
+        .current_dir(dir.path())
+        .env("WORKSHOP_LOG", "debug")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn workshop console");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            br#"
+            configure(#{env: #{CONFIG_KEY: "sk-secret-xyz"}});
+            profile("p", "role", #{env: #{PROFILE_KEY: "sk-secret-xyz"}});
+            agent("a", #{env: #{ANTHROPIC_API_KEY: "sk-secret-xyz"}, script: [#{text: "ok"}]});
+            ask("a", "hi");
+            print(info("a"));
+            profiles();
+            status();
+            print(events());
+            "#,
+        )
+        .expect("write script");
+    let out = child.wait_with_output().expect("wait for workshop console");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(!stdout.contains("sk-secret-xyz"), "{stdout}");
+    assert!(!stderr.contains("sk-secret-xyz"), "{stderr}");
+    // On disk only in the secrets files; the data dir is private.
+    let data = dir.path().join(".workshop");
+    assert_eq!(
+        std::fs::metadata(&data)
+            .expect("data dir")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let mut stack = vec![data.clone()];
+    let mut holders = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("list").flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).expect("read");
+            if bytes.windows(13).any(|w| w == b"sk-secret-xyz") {
+                holders.push(path.strip_prefix(&data).expect("under").to_path_buf());
+            }
+        }
+    }
+    holders.sort();
+    let want: Vec<std::path::PathBuf> = ["agent-a.json", "config.json", "profile-p.json"]
+        .iter()
+        .map(|f| std::path::Path::new("secrets").join(f))
+        .collect();
+    assert_eq!(holders, want);
+}

@@ -85,6 +85,7 @@ pub mod durable;
 /// The board's passive types live in `workshop-types` so the protocol can name them.
 pub use workshop_types::board as item;
 pub mod parts;
+pub mod private;
 pub mod state;
 pub mod store;
 pub mod wire;

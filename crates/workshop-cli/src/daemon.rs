@@ -1,6 +1,7 @@
 //! `workshop node --detach`: start the node as a background process (its own process group,
 //! output to `<data dir>/node.log`, pid in `<data dir>/node.pid`) and return once it listens.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ pub fn detach(dir: Option<&Path>) -> anyhow::Result<()> {
     let Some(dir) = dir else {
         anyhow::bail!("--detach needs a data dir (for its log and pid files); drop --ephemeral");
     };
-    std::fs::create_dir_all(dir)
+    workshop_board::private::create_private_dir(dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     if let Some(e) = cluster::read_endpoint(dir) {
         if cluster::pid_alive(e.pid) {
@@ -32,6 +33,7 @@ pub fn detach(dir: Option<&Path>) -> anyhow::Result<()> {
     let log_path = dir.join(LOG_FILE);
     let log = std::fs::OpenOptions::new()
         .create(true)
+        .mode(0o600)
         .append(true)
         .open(&log_path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", log_path.display()))?;
@@ -51,7 +53,7 @@ pub fn detach(dir: Option<&Path>) -> anyhow::Result<()> {
             .spawn()?
     };
     let pid = child.id();
-    std::fs::write(dir.join(PID_FILE), format!("{pid}\n"))?;
+    workshop_node::secrets::write_private(&dir.join(PID_FILE), format!("{pid}\n").as_bytes())?;
     let start = Instant::now();
     loop {
         if let Some(e) = cluster::read_endpoint(dir) {

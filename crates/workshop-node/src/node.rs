@@ -189,6 +189,11 @@ impl Node {
             Some(c) => c.board.clone().unwrap_or_else(|| c.name.clone()),
             None => node_name(),
         };
+        // The data dir is its owner's alone: 0700, anything looser in it tightened (once, said
+        // in the log) before the databases open, then again for the files they just made.
+        if let Some(dir) = data_dir {
+            crate::secrets::secure_data_dir(dir, false)?;
+        }
         let db = match data_dir {
             None => None,
             Some(dir) => Some(Arc::new(NodeDb::open(&dir.join("node"))?)),
@@ -273,6 +278,9 @@ impl Node {
         );
         workshop.start_background().await?;
         workshop.restore().await?;
+        if let Some(dir) = data_dir {
+            crate::secrets::secure_data_dir(dir, true)?;
+        }
         let identity = Identity::new(
             cluster_options
                 .as_ref()
@@ -548,6 +556,13 @@ impl Node {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        // Files sled made while the node ran (blobs, snapshots) got the umask's mode inside the
+        // 0700 data dir: make them owner-only too.
+        if let Some(dir) = &self.data_dir {
+            if let Err(e) = crate::secrets::secure_data_dir(dir, true) {
+                tracing::warn!(error = %e, "the data dir was not made owner-only after the stop");
             }
         }
     }

@@ -1,6 +1,9 @@
 //! The node's own durable state in sled (`<data_dir>/node`): the agent registry (spec, session
 //! id, cumulative cost and turns, the turn in flight), the shared store, profiles and the
-//! persisted tail of the event log. Values are encoded by `workshop-proto::codec` (store values
+//! persisted tail of the event log. The `env` values of agents, profiles, the configuration and
+//! board workers are not in it: they go to owner-only files in `<data_dir>/secrets` (see
+//! `secrets::EnvSecrets`), and the records keep the keys with a placeholder naming the file;
+//! reading a record puts the values back. Values are encoded by `workshop-proto::codec` (store values
 //! are JSON text, since they are arbitrary user data). Acknowledged operations (agent created or
 //! dismissed, store writes) are flushed and then `fdatasync`ed before they return: sled 0.34.7's
 //! `flush()` only issues `sync_file_range`, which survives a killed process but not a machine
@@ -8,12 +11,14 @@
 //! and batches them (`rows.rs`, which states their durability contract).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use workshop_proto::codec;
-use workshop_types::{AgentName, AgentSpec, Event};
+use workshop_types::{AgentName, AgentOptions, AgentSpec, Event};
 
 use crate::schedule::ScheduleSpec;
+use crate::secrets::{EnvSecrets, Owner};
 use crate::worker::WorkerSpec;
 use crate::ApiError;
 use crate::{GlobalConfig, Profile};
@@ -72,6 +77,8 @@ pub struct NodeDb {
     /// On the board node: agent name -> the node that holds it (the cluster's registry).
     names: sled::Tree,
     rows: RowWriter,
+    /// Where the `env` values of the records are kept.
+    secrets: Arc<EnvSecrets>,
 }
 
 fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
@@ -79,10 +86,21 @@ fn db_err(dir: &Path, e: impl std::fmt::Display) -> ApiError {
 }
 
 impl NodeDb {
-    /// Open (or create) the node database in `dir`. A directory held by another process and a
+    /// Open (or create) the node database in `dir` (`<data_dir>/node`; the `env` values of its
+    /// records are kept in `secrets` beside it). A directory held by another process and a
     /// corrupt directory give errors that name the directory and what to do.
     pub fn open(dir: &Path) -> Result<Self, ApiError> {
-        std::fs::create_dir_all(dir).map_err(|e| db_err(dir, format!("cannot create it: {e}")))?;
+        let secrets = match dir.parent() {
+            Some(parent) => parent.join("secrets"),
+            None => PathBuf::from("secrets"),
+        };
+        Self::open_with_secrets(dir, secrets)
+    }
+
+    /// `open`, with the `env` values kept in `secrets_dir` (created 0700 when first needed).
+    pub fn open_with_secrets(dir: &Path, secrets_dir: PathBuf) -> Result<Self, ApiError> {
+        workshop_board::private::create_private_dir(dir)
+            .map_err(|e| db_err(dir, format!("cannot create it: {e}")))?;
         let open = || {
             sled::Config::new()
                 .path(dir)
@@ -123,7 +141,8 @@ impl NodeDb {
         let tree = |name: &str| db.open_tree(name).map_err(|e| db_err(dir, e));
         let agents = tree("agents")?;
         let events = tree("events")?;
-        let rows = RowWriter::start(db.clone(), agents.clone(), events.clone())
+        let secrets = Arc::new(EnvSecrets::new(secrets_dir));
+        let rows = RowWriter::start(db.clone(), agents.clone(), events.clone(), secrets.clone())
             .map_err(|e| db_err(dir, format!("cannot start the status row writer: {e}")))?;
         Ok(Self {
             agents,
@@ -138,7 +157,28 @@ impl NodeDb {
             names: tree("names")?,
             dir: dir.to_path_buf(),
             db,
+            secrets,
         })
+    }
+
+    /// Where the `env` values of this database's records are kept.
+    pub fn secrets(&self) -> &EnvSecrets {
+        &self.secrets
+    }
+
+    /// Put back the `env` values of `options` (of `owner`) from its secrets file. A record an
+    /// older build wrote, with its values in clear, is reported by `Ok(true)`: the caller writes
+    /// it again (now without them). The error names the file and the owner.
+    fn unseal(&self, owner: Owner<'_>, options: &mut AgentOptions) -> Result<bool, String> {
+        let clear = self.secrets.unseal(owner, options)?;
+        if clear {
+            tracing::warn!(
+                "the env values of {owner} were in the node database in clear (written by an older build); they move to {} now. Old copies may stay in {} until sled reuses that space: change those keys if others could read it",
+                self.secrets.path(owner).display(),
+                self.dir.display()
+            );
+        }
+        Ok(clear)
     }
 
     /// Make everything written so far durable: the status rows still queued are written, then
@@ -212,26 +252,39 @@ impl NodeDb {
             .map_err(|e| db_err(&self.dir, e))?
         {
             None => Ok(None),
-            Some(v) => codec::decode(&v)
-                .map(Some)
-                .map_err(|e| db_err(&self.dir, e)),
+            Some(v) => {
+                let mut rec: AgentRecord = codec::decode(&v).map_err(|e| db_err(&self.dir, e))?;
+                self.unseal(Owner::Agent(name.as_str()), &mut rec.spec.options)
+                    .map_err(ApiError::Node)?;
+                Ok(Some(rec))
+            }
         }
     }
 
-    /// Delete an agent's record, and its status row still queued for the writer.
+    /// Delete an agent's record, and its status row still queued for the writer; then its
+    /// secrets file.
     pub fn delete_agent(&self, name: &AgentName) -> Result<(), ApiError> {
-        self.rows.delete(name).map_err(|e| db_err(&self.dir, e))
+        self.rows.delete(name).map_err(|e| db_err(&self.dir, e))?;
+        self.secrets.remove(Owner::Agent(name.as_str()));
+        Ok(())
     }
 
-    /// Every agent record; undecodable records are reported, not dropped silently.
+    /// Every agent record, its `env` values back from its secrets file; undecodable records,
+    /// and records whose secrets file is missing or unreadable, are reported (naming the agent
+    /// and the file), not dropped silently. A record of an older build with its `env` values in
+    /// clear is written again without them (the agent's restore writes it).
     pub fn agents(&self) -> Result<(Vec<AgentRecord>, Vec<String>), ApiError> {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for kv in self.agents.iter() {
             let (k, v) = kv.map_err(|e| db_err(&self.dir, e))?;
+            let name = String::from_utf8_lossy(&k);
             match codec::decode::<AgentRecord>(&v) {
-                Ok(r) => ok.push(r),
-                Err(e) => bad.push(format!("{}: {e}", String::from_utf8_lossy(&k))),
+                Ok(mut r) => match self.unseal(Owner::Agent(&name), &mut r.spec.options) {
+                    Ok(_) => ok.push(r),
+                    Err(e) => bad.push(format!("{name}: {e}")),
+                },
+                Err(e) => bad.push(format!("{name}: {e}")),
             }
         }
         Ok((ok, bad))
@@ -275,44 +328,84 @@ impl NodeDb {
     // ------------------------------------------------------------ configuration, profiles
 
     pub fn put_config(&self, c: &GlobalConfig) -> Result<(), ApiError> {
-        let bytes = codec::encode(c).map_err(|e| db_err(&self.dir, e))?;
+        let sealed = GlobalConfig {
+            defaults: self.secrets.seal(Owner::Config, &c.defaults)?,
+            ..c.clone()
+        };
+        let bytes = codec::encode(&sealed).map_err(|e| db_err(&self.dir, e))?;
         self.meta
             .insert("config", bytes)
             .map_err(|e| db_err(&self.dir, e))?;
         self.flush_for_process_crash()
     }
 
-    pub fn config(&self) -> Result<Option<GlobalConfig>, ApiError> {
+    /// The global configuration, its `env` values back from their secrets file (`Some(Err)`:
+    /// that file is missing or unreadable, the message names it: never half an environment).
+    #[allow(clippy::type_complexity)]
+    pub fn config(&self) -> Result<Option<Result<GlobalConfig, String>>, ApiError> {
         match self.meta.get("config").map_err(|e| db_err(&self.dir, e))? {
             None => Ok(None),
-            Some(v) => codec::decode(&v)
-                .map(Some)
-                .map_err(|e| db_err(&self.dir, e)),
+            Some(v) => {
+                let mut c: GlobalConfig = codec::decode(&v).map_err(|e| db_err(&self.dir, e))?;
+                match self.unseal(Owner::Config, &mut c.defaults) {
+                    Ok(true) => self.put_config(&c)?,
+                    Ok(false) => {}
+                    Err(e) => return Ok(Some(Err(e))),
+                }
+                Ok(Some(Ok(c)))
+            }
         }
     }
 
     pub fn put_profile(&self, p: &Profile) -> Result<(), ApiError> {
-        let bytes = codec::encode(p).map_err(|e| db_err(&self.dir, e))?;
+        let sealed = Profile {
+            options: self.secrets.seal(Owner::Profile(&p.name), &p.options)?,
+            ..p.clone()
+        };
+        let bytes = codec::encode(&sealed).map_err(|e| db_err(&self.dir, e))?;
         self.profiles
             .insert(p.name.as_bytes(), bytes)
             .map_err(|e| db_err(&self.dir, e))?;
         self.flush_for_process_crash()
     }
 
-    pub fn profiles(&self) -> Result<Vec<Profile>, ApiError> {
-        self.decode_all(&self.profiles)
+    /// Every profile, its `env` values back from its secrets file; a profile whose file is
+    /// missing or unreadable is reported (naming the profile and the file) instead.
+    pub fn profiles(&self) -> Result<(Vec<Profile>, Vec<String>), ApiError> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for mut p in self.decode_all::<Profile>(&self.profiles)? {
+            match self.unseal(Owner::Profile(&p.name), &mut p.options) {
+                Ok(clear) => {
+                    if clear {
+                        self.put_profile(&p)?;
+                    }
+                    ok.push(p);
+                }
+                Err(e) => bad.push(format!("{}: {e}", p.name)),
+            }
+        }
+        Ok((ok, bad))
     }
 
     pub fn clear_config_and_profiles(&self) -> Result<(), ApiError> {
         self.meta.clear().map_err(|e| db_err(&self.dir, e))?;
         self.profiles.clear().map_err(|e| db_err(&self.dir, e))?;
-        self.flush_for_process_crash()
+        self.flush_for_process_crash()?;
+        self.secrets.remove_all(&["config", "profile-"]);
+        Ok(())
     }
 
     // ------------------------------------------------------------ board workers
 
     pub fn put_worker(&self, spec: &WorkerSpec) -> Result<(), ApiError> {
-        let bytes = codec::encode(spec).map_err(|e| db_err(&self.dir, e))?;
+        let sealed = WorkerSpec {
+            options: self
+                .secrets
+                .seal(Owner::Worker(spec.name.as_str()), &spec.options)?,
+            ..spec.clone()
+        };
+        let bytes = codec::encode(&sealed).map_err(|e| db_err(&self.dir, e))?;
         self.workers
             .insert(spec.name.as_str().as_bytes(), bytes)
             .map_err(|e| db_err(&self.dir, e))?;
@@ -323,11 +416,34 @@ impl NodeDb {
         self.workers
             .remove(name.as_str().as_bytes())
             .map_err(|e| db_err(&self.dir, e))?;
+        self.secrets.remove(Owner::Worker(name.as_str()));
         Ok(())
     }
 
-    pub fn workers(&self) -> Result<Vec<WorkerSpec>, ApiError> {
-        self.decode_all(&self.workers)
+    /// Delete every board worker's spec and secrets file (`reset_all`).
+    pub fn clear_workers(&self) -> Result<(), ApiError> {
+        self.workers.clear().map_err(|e| db_err(&self.dir, e))?;
+        self.secrets.remove_all(&["worker-"]);
+        Ok(())
+    }
+
+    /// Every board worker's spec, its `env` values back from its secrets file; a worker whose
+    /// file is missing or unreadable is reported (naming the worker and the file) instead.
+    pub fn workers(&self) -> Result<(Vec<WorkerSpec>, Vec<String>), ApiError> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for mut spec in self.decode_all::<WorkerSpec>(&self.workers)? {
+            match self.unseal(Owner::Worker(spec.name.as_str()), &mut spec.options) {
+                Ok(clear) => {
+                    if clear {
+                        self.put_worker(&spec)?;
+                    }
+                    ok.push(spec)
+                }
+                Err(e) => bad.push(format!("{}: {e}", spec.name)),
+            }
+        }
+        Ok((ok, bad))
     }
 
     // ------------------------------------------------------------ workflows
@@ -471,7 +587,6 @@ impl crate::Workshop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use workshop_types::AgentOptions;
 
     #[test]
     fn agents_round_trip_and_second_open_is_refused_clearly() {

@@ -91,9 +91,10 @@ pub(crate) enum StateMsg {
         name: AgentName,
         reply: RpcReplyPort<()>,
     },
-    /// Load the configuration, profiles and workflows from the node database (at start).
+    /// Load the configuration, profiles and workflows from the node database (at start). The
+    /// reply lists what could not be loaded (a missing secrets file), for the caller to report.
     Restore {
-        reply: RpcReplyPort<Result<(), ApiError>>,
+        reply: RpcReplyPort<Result<Vec<String>, ApiError>>,
     },
     /// An agent came back from the registry.
     MarkRestored {
@@ -277,21 +278,35 @@ impl NodeState {
         }
     }
 
-    fn restore(&mut self) -> Result<(), ApiError> {
+    /// Load what the database holds; a configuration or profile whose `env` values cannot be
+    /// read back (a missing secrets file) is not loaded but reported: never half an environment.
+    fn restore(&mut self) -> Result<Vec<String>, ApiError> {
         let Some(db) = self.db.clone() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        if let Some(c) = db.config()? {
-            self.now.budgets.set_global(c.max_cost_usd);
-            self.now.config = c;
+        let mut problems = Vec::new();
+        match db.config()? {
+            Some(Ok(c)) => {
+                self.now.budgets.set_global(c.max_cost_usd);
+                self.now.config = c;
+            }
+            Some(Err(e)) => problems.push(format!(
+                "the global configuration (context, defaults, budget) was not restored: {e}; configure(..) sets it again"
+            )),
+            None => {}
         }
-        for p in db.profiles()? {
+        let (profiles, bad) = db.profiles()?;
+        for p in profiles {
             self.now.profiles.insert(p.name.clone(), p);
         }
+        problems.extend(
+            bad.into_iter()
+                .map(|b| format!("profile not restored: {b}")),
+        );
         for wf in db.workflows()? {
             self.now.workflows.insert(wf.name.clone(), wf);
         }
-        Ok(())
+        Ok(problems)
     }
 }
 

@@ -273,8 +273,11 @@ impl Workshop {
         .await?
     }
 
+    /// The global configuration as shown: `env` keys without their values.
     pub fn config(&self) -> GlobalConfig {
-        self.snapshot().config.clone()
+        let mut c = self.snapshot().config.clone();
+        c.defaults = c.defaults.env_hidden();
+        c
     }
 
     pub async fn profile(
@@ -294,8 +297,16 @@ impl Workshop {
             .await?
     }
 
+    /// The profiles as shown: `env` keys without their values.
     pub fn profiles(&self) -> Vec<Profile> {
-        self.snapshot().profiles.values().cloned().collect()
+        self.snapshot()
+            .profiles
+            .values()
+            .map(|p| Profile {
+                options: p.options.env_hidden(),
+                ..p.clone()
+            })
+            .collect()
     }
 
     /// A profile by name (a leading `:` is allowed).
@@ -361,7 +372,8 @@ impl Workshop {
     ) -> Result<AgentSpec, ApiError> {
         let name = parse_name(name)?;
         options.validate()?;
-        let config = self.config();
+        let snapshot = self.snapshot();
+        let config = &snapshot.config;
         let mut effective = config.defaults.overlay(options);
         record_paths(&mut effective)?;
         let system_prompt = effective.system_prompt.clone().or_else(|| {
@@ -544,8 +556,12 @@ impl Workshop {
             );
         }
         let n = records.len();
-        self.write_state(|reply| StateMsg::Restore { reply })
+        let problems = self
+            .write_state(|reply| StateMsg::Restore { reply })
             .await??;
+        for p in problems {
+            self.publish(Topic::Node, "restore_failed", None, format!("[error] {p}"));
+        }
         let schedules = db.schedules()?;
         for rec in records {
             let mut spec = rec.spec;
@@ -582,7 +598,16 @@ impl Workshop {
                 );
             }
         }
-        for spec in db.workers()? {
+        let (workers, bad) = db.workers()?;
+        for b in bad {
+            self.publish(
+                Topic::Node,
+                "restore_failed",
+                None,
+                format!("[error] board worker not restored: {b}"),
+            );
+        }
+        for spec in workers {
             let name = spec.name.clone();
             if let Err(e) = self.start_worker(spec).await {
                 self.publish(
@@ -1072,8 +1097,8 @@ impl Workshop {
     /// Dismiss every agent and clear the global configuration and profiles.
     pub async fn reset_all(&self) {
         if let Some(db) = &self.inner.db {
-            for w in db.workers().unwrap_or_default() {
-                let _ = db.delete_worker(&w.name);
+            if let Err(e) = db.clear_workers() {
+                tracing::error!(error = %e, "the board workers' specs were not deleted");
             }
         }
         self.stop_workers().await;

@@ -111,7 +111,7 @@ async fn an_agent_records_the_absolute_directory_it_was_created_in() {
     // A board worker's repository (where item worktrees go) is recorded too.
     {
         let db = NodeDb::open(&data.path().join("node")).expect("node database");
-        let workers = db.workers().expect("workers");
+        let (workers, _) = db.workers().expect("workers");
         let builder = workers
             .iter()
             .find(|s| s.name.as_str() == "builder")

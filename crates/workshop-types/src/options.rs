@@ -164,7 +164,10 @@ macro_rules! options {
         ///
         /// Stored records of an older format (see [`crate::compat`]) decode through that
         /// format's layout ([`AgentOptionsV1`]); the fields it lacks come back unset.
-        #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+        ///
+        /// Its `Debug` shows the keys of `env` but not their values (see [`AgentOptions::HIDDEN`]),
+        /// so a spec in a log line or an error never carries a secret.
+        #[derive(Clone, Default, PartialEq, Serialize)]
         pub struct AgentOptions {
             $( $(#[$m])* pub $field: Option<$ty>, )*
             $( $(#[$m2])* pub $field2: Option<$ty2>, )*
@@ -209,6 +212,16 @@ macro_rules! options {
                 AgentOptionsV1 {
                     $( $field: o.$field.clone(), )*
                 }
+            }
+        }
+
+        impl fmt::Debug for AgentOptions {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let shown = self.env_hidden();
+                f.debug_struct("AgentOptions")
+                    $( .field(stringify!($field), &shown.$field) )*
+                    $( .field(stringify!($field2), &shown.$field2) )*
+                    .finish()
             }
         }
 
@@ -290,6 +303,33 @@ options! {
 
 impl AgentOptions {
     pub const DEFAULT_QUEUE_DEPTH: u32 = 5;
+
+    /// What every view of an agent, a profile or the configuration shows in place of an `env`
+    /// value (`info`, `profiles()`, `config()`, `--json`, MCP replies, `Debug`, logs): the keys
+    /// are shown, the values never.
+    pub const HIDDEN: &'static str = "<hidden>";
+
+    /// A copy whose `env` values are all [`Self::HIDDEN`] (the keys kept).
+    pub fn env_hidden(&self) -> AgentOptions {
+        self.env_values_replaced(Self::HIDDEN)
+    }
+
+    /// A copy whose `env` values are all `placeholder` (the keys kept); no copy of the map
+    /// when there is no `env`.
+    pub fn env_values_replaced(&self, placeholder: &str) -> AgentOptions {
+        let mut shown = self.clone();
+        if let Some(env) = &mut shown.env {
+            for v in env.values_mut() {
+                *v = placeholder.to_string();
+            }
+        }
+        shown
+    }
+
+    /// Whether `env` has values at all (keys with values to keep out of the database).
+    pub fn has_env_values(&self) -> bool {
+        self.env.as_ref().is_some_and(|e| !e.is_empty())
+    }
     pub const DEFAULT_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
     pub fn backend_name(&self) -> &str {
@@ -373,6 +413,29 @@ mod tests {
         let eff = global.overlay(&agent);
         assert_eq!(eff.model.as_deref(), Some("opus"));
         assert_eq!(eff.max_turns, Some(10));
+    }
+
+    #[test]
+    fn env_values_are_never_in_debug_nor_in_the_hidden_copy() {
+        let o = AgentOptions {
+            model: Some("opus".into()),
+            env: Some(BTreeMap::from([(
+                "ANTHROPIC_API_KEY".to_string(),
+                "sk-secret-xyz".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let debug = format!("{o:?} {o:#?}");
+        assert!(!debug.contains("sk-secret-xyz"), "{debug}");
+        assert!(debug.contains("ANTHROPIC_API_KEY") && debug.contains("<hidden>"));
+        assert!(debug.contains("opus") && debug.starts_with("AgentOptions {"));
+        let hidden = o.env_hidden();
+        assert_eq!(
+            hidden.env.as_ref().and_then(|e| e.get("ANTHROPIC_API_KEY")),
+            Some(&"<hidden>".to_string())
+        );
+        assert_eq!(hidden.model, o.model);
+        assert!(o.has_env_values() && !AgentOptions::default().has_env_values());
     }
 
     #[test]

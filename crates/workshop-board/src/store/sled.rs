@@ -117,7 +117,9 @@ impl SledStore {
                 source: std::io::Error::other("the path exists and is not a directory"),
             });
         }
-        std::fs::create_dir_all(&dir).map_err(io("creating the data directory"))?;
+        // Owner-only: created 0700, an existing looser one tightened (a warning says so).
+        crate::private::create_private_dir(&dir).map_err(io("creating the data directory"))?;
+        crate::private::tighten_sled_dir(&dir, false);
         let config = sled::Config::new().path(&dir);
         // sled 0.34 panics on some corrupt files instead of returning an error.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
@@ -138,6 +140,8 @@ impl SledStore {
         let parts = db
             .open_tree(PARTS_TREE)
             .map_err(|e| map_sled(&dir, "opening the result parts tree", e))?;
+        // The files sled has just created (a new board) get the umask's mode: tighten them.
+        crate::private::tighten_sled_dir(&dir, true);
         let db_file = File::open(dir.join("db")).map_err(io("opening sled's db file"))?;
         // Make the directory entries of freshly created files durable once.
         File::open(&dir)

@@ -48,6 +48,7 @@ use workshop_proto::codec;
 use workshop_types::{AgentName, AgentRow, AgentSpec};
 
 use super::{AgentRecord, EVENT_TAIL};
+use crate::secrets::{EnvSecrets, Owner};
 
 /// A status row waiting for the writer (the spec is shared, not copied, on the agent's thread).
 pub struct PendingRow {
@@ -129,6 +130,8 @@ struct Shared {
     db: sled::Db,
     agents: sled::Tree,
     events: sled::Tree,
+    /// Where the agents' `env` values go instead of their records.
+    secrets: Arc<EnvSecrets>,
     /// Every write to the agents tree, in order (`None`: a delete), for tests that check what
     /// a kill between two writes would leave.
     #[cfg(test)]
@@ -183,8 +186,26 @@ impl Shared {
         }
     }
 
+    /// Write `rec`, its `env` values replaced by placeholders (the values go to the agent's
+    /// secrets file first, when they are new).
     fn insert(&self, rec: &AgentRecord) -> Result<(), String> {
-        let bytes = codec::encode(rec).map_err(|e| e.to_string())?;
+        let bytes = if rec.spec.options.has_env_values() {
+            let options = self
+                .secrets
+                .seal(Owner::Agent(rec.spec.name.as_str()), &rec.spec.options)
+                .map_err(|e| e.to_string())?;
+            let sealed = AgentRecord {
+                spec: AgentSpec {
+                    options,
+                    ..rec.spec.clone()
+                },
+                ..rec.clone()
+            };
+            codec::encode(&sealed)
+        } else {
+            codec::encode(rec)
+        }
+        .map_err(|e| e.to_string())?;
         self.agents
             .insert(rec.spec.name.as_str().as_bytes(), bytes)
             .map_err(|e| e.to_string())?;
@@ -228,7 +249,12 @@ pub struct RowWriter {
 }
 
 impl RowWriter {
-    pub fn start(db: sled::Db, agents: sled::Tree, events: sled::Tree) -> std::io::Result<Self> {
+    pub fn start(
+        db: sled::Db,
+        agents: sled::Tree,
+        events: sled::Tree,
+        secrets: Arc<EnvSecrets>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -237,6 +263,7 @@ impl RowWriter {
             db,
             agents,
             events,
+            secrets,
             #[cfg(test)]
             journal: Mutex::new(Vec::new()),
         });
