@@ -595,6 +595,31 @@ fn admin_complete_and_fail_work() {
 }
 
 #[test]
+fn settling_by_hand_with_the_previous_attempt_s_token_repeats_that_settle() {
+    let mut b = Board::with_config(BoardConfig {
+        backoff_base_ms: 0,
+        backoff_max_ms: 0,
+        jitter_seed: 1,
+    });
+    ok(b.add(NewItem::new("a", "a").max_attempts(2), 0));
+    let t1 = claim(&mut b, "a");
+    ok(b.fail("a", t1, "first", true, 300));
+    let t2 = ok(b.claim("a", "w2", LEASE, 400)).value.token().unwrap();
+    // The old token names the first attempt's failure: the same outcome is answered with the
+    // item and changes nothing (the second holder keeps it), the other one is refused.
+    let again = ok(b.fail_work("a", "e", Some(SettleBy::Token(t1)), 500));
+    assert!(again.changes.is_empty());
+    assert_eq!(again.value.token(), Some(t2));
+    assert_eq!(again.value.claimed_by.as_deref(), Some("w2"));
+    assert!(matches!(
+        b.complete_work("a", "r", Some(SettleBy::Token(t1)), 500),
+        Err(BoardError::AlreadySettled { .. })
+    ));
+    assert_eq!(status(&b, "a"), Status::Claimed);
+    b.check_invariants().unwrap();
+}
+
+#[test]
 fn list_filters_and_counts() {
     let mut b = Board::new();
     ok(b.add(
