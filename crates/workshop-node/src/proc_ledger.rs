@@ -200,7 +200,8 @@ async fn kill_group(entry: Entry) -> Option<Killed> {
     if leader_here {
         signal(-i64::from(entry.pid), libc::SIGKILL);
     }
-    let deadline = tokio::time::Instant::now() + KILL_WAIT;
+    // Real time: a node on a paused test clock must not skip the wait.
+    let deadline = std::time::Instant::now() + KILL_WAIT;
     loop {
         let left: Vec<u32> = all().into_iter().filter(ours).map(|p| p.pid).collect();
         if left.is_empty() {
@@ -212,7 +213,7 @@ async fn kill_group(entry: Entry) -> Option<Killed> {
                 pids.push(*pid);
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if std::time::Instant::now() >= deadline {
             return Some(Killed {
                 entry,
                 pids,
