@@ -35,6 +35,23 @@ pub trait Backend: Send + Sync + 'static {
     fn speaks_mcp(&self) -> bool {
         false
     }
+    /// A copy of this backend whose sessions report the processes they start and end to
+    /// `ledger`; None: its sessions start no processes (the backend is kept as it is).
+    fn reporting_to(&self, _ledger: Arc<dyn ProcessLedger>) -> Option<Arc<dyn Backend>> {
+        None
+    }
+}
+
+/// Where a backend reports the process groups its sessions start, so that a node killed before
+/// it could stop them finds and kills what is left when it starts again (the node's process
+/// ledger). The backend knows nothing of the node: the node supplies this through
+/// [`Backends::reporting_to`].
+pub trait ProcessLedger: Send + Sync + 'static {
+    /// `pid` (the leader of its own process group) was just started for `agent`: it exists
+    /// until its parent reaps it, so `/proc/<pid>` is still this process.
+    fn started(&self, agent: &str, pid: u32);
+    /// The group led by `pid` was stopped (its leader exited or the group was sent SIGKILL).
+    fn ended(&self, agent: &str, pid: u32);
 }
 
 pub trait Session: Send + 'static {
@@ -74,6 +91,21 @@ impl Backends {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, b)| b.clone())
+    }
+    /// Every backend that starts processes made to report them to `ledger`; the rest as they are.
+    pub fn reporting_to(&self, ledger: Arc<dyn ProcessLedger>) -> Backends {
+        Backends {
+            by_name: self
+                .by_name
+                .iter()
+                .map(|(n, b)| {
+                    (
+                        *n,
+                        b.reporting_to(ledger.clone()).unwrap_or_else(|| b.clone()),
+                    )
+                })
+                .collect(),
+        }
     }
     pub fn names(&self) -> Vec<&'static str> {
         self.by_name.iter().map(|(n, _)| *n).collect()

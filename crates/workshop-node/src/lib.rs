@@ -23,6 +23,7 @@ mod names;
 pub mod node;
 pub mod orchestrator;
 pub mod persist;
+pub mod proc_ledger;
 pub mod schedule;
 pub mod secrets;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::directory::Directory;
 use crate::event_log::EventLogHandle;
 use crate::mcp_access::McpAccess;
 use crate::persist::{NodeDb, RowWriterStats};
+use crate::proc_ledger;
 use crate::server::{Identity, NodeActor, NodeActorArgs};
 use crate::supervisor::{AgentsSlot, NodeSupervisor, RestartBudget, RootArgs, RootMsg};
 use crate::{ApiError, Workshop};
@@ -176,8 +177,6 @@ impl Node {
             mcp,
         } = options;
         let data_dir = data_dir.as_deref();
-        // Agents with `workshop_tools` reach this node's MCP server through their backend.
-        let backends = crate::orchestrator::wrap(&backends, mcp.clone(), data_dir);
         let board_options = DurableOptions {
             board: board_config,
             clock: clock.clone(),
@@ -198,6 +197,18 @@ impl Node {
             None => None,
             Some(dir) => Some(Arc::new(NodeDb::open(&dir.join("node"))?)),
         };
+        // Holding the data dir now (its database is ours alone): kill what a node that died
+        // without stopping its agents left running, before any agent resumes its session; then
+        // record every backend process this node starts.
+        let (leftovers, backends) = match data_dir {
+            None => (Vec::new(), backends),
+            Some(dir) => (
+                proc_ledger::kill_leftovers(dir).await,
+                backends.reporting_to(Arc::new(proc_ledger::ProcLedger::new(dir))),
+            ),
+        };
+        // Agents with `workshop_tools` reach this node's MCP server through their backend.
+        let backends = crate::orchestrator::wrap(&backends, mcp.clone(), data_dir);
         let board = match (holds_board, data_dir) {
             (false, _) => None,
             (true, None) => Some(
@@ -276,6 +287,11 @@ impl Node {
             board_link,
             agents_slot,
         );
+        for k in &leftovers {
+            let line = proc_ledger::describe(k);
+            tracing::warn!("{line}");
+            workshop.publish(Topic::Node, "leftover_killed", Some(&k.entry.agent), line);
+        }
         workshop.start_background().await?;
         workshop.restore().await?;
         if let Some(dir) = data_dir {

@@ -93,6 +93,7 @@ const OWN_FILES: &[&str] = &[
     crate::cluster::COOKIE_FILE,
     crate::mcp_access::TOKEN_FILE,
     crate::cluster::ENDPOINT_FILE,
+    crate::proc_ledger::FILE,
     "node.log",
     "node.pid",
 ];

@@ -882,11 +882,17 @@ async fn remove_worktree(path: &Path) -> bool {
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<(), ApiError> {
-    let out = tokio::process::Command::new("git")
-        .args(args)
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(args)
         .current_dir(dir)
-        .kill_on_drop(true)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    // From the spawner thread: a checkout that outlives a killed node dies with it.
+    let out = workshop_agent::spawner::spawn(cmd)
+        .map_err(|e| ApiError::Node(format!("cannot run git in {}: {e}", dir.display())))?
+        .wait_with_output()
         .await
         .map_err(|e| ApiError::Node(format!("cannot run git in {}: {e}", dir.display())))?;
     if out.status.success() {

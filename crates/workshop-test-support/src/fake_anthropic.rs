@@ -48,6 +48,10 @@ pub enum Reply {
     /// `message_start`, a text block start and one delta of `text`, then nothing until
     /// [`FakeAnthropic::release_stalls`] (which finishes the message) or the client goes away.
     Stall { text: String },
+    /// Any other reply held like [`Reply::Stall`]: its first three SSE events (`message_start`,
+    /// the first block's start and first delta), then nothing until
+    /// [`FakeAnthropic::release_stalls`] sends the rest (e.g. a `tool_use` the test holds).
+    Held(Box<Reply>),
     /// Send the first `after_events` SSE events of a text reply, then drop the connection.
     Cut { text: String, after_events: usize },
     /// A complete stream without `message_stop` (the CLI accepts it).
@@ -110,12 +114,17 @@ impl Reply {
     pub fn stall(text: impl Into<String>) -> Self {
         Reply::Stall { text: text.into() }
     }
+    /// `reply`, held after its first events until [`FakeAnthropic::release_stalls`].
+    pub fn held(reply: Reply) -> Self {
+        Reply::Held(Box::new(reply))
+    }
     fn label(&self) -> String {
         match self {
             Reply::Text(_) => "text".into(),
             Reply::Tool { name, .. } => format!("tool_use:{name}"),
             Reply::Error { status, .. } => format!("error {status}"),
             Reply::Stall { .. } => "stall".into(),
+            Reply::Held(r) => format!("held {}", r.label()),
             Reply::Cut { after_events, .. } => format!("cut after {after_events}"),
             Reply::NoMessageStop(_) => "text without message_stop".into(),
         }
@@ -268,6 +277,11 @@ impl FakeAnthropic {
         self.shared.release.notify_waiters();
     }
 
+    /// Stall again the streams that start from now on (after [`Self::release_stalls`]).
+    pub fn rearm_stalls(&self) {
+        *self.shared.released.lock() = false;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().clone()
     }
@@ -410,6 +424,7 @@ fn blocks(reply: &Reply) -> (Vec<Value>, &'static str) {
             (b, "tool_use")
         }
         Reply::Error { .. } => (vec![], "end_turn"),
+        Reply::Held(inner) => blocks(inner),
     }
 }
 
@@ -467,12 +482,20 @@ async fn messages(
         .as_str()
         .unwrap_or("claude-opus-5-5")
         .to_string();
-    let reply = s.next();
+    let next = s.next();
     let served = format!(
         "{} {}",
-        reply.label(),
+        next.label(),
         if streaming { "stream" } else { "json" }
     );
+    // A held reply is its inner reply, stalled like `Stall` after its first events.
+    let (reply, held) = match next {
+        Reply::Held(inner) => (*inner, true),
+        other => {
+            let stall = matches!(other, Reply::Stall { .. });
+            (other, stall)
+        }
+    };
     s.record(&method, &uri, &headers, body, served);
     let request_id = s.id("req");
 
@@ -518,7 +541,7 @@ async fn messages(
             _ => None,
         };
         // a stall stops after message_start, the block start and its first delta
-        let stall_after = matches!(reply, Reply::Stall { .. }).then_some(3usize);
+        let stall_after = held.then_some(3usize);
         for (i, ev) in events.iter().enumerate() {
             if cut_after == Some(i) {
                 let _ = tx

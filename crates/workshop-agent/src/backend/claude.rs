@@ -18,6 +18,11 @@
 //!
 //! Stop: close stdin, wait up to 5 s, SIGTERM, wait, SIGKILL, always to the whole process group,
 //! and always reap. Dropping a session SIGKILLs its process group (tokio reaps the leader).
+//!
+//! Death of the node: the process is forked by the [`crate::spawner`] thread with a
+//! parent-death signal (SIGKILL), so it dies with the node even on SIGKILL; its group is
+//! reported to the node's [`ProcessLedger`] (started, ended), so a restarted node kills what is
+//! left of it (tool subprocesses) before it resumes the session.
 
 pub mod args;
 pub mod stream;
@@ -36,7 +41,7 @@ use tokio::time::Instant;
 use workshop_types::{AgentOptions, AgentSpec, TurnError, TurnResult};
 
 use self::stream::{Block, Line, ResultLine, StreamEvent};
-use super::{Backend, BackendError, BoxFut, Session, TurnContext};
+use super::{Backend, BackendError, BoxFut, ProcessLedger, Session, TurnContext};
 use crate::hooks::TurnEvents;
 
 /// How long `shutdown` waits after closing stdin before SIGTERM.
@@ -50,17 +55,26 @@ pub const MAX_DELTAS_PER_TURN: usize = 4096;
 const STDERR_TAIL_LINES: usize = 40;
 const STDOUT_CHANNEL: usize = 1024;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ClaudeBackend {
     /// `$CLAUDE_CLI` when the backend was made.
     env_cli: Option<String>,
+    /// Where the sessions' processes are reported (the node's process ledger).
+    ledger: Option<Arc<dyn ProcessLedger>>,
 }
 
 impl ClaudeBackend {
     pub fn from_env() -> Self {
         ClaudeBackend {
             env_cli: std::env::var("CLAUDE_CLI").ok(),
+            ledger: None,
         }
+    }
+
+    /// The same backend, its sessions reporting their processes to `ledger`.
+    pub fn with_ledger(mut self, ledger: Arc<dyn ProcessLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 }
 
@@ -71,6 +85,10 @@ impl Backend for ClaudeBackend {
 
     fn speaks_mcp(&self) -> bool {
         true
+    }
+
+    fn reporting_to(&self, ledger: Arc<dyn ProcessLedger>) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(self.clone().with_ledger(ledger)))
     }
 
     fn start_session(&self, spec: &AgentSpec) -> Result<Box<dyn Session>, BackendError> {
@@ -93,6 +111,7 @@ impl Backend for ClaudeBackend {
             bin,
             cwd,
             proc: None,
+            ledger: self.ledger.clone(),
             session_id: spec.resume_session.clone(),
             cost_seen: fresh.then_some(0.0),
             unreported_cost: 0.0,
@@ -128,6 +147,9 @@ impl Tail {
 struct Proc {
     child: Child,
     pid: u32,
+    /// The agent it runs for and where its start was reported (its end is reported on drop).
+    agent: String,
+    ledger: Option<Arc<dyn ProcessLedger>>,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<Vec<u8>>,
     stderr: Arc<Mutex<Tail>>,
@@ -196,6 +218,9 @@ impl Drop for Proc {
         // group id cannot be reused while any member lives; with no member left this is ESRCH.
         signal_group(self.pid, libc::SIGKILL);
         // A leader not yet reaped is handed to tokio's orphan reaper when `child` drops.
+        if let Some(ledger) = &self.ledger {
+            ledger.ended(&self.agent, self.pid);
+        }
     }
 }
 
@@ -219,6 +244,7 @@ struct ClaudeSession {
     bin: PathBuf,
     cwd: Option<PathBuf>,
     proc: Option<Proc>,
+    ledger: Option<Arc<dyn ProcessLedger>>,
     session_id: Option<String>,
     /// The last cumulative `total_cost_usd` seen for `session_id` (None: unknown baseline).
     cost_seen: Option<f64>,
@@ -295,13 +321,17 @@ impl ClaudeSession {
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(|e| {
+        // Forked by the spawner thread: the process dies with the node, even on SIGKILL.
+        let mut child = crate::spawner::spawn(cmd).map_err(|e| {
             BackendError(format!(
                 "cannot start claude ({}): {e}; install it (.ci/install-claude.sh), or set the agent's claude_bin or $CLAUDE_CLI",
                 self.bin.display()
             ))
         })?;
         let pid = child.id().unwrap_or(0);
+        if let (Some(ledger), true) = (&self.ledger, pid > 0) {
+            ledger.started(&self.agent, pid);
+        }
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -347,6 +377,8 @@ impl ClaudeSession {
         Ok(Proc {
             child,
             pid,
+            agent: self.agent.clone(),
+            ledger: self.ledger.clone(),
             stdin,
             lines: rx,
             stderr: tail,
