@@ -180,7 +180,7 @@ WORKSHOP_COOKIE=... workshop node --ephemeral --listen 127.0.0.1:0"
         #[command(flatten)]
         target: remote::Target,
     },
-    /// The nodes this node knows (itself, until clustering lands).
+    /// The nodes of the running node's cluster: itself and the peers it knows, with their state.
     Nodes {
         #[command(flatten)]
         target: remote::Target,
